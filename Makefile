@@ -1,0 +1,43 @@
+# `make help` lists the targets. Every target that runs Python installs what it needs first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+# uv on PATH, else the copy `make install` puts into this Python with pip
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+ARGS ?=
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: ## create .venv from uv.lock (bootstraps uv with pip; quick when up to date)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+train: install ## train the seed CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
+	$(PY) train.py $(ARGS)
+
+test: install ## the whole suite: fast, slow (train.py subprocesses) and real-MNIST tiers
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install ## only the fast tier (seconds)
+	$(PY) -m pytest -m "not slow and not real_data" $(ARGS)
+
+lint: install ## ruff check + format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+tensorboard: install ## serve the dashboards of every run under outputs/
+	.venv/bin/tensorboard --logdir outputs --host localhost
+
+clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes runs)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+clean-outputs: ## delete every run under outputs/ (asks first)
+	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
+
+.PHONY: help install train test test-fast lint format tensorboard clean clean-outputs

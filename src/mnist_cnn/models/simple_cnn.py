@@ -1,0 +1,38 @@
+"""The seed lab's network, layer for layer: conv32-conv64-dense128 (225,034 parameters)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SimpleCNN(nn.Module):
+    """conv1(3x3)+ReLU, pool1, conv2(3x3)+ReLU, pool2, flatten, dense1+ReLU, output -> logits."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        conv1_channels: int = 32,
+        conv2_channels: int = 64,
+        dense_units: int = 128,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=3)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        side = ((image_size - 2) // 2 - 2) // 2  # two valid 3x3 convs, each followed by a 2x2 pool
+        if side < 1:
+            raise ValueError(f"image_size={image_size} is too small for two conv+pool stages")
+        self.dense1 = nn.Linear(conv2_channels * side * side, dense_units)
+        self.output = nn.Linear(dense_units, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
+        x = F.relu(self.dense1(self.flatten(x)))
+        return self.output(x)  # logits: cross-entropy applies the seed's softmax

@@ -1,0 +1,71 @@
+"""ClassifierModule: trains any classification network; loss, metrics and optimizer only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy on logits; logs {train,val,test}/{loss,acc}, train/batch_loss, test/correct."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int = 10,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        # plain containers only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters({"num_classes": num_classes, **(config or {})})
+        # keys carry a suffix: a ModuleDict key "train" would clash with nn.Module.train()
+        self.metrics = nn.ModuleDict()
+        for stage in ("train", "val", "test"):
+            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
+            self.metrics[f"{stage}_loss"] = MeanMetric()
+        self.test_correct = SumMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        preds = logits.argmax(dim=1)
+        acc, mean_loss = self.metrics[f"{stage}_acc"], self.metrics[f"{stage}_loss"]
+        acc(preds, y)
+        # weighted by batch size, so each epoch value is the exact per-sample mean
+        mean_loss(loss.detach(), weight=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
+        if stage == "train":
+            self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
+        if stage == "test":
+            self.test_correct((preds == y).sum())
+            self.log("test/correct", self.test_correct, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())

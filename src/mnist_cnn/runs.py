@@ -1,0 +1,92 @@
+"""Run artefacts: metrics.json (written atomically) and the manifest that makes a run reproducible."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN/inf: store null, so every metrics file parses with any JSON reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """Write to a temp file in the same directory, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite_or_none(data), f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def manifest(repo: Path) -> dict[str, Any]:
+    """What a run needs to be reproduced besides its config: versions, threads, git state."""
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "torch_threads": torch.get_num_threads(),
+        "git": git_state(repo),
+    }
+
+
+class RunRecord:
+    """metrics.json of one run: created as 'running', updated atomically, never half-written."""
+
+    def __init__(self, run_dir: str | os.PathLike, **initial: Any) -> None:
+        self.path = Path(run_dir) / "metrics.json"
+        self.data: dict[str, Any] = {"status": "running", **initial}
+        write_json_atomic(self.path, self.data)
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+        write_json_atomic(self.path, self.data)

@@ -1,0 +1,143 @@
+"""run(cfg): compose the objects a config names, fit, test on the 10,000 test digits, record."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cnn.config import validate
+from mnist_cnn.data.mnist import REPO_ROOT
+from mnist_cnn.errors import UserError
+from mnist_cnn.module import ClassifierModule
+from mnist_cnn.runs import RunRecord, manifest
+
+log = logging.getLogger(__name__)
+
+# Lightning gives its "lightning" logger a console handler of its own; under Hydra the root logger
+# already prints to the console and to <run>/train.log, so every line would appear twice.
+if logging.getLogger().handlers:
+    logging.getLogger("lightning").handlers.clear()
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if value is not None else None
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; returns what metrics.json holds."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    record = RunRecord(run_dir, seed=cfg.seed, manifest=manifest(REPO_ROOT))
+    try:
+        metrics = _fit_and_test(cfg, run_dir, record)
+    except UserError as exc:
+        record.update(status="failed", error=str(exc))
+        raise
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
+        record.update(status="interrupted")
+        raise
+    except Exception as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    log.info(summary(metrics))
+    return metrics
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str, Any]:
+    # Data first: a bad or missing file should stop the run before any model or trainer exists.
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    channels, height, _ = datamodule.image_shape
+
+    L.seed_everything(cfg.seed, workers=True)
+    net = instantiate(
+        cfg.model, in_channels=channels, image_size=height, num_classes=datamodule.num_classes
+    )
+    module = ClassifierModule(
+        net=net,
+        optimizer=instantiate(cfg.optimizer),
+        num_classes=datamodule.num_classes,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    callback_cfgs = cfg.get("callbacks") or {}
+    if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:
+        log.info("data.val_split=0: no validation set, so only last.ckpt is kept")
+        callback_cfgs.model_checkpoint.monitor = None
+    callbacks = [instantiate(c) for c in callback_cfgs.values() if c is not None]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+
+    num_params = sum(p.numel() for p in net.parameters())
+    record.update(num_params=num_params, precision=str(trainer.precision))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    train_seconds = time.perf_counter() - start
+    fit_metrics = dict(trainer.callback_metrics)
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test_ckpt = "best" if cfg.test_ckpt == "best" and best else None
+    if cfg.test_ckpt == "best" and not best:
+        log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
+    start = time.perf_counter()
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[0]
+    test_seconds = time.perf_counter() - start
+
+    total = len(datamodule.splits["test"])
+    correct = round(test_metrics["test/correct"])
+    record.update(
+        status="completed",
+        **{
+            "test/acc": correct / total,  # exact, where torchmetrics' value is float32
+            "test/loss": test_metrics["test/loss"],
+            "test/correct": correct,
+            "test/incorrect": total - correct,
+            "test/total": total,
+            "val/acc": _metric(fit_metrics, "val/acc"),
+            "val/loss": _metric(fit_metrics, "val/loss"),
+            "train/acc": _metric(fit_metrics, "train/acc"),
+            "train/loss": _metric(fit_metrics, "train/loss"),
+        },
+        test_weights="best" if test_ckpt else "final",
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        train_seconds=train_seconds,
+        test_seconds=test_seconds,
+        device=str(module.device),
+        checkpoints={
+            "last": _relative(trainer.checkpoint_callback.last_model_path, run_dir)
+            if trainer.checkpoint_callback
+            else None,
+            "best": _relative(best, run_dir),
+        },
+        run_dir=str(run_dir),
+    )
+    return record.data
+
+
+def _relative(path: str, root: Path) -> str | None:
+    if not path:
+        return None
+    p = Path(path).resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
+
+def summary(m: dict[str, Any]) -> str:
+    """The lines a person reads at the end of a run."""
+    return (
+        f"Test accuracy {100 * m['test/acc']:.2f}% ({m['test/correct']:,} of {m['test/total']:,} "
+        f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, "
+        f"{m['test_weights']} weights, {m['epochs']} epochs in {m['train_seconds']:.1f} s\n"
+        f"Run directory: {m['run_dir']}\n"
+        f"View it: tensorboard --logdir {m['run_dir']}"
+    )
