@@ -1,0 +1,56 @@
+"""Whole-batch indexing of in-memory tensors, shuffled per (seed, epoch).
+
+A DataLoader over a TensorDataset indexes and collates sample by sample; MNIST fits in 55 MB, so
+cutting each batch with one fancy-index is several times cheaper. Shuffling depends only on
+(seed, epoch), not on global RNG state, so a resumed run sees the same order as an unbroken one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class InMemoryBatches(Dataset):
+    """Indexed with a whole batch of indices at once; returns (uint8 images, int64 labels)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+class EpochBatchSampler(Sampler[torch.Tensor]):
+    """Yields index tensors of batch_size (the last may be smaller), reshuffled each epoch."""
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+        self.size = size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before every training epoch (also after a resume)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            # seed < 2**32 and epoch < 2**31 keep this inside the generator's 64-bit seed range
+            generator = torch.Generator().manual_seed(self.seed + (self.epoch << 32))
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        yield from order.split(self.batch_size)
