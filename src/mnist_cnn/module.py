@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.15 deprecates; nothing for us to fix.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 

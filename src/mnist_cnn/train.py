@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ log = logging.getLogger(__name__)
 # already prints to the console and to <run>/train.log, so every line would appear twice.
 if logging.getLogger().handlers:
     logging.getLogger("lightning").handlers.clear()
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -48,9 +49,10 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
-            # seed < 2**32 and epoch < 2**31 keep this inside the generator's 64-bit seed range
-            generator = torch.Generator().manual_seed(self.seed + (self.epoch << 32))
-            order = torch.randperm(self.size, generator=generator)
+            # NumPy mixes the (seed, epoch) pair through SeedSequence; torch's CPU generator would
+            # keep only the low 32 bits of a combined integer seed, losing the epoch.
+            rng = np.random.default_rng([self.seed, self.epoch])
+            order = torch.from_numpy(rng.permutation(self.size))
         else:
             order = torch.arange(self.size)
         yield from order.split(self.batch_size)

@@ -1,0 +1,136 @@
+"""MNISTDataModule on generated IDX files: tensors, split, shuffling, errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_cnn.data.idx import write_idx
+from mnist_cnn.data.mnist import MNISTDataModule, default_data_dir
+from mnist_cnn.errors import UserError
+
+
+def loaded(data_dir, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(data_dir=data_dir, download=False, **kwargs)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def first_batch(loader):
+    return next(iter(loader))
+
+
+def test_split_sizes_follow_keras_validation_split(tiny_data_dir):
+    dm = loaded(tiny_data_dir)
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [540, 60, 200]
+    dm = loaded(tiny_data_dir, val_split=0.25)
+    assert [len(dm.splits[s]) for s in ("train", "val")] == [450, 150]
+
+
+def test_validation_is_the_last_fraction_whatever_the_seed(tiny_data_dir):
+    a, b = loaded(tiny_data_dir, seed=1), loaded(tiny_data_dir, seed=2)
+    assert torch.equal(a.splits["val"].images, b.splits["val"].images)
+    raw = torch.from_numpy(np.fromfile(tiny_data_dir / "MNIST/raw/train-images-idx3-ubyte", np.uint8))
+    last60 = raw[16:].reshape(600, 1, 28, 28)[540:]
+    assert torch.equal(a.splits["val"].images, last60)
+
+
+def test_batches_are_scaled_float_images_with_int64_labels(tiny_data_dir):
+    dm = loaded(tiny_data_dir, batch_size=32)
+    x, y = dm.on_after_batch_transfer(first_batch(dm.train_dataloader()), 0)
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() == 1.0
+    assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
+    assert dm.image_shape == (1, 28, 28) and dm.num_classes == 10
+    assert len(dm.train_dataloader()) == 17  # ceil(540 / 32): the last, partial batch is kept
+
+
+def test_normalize_standardises(tiny_data_dir):
+    dm = loaded(tiny_data_dir, normalize=True)
+    x, _ = dm.on_after_batch_transfer(first_batch(dm.val_dataloader()), 0)
+    assert x.min() == pytest.approx((0 - 0.1307) / 0.3081, abs=1e-5)
+
+
+def test_shuffling_is_seeded_per_epoch(tiny_data_dir):
+    def order(seed, epoch):
+        loader = loaded(tiny_data_dir, seed=seed).train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return torch.cat([y for _, y in loader])
+
+    assert torch.equal(order(7, 0), order(7, 0))
+    assert not torch.equal(order(7, 0), order(8, 0))
+    assert not torch.equal(order(7, 0), order(7, 1))
+    assert sorted(order(7, 1).tolist()) == sorted(order(7, 0).tolist())  # a permutation
+
+
+def test_eval_loaders_keep_file_order(tiny_data_dir):
+    dm = loaded(tiny_data_dir, eval_batch_size=64)
+    labels = torch.cat([y for _, y in dm.test_dataloader()])
+    assert torch.equal(labels, dm.splits["test"].labels)
+
+
+def test_val_split_zero_skips_validation(tiny_data_dir):
+    dm = loaded(tiny_data_dir, val_split=0.0)
+    assert len(dm.splits["train"]) == 600 and dm.val_dataloader() == []
+
+
+def test_val_split_leaving_no_training_sample(tmp_path):
+    from conftest import write_mnist
+
+    root = write_mnist(tmp_path, n_train=3, n_test=2)
+    with pytest.raises(UserError, match=r"data.val_split=0.9 leaves no training sample out of 3"):
+        loaded(root, val_split=0.9)
+
+
+def test_missing_files_without_download_names_dir_files_and_fixes(tmp_path):
+    with pytest.raises(UserError) as err:
+        loaded(tmp_path / "empty")
+    msg = str(err.value)
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in msg
+    for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert name in msg
+    assert "data.data_dir" in msg and "MNIST_DATA_DIR" in msg and "data.download=true" in msg
+
+
+def test_download_without_network_fails_fast_and_leaves_nothing(tmp_path):
+    dm = MNISTDataModule(data_dir=tmp_path, download=True)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="download failed"):
+        dm.prepare_data()
+    assert time.monotonic() - start < 10
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match=r"data.data_dir=.*/f is a file, not a directory"):
+        loaded(tmp_path / "f")
+
+
+def test_corrupt_file_stops_setup_with_its_name(fresh_data_dir):
+    labels = fresh_data_dir / "MNIST/raw/t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1])
+    with pytest.raises(UserError, match=r"t10k-labels-idx1-ubyte: truncated"):
+        loaded(fresh_data_dir)
+
+
+def test_canonical_size_with_other_content_warns(fresh_data_dir, caplog):
+    # same byte count as the real t10k labels file, different bytes: warn, do not fail
+    write_idx(fresh_data_dir / "MNIST/raw/t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
+    write_idx(fresh_data_dir / "MNIST/raw/t10k-images-idx3-ubyte", np.zeros((10000, 28, 28), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        loaded(fresh_data_dir)
+    assert "t10k-labels-idx1-ubyte: md5 differs from the canonical" in caplog.text
+
+
+def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
+    assert default_data_dir() == tmp_path.resolve()
+    monkeypatch.delenv("MNIST_DATA_DIR")
+    assert default_data_dir().name in ("data",)

@@ -1,0 +1,72 @@
+"""SimpleCNN mirrors the seed layer for layer; ClassifierModule trains it."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import torch
+
+from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.module import ClassifierModule
+
+
+def test_seed_architecture_has_225034_parameters_and_its_layer_names():
+    net = SimpleCNN()
+    assert sum(p.numel() for p in net.parameters()) == 225_034
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters() if name.endswith("weight")}
+    assert shapes == {
+        "conv1.weight": (32, 1, 3, 3),
+        "conv2.weight": (64, 32, 3, 3),
+        "dense1.weight": (128, 1600),
+        "output.weight": (10, 128),
+    }
+    assert [n for n, _ in net.named_children()] == [
+        "conv1", "pool1", "conv2", "pool2", "flatten", "dense1", "output",
+    ]  # fmt: skip
+
+
+def test_outputs_logits_per_class():
+    out = SimpleCNN()(torch.rand(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # logits, not probabilities
+
+
+def test_sizes_are_configurable():
+    net = SimpleCNN(conv1_channels=8, conv2_channels=16, dense_units=32, num_classes=5)
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 5)
+    assert net.dense1.in_features == 16 * 5 * 5
+
+
+def test_training_steps_lower_the_loss(tiny_data_dir):
+    torch.manual_seed(0)
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
+    dm.prepare_data()
+    dm.setup("fit")
+    module = ClassifierModule(SimpleCNN(), functools.partial(torch.optim.Adam, lr=1e-3))
+    optimizer = module.configure_optimizers()
+    x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    before = torch.nn.functional.cross_entropy(module(x), y).item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(module(x), y).backward()
+        optimizer.step()
+    assert torch.nn.functional.cross_entropy(module(x), y).item() < before / 2
+
+
+def test_fit_and_test_report_consistent_metrics(tiny_data_dir, tmp_path):
+    L.seed_everything(0)
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=32, eval_batch_size=64)
+    module = ClassifierModule(
+        SimpleCNN(), functools.partial(torch.optim.Adam, lr=3e-3), config={"seed": 0}
+    )
+    trainer = L.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    assert trainer.callback_metrics["val/acc"] > 0.9  # the generated digits are easy
+    result = trainer.test(module, datamodule=dm, verbose=False)[0]
+    assert result["test/correct"] == round(result["test/acc"] * 200)
+    assert module.hparams == {"num_classes": 10, "seed": 0}

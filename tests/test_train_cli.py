@@ -1,0 +1,124 @@
+"""`python train.py` as a subprocess on generated data: run dir, metrics, events, sweeps, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import run_train
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+TINY = ("trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    proc = run_train(f"data.data_dir={tiny_data_dir}", *TINY, "seed=3", run_dir=run_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+@pytest.mark.slow
+def test_run_dir_holds_config_checkpoints_events_and_log(trained):
+    run_dir, _ = trained
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "train.log").stat().st_size > 0
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(n.startswith("best-epoch") for n in ckpts)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_metrics_json_is_complete_and_consistent(trained):
+    run_dir, _ = trained
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["status"] == "completed"
+    assert m["seed"] == 3 and m["epochs"] == 2 and m["num_params"] == 225_034
+    assert m["test/total"] == 200 and m["test/correct"] + m["test/incorrect"] == 200
+    assert m["test/acc"] == m["test/correct"] / 200
+    for key in ("test/loss", "val/acc", "val/loss", "train_seconds"):
+        assert isinstance(m[key], float) and m[key] >= 0, key
+    assert 0.0 <= m["val/acc"] <= 1.0 and m["test/acc"] > 0.9  # the generated digits are easy
+    assert m["precision"] == "32-true" and m["test_weights"] == "final"
+    assert m["manifest"]["packages"]["torch"] == torch.__version__.split("+")[0]
+
+
+@pytest.mark.slow
+def test_checkpoints_load_with_weights_only(trained):
+    run_dir, _ = trained
+    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+        assert state["state_dict"]["net.conv1.weight"].shape == (32, 1, 3, 3)
+        assert state["hyper_parameters"]["seed"] == 3
+        assert state["hyper_parameters"]["data"]["batch_size"] == 32
+
+
+@pytest.mark.slow
+def test_tensorboard_events_read_back(trained):
+    run_dir, _ = trained
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss"} <= tags
+    assert [e.step for e in events.Scalars("val/acc")] == sorted(
+        {e.step for e in events.Scalars("val/acc")}
+    )
+    assert len(events.Scalars("val/acc")) == 2  # one point per epoch
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert events.Scalars("val/acc")[-1].value == pytest.approx(m["val/acc"])
+
+
+@pytest.mark.slow
+def test_summary_names_accuracy_run_dir_and_tensorboard(trained):
+    run_dir, proc = trained
+    out = proc.stdout + proc.stderr
+    assert "Test accuracy" in out and "of 200 correct" in out
+    assert f"tensorboard --logdir {run_dir}" in out
+    assert "225 K" in out  # Lightning's model summary of the 225,034 parameters
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_complete_run_dir_per_job(tiny_data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m", f"data.data_dir={tiny_data_dir}", *TINY, "trainer.max_epochs=1", "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [p.name for p in jobs] == ["0", "1"]
+    weights = []
+    for job, seed in zip(jobs, (1, 2)):
+        m = json.loads((job / "metrics.json").read_text())
+        assert m["status"] == "completed" and m["seed"] == seed
+        state = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
+        weights.append(state["state_dict"]["net.conv1.weight"])
+    assert not torch.equal(*weights)  # different seeds, different networks
+
+
+@pytest.mark.slow
+def test_missing_data_is_one_clear_line_and_exit_2(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false", run_dir=run_dir)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"error: MNIST files missing in {tmp_path / 'nowhere' / 'MNIST' / 'raw'}" in proc.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_bad_settings_exit_2_before_anything_loads(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train("optimizer.lr=-1", "data.batch_size=0", run_dir=run_dir, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "optimizer.lr=-1 is invalid" in proc.stderr and "data.batch_size=0" in proc.stderr
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_unknown_key_is_hydras_error_and_exit_1(tmp_path):
+    proc = run_train("lerning_rate=0.1", run_dir=tmp_path / "run", timeout=60)
+    assert proc.returncode == 1
+    assert "Could not override 'lerning_rate'" in proc.stderr
