@@ -1,4 +1,4 @@
-"""Train the MNIST CNN: `python train.py [key=value ...]` (Hydra overrides; `--help` lists groups)."""
+"""Train the MNIST CNN: `python train.py [key=value ...]` (Hydra overrides; `--help` lists them)."""
 
 import os
 from pathlib import Path

@@ -36,9 +36,7 @@ def test_default_config_is_the_seed_lab():
     validate(cfg)
 
 
-@pytest.mark.parametrize(
-    "group,option", [(g, o) for g, options in GROUPS.items() for o in options]
-)
+@pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_train(f"{group}={option}")
     validate(cfg)

@@ -35,7 +35,9 @@ def test_split_sizes_follow_keras_validation_split(tiny_data_dir):
 def test_validation_is_the_last_fraction_whatever_the_seed(tiny_data_dir):
     a, b = loaded(tiny_data_dir, seed=1), loaded(tiny_data_dir, seed=2)
     assert torch.equal(a.splits["val"].images, b.splits["val"].images)
-    raw = torch.from_numpy(np.fromfile(tiny_data_dir / "MNIST/raw/train-images-idx3-ubyte", np.uint8))
+    raw = torch.from_numpy(
+        np.fromfile(tiny_data_dir / "MNIST/raw/train-images-idx3-ubyte", np.uint8)
+    )
     last60 = raw[16:].reshape(600, 1, 28, 28)[540:]
     assert torch.equal(a.splits["val"].images, last60)
 
@@ -44,7 +46,7 @@ def test_batches_are_scaled_float_images_with_int64_labels(tiny_data_dir):
     dm = loaded(tiny_data_dir, batch_size=32)
     x, y = dm.on_after_batch_transfer(first_batch(dm.train_dataloader()), 0)
     assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32
-    assert 0.0 <= x.min() and x.max() == 1.0
+    assert x.min() >= 0.0 and x.max() == 1.0
     assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
     assert dm.image_shape == (1, 28, 28) and dm.num_classes == 10
     assert len(dm.train_dataloader()) == 17  # ceil(540 / 32): the last, partial batch is kept
@@ -123,7 +125,9 @@ def test_corrupt_file_stops_setup_with_its_name(fresh_data_dir):
 def test_canonical_size_with_other_content_warns(fresh_data_dir, caplog):
     # same byte count as the real t10k labels file, different bytes: warn, do not fail
     write_idx(fresh_data_dir / "MNIST/raw/t10k-labels-idx1-ubyte", np.zeros(10000, np.uint8))
-    write_idx(fresh_data_dir / "MNIST/raw/t10k-images-idx3-ubyte", np.zeros((10000, 28, 28), np.uint8))
+    write_idx(
+        fresh_data_dir / "MNIST/raw/t10k-images-idx3-ubyte", np.zeros((10000, 28, 28), np.uint8)
+    )
     with caplog.at_level(logging.WARNING):
         loaded(fresh_data_dir)
     assert "t10k-labels-idx1-ubyte: md5 differs from the canonical" in caplog.text

@@ -44,7 +44,7 @@ def test_truncated_body_names_file_and_byte_counts(pair):
 def test_header_incomplete(tmp_path, size):
     path = tmp_path / "short"
     path.write_bytes(b"\x00\x00\x08\x03\x00\x00"[:size])
-    with pytest.raises(IDXError, match=r"short: header incomplete: %d bytes.*needs 16" % size):
+    with pytest.raises(IDXError, match=rf"short: header incomplete: {size} bytes.*needs 16"):
         read_images(path)
 
 
@@ -65,7 +65,9 @@ def test_swapped_images_and_labels(pair):
 
 def test_random_magic(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x12\x34\x56\x78" + bytes(20))
-    with pytest.raises(IDXError, match=r"wrong magic number 305419896, expected 2051 for IDX images$"):
+    with pytest.raises(
+        IDXError, match=r"wrong magic number 305419896, expected 2051 for IDX images$"
+    ):
         read_images(tmp_path / "junk")
 
 
@@ -79,7 +81,9 @@ def test_count_mismatch_names_both_files(pair, tmp_path):
 def test_label_out_of_range_names_index_and_value(pair):
     lbl = pair[1]
     write_idx(lbl, np.array([0, 1, 12, 3, 200], dtype=np.uint8))
-    with pytest.raises(IDXError, match=r"lbl: label 12 at index 2 is outside 0..9 \(2 such labels\)"):
+    with pytest.raises(
+        IDXError, match=r"lbl: label 12 at index 2 is outside 0..9 \(2 such labels\)"
+    ):
         read_labels(lbl)
 
 

@@ -90,7 +90,7 @@ def test_multirun_writes_one_complete_run_dir_per_job(tiny_data_dir, tmp_path):
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0", "1"]
     weights = []
-    for job, seed in zip(jobs, (1, 2)):
+    for job, seed in zip(jobs, (1, 2), strict=True):
         m = json.loads((job / "metrics.json").read_text())
         assert m["status"] == "completed" and m["seed"] == seed
         state = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
@@ -101,7 +101,9 @@ def test_multirun_writes_one_complete_run_dir_per_job(tiny_data_dir, tmp_path):
 @pytest.mark.slow
 def test_missing_data_is_one_clear_line_and_exit_2(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_train(f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false", run_dir=run_dir)
+    proc = run_train(
+        f"data.data_dir={tmp_path / 'nowhere'}", "data.download=false", run_dir=run_dir
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"error: MNIST files missing in {tmp_path / 'nowhere' / 'MNIST' / 'raw'}" in proc.stderr

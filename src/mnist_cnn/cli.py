@@ -11,7 +11,7 @@ from mnist_cnn.errors import UserError
 
 
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call fn; on UserError print 'error: ...' and exit with its code (HYDRA_FULL_ERROR=1 re-raises)."""
+    """Call fn; a UserError prints one line and exits with its code (HYDRA_FULL_ERROR=1 raises)."""
     try:
         return fn(*args)
     except UserError as exc:

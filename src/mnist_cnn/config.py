@@ -27,7 +27,10 @@ def _is_real(v: Any) -> bool:
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}"),
     "optimizer.lr": (lambda v: _is_real(v) and math.isfinite(v) and v > 0, "a finite number > 0"),
-    "optimizer.weight_decay": (lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a number >= 0"),
+    "optimizer.weight_decay": (
+        lambda v: _is_real(v) and math.isfinite(v) and v >= 0,
+        "a number >= 0",
+    ),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.eval_batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "data.num_workers": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -36,6 +39,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.normalize": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "model.dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "channels_last": (lambda v: isinstance(v, bool), "true or false"),
     "test_ckpt": (lambda v: v in TEST_CKPT_CHOICES, " or ".join(TEST_CKPT_CHOICES)),
 }
 

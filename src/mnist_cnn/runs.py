@@ -1,4 +1,4 @@
-"""Run artefacts: metrics.json (written atomically) and the manifest that makes a run reproducible."""
+"""Run artefacts: metrics.json (written atomically) and the manifest that makes a run repeatable."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,6 +65,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
         net=net,
         optimizer=instantiate(cfg.optimizer),
         num_classes=datamodule.num_classes,
+        channels_last=cfg.get("channels_last", False),
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callback_cfgs = cfg.get("callbacks") or {}
@@ -88,7 +88,9 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
     if cfg.test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
     start = time.perf_counter()
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[0]
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[
+        0
+    ]
     test_seconds = time.perf_counter() - start
 
     total = len(datamodule.splits["test"])

@@ -67,7 +67,7 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: str = "MNIST",
         download: bool = True,
         batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 256,
         val_split: float = 0.1,
         num_workers: int = 0,
         normalize: bool = False,
@@ -104,7 +104,9 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise UserError(f"data.data_dir={self.data_dir} is a file, not a directory")
-        missing = [f for pair in SPLIT_FILES.values() for f in pair if not (self.raw_dir / f).exists()]
+        missing = [
+            f for pair in SPLIT_FILES.values() for f in pair if not (self.raw_dir / f).exists()
+        ]
         if missing and self.download:
             self._download(missing)
         elif missing:
