@@ -38,7 +38,8 @@ class ClassifierModule(L.LightningModule):
         if channels_last:
             self.net.to(memory_format=self.memory_format)
         # plain containers only, so checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters({"num_classes": num_classes, **(config or {})})
+        # logger=False: the HParamsLogger callback logs them once, beside the final metrics
+        self.save_hyperparameters({"num_classes": num_classes, **(config or {})}, logger=False)
         # keys carry a suffix: a ModuleDict key "train" would clash with nn.Module.train()
         self.metrics = nn.ModuleDict()
         for stage in ("train", "val", "test"):
@@ -51,7 +52,7 @@ class ClassifierModule(L.LightningModule):
             x = x.contiguous(memory_format=self.memory_format)
         return self.net(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
@@ -67,16 +68,17 @@ class ClassifierModule(L.LightningModule):
         if stage == "test":
             self.test_correct.update((preds == y).sum())
             self.log("test/correct", self.test_correct, on_step=False, on_epoch=True)
-        return loss
+        return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        # the logits go to callbacks (confusion matrix, mistakes): the same predictions as test/acc
+        return {"logits": self._step(batch, "test")[1].detach()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -42,6 +42,20 @@ def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
         raise
 
 
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Save a matplotlib figure as PNG via a temp file, so a crash never leaves half an image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def git_state(repo: Path) -> dict[str, Any]:
     try:
         head = subprocess.run(

@@ -95,7 +95,11 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
 
     total = len(datamodule.splits["test"])
     correct = round(test_metrics["test/correct"])
+    dashboards = _callback_summaries(callbacks)
+    if "test/misclassified" in dashboards and dashboards["test/misclassified"] != total - correct:
+        raise RuntimeError("confusion matrix and test/acc disagree: a bug, please report it")
     record.update(
+        **dashboards,
         status="completed",
         **{
             "test/acc": correct / total,  # exact, where torchmetrics' value is float32
@@ -123,6 +127,13 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
         run_dir=str(run_dir),
     )
     return record.data
+
+
+def _callback_summaries(callbacks: list) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for callback in callbacks:
+        summary.update(getattr(callback, "run_summary", {}))
+    return summary
 
 
 def _relative(path: str, root: Path) -> str | None:

@@ -1,0 +1,44 @@
+"""HParams dashboard: the run's settings beside its final metrics, one row per run of a sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+# config subtrees that describe the experiment (not where files go or how progress is drawn)
+SECTIONS = ("seed", "data", "model", "optimizer", "trainer", "channels_last", "test_ckpt")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        elif not key.startswith("_"):
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+class HParamsLogger(L.Callback):
+    """Logs once, after testing, so every row has real metrics (never placeholders)."""
+
+    def __init__(self) -> None:
+        self._val: dict[str, float] = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name in ("val/acc", "val/loss"):
+            if name in trainer.callback_metrics:
+                self._val[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        config = {k: v for k, v in pl_module.hparams.items() if k in SECTIONS}
+        metrics = dict(self._val)
+        for name in ("test/acc", "test/loss"):
+            if name in trainer.callback_metrics:
+                metrics[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
+        for lg in trainer.loggers:
+            if isinstance(lg, TensorBoardLogger):
+                lg.log_hyperparams(flatten(config), metrics)

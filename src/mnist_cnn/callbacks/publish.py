@@ -1,0 +1,44 @@
+"""Where dashboard content goes: every TensorBoard logger of the trainer, and <run>/figures/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+
+from mnist_cnn.runs import save_figure
+
+
+def writers(trainer: L.Trainer) -> list:
+    """The SummaryWriters of the trainer's TensorBoard loggers (none under fast_dev_run)."""
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+def figures_dir(trainer: L.Trainer) -> Path:
+    return Path(trainer.default_root_dir) / "figures"
+
+
+def figure(trainer: L.Trainer, tag: str, fig: Figure, step: int, png: str | None = None) -> None:
+    """Log fig under tag at step; with png, also save it as <run>/figures/<png>; then close it."""
+    try:
+        for writer in writers(trainer):
+            writer.add_figure(tag, fig, global_step=step, close=False)
+        if png and trainer.is_global_zero:
+            save_figure(fig, figures_dir(trainer) / png)
+    finally:
+        plt.close(fig)
+
+
+def text(trainer: L.Trainer, tag: str, markdown: str, step: int) -> None:
+    for writer in writers(trainer):
+        writer.add_text(tag, markdown, global_step=step)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """TensorBoard's text dashboard renders Markdown tables."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

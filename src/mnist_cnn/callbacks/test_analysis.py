@@ -1,0 +1,143 @@
+"""From the test predictions that give test/acc: confusion matrix, per-class metrics, PR curves,
+top confusions and the misclassified digits."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from mnist_cnn import plots
+from mnist_cnn.callbacks import publish
+
+
+class TestAnalysis(L.Callback):
+    """Needs test_step to return {"logits": ...}; the batch gives the images and labels."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(self, num_misclassified: int = 12, top_confusions: int = 5) -> None:
+        self.num_misclassified = num_misclassified
+        self.top_confusions = top_confusions
+        self.run_summary: dict = {}
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._probs, self._targets, self._wrong_images = [], [], []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        probs = outputs["logits"].float().softmax(dim=1).cpu()
+        self._probs.append(probs)
+        self._targets.append(y.cpu())
+        # keep only the images of mistakes: a handful, not the whole test set
+        self._wrong_images.append(x[(probs.argmax(1) != y.cpu()).to(x.device)].cpu())
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        probs, targets = torch.cat(self._probs), torch.cat(self._targets)
+        wrong_images = torch.cat(self._wrong_images)
+        preds = probs.argmax(1)
+        n = probs.shape[1]
+        names = list(getattr(trainer.datamodule, "class_names", [str(k) for k in range(n)]))
+        cm = multiclass_confusion_matrix(preds, targets, n).numpy()
+        step = trainer.global_step
+        for normalize, suffix in ((False, "counts"), (True, "normalised")):
+            fig = plots.confusion_matrix(cm, names, normalize)
+            publish.figure(
+                trainer, f"test/confusion_{suffix}", fig, step, f"confusion_{suffix}.png"
+            )
+        top = self._top_confusions(cm, names)
+        publish.text(
+            trainer,
+            "test/top_confusions",
+            publish.markdown_table(
+                ["count", "true", "predicted as"], [[c["count"], c["true"], c["pred"]] for c in top]
+            ),
+            step,
+        )
+        per_class = self._per_class(preds, targets, n, names, cm)
+        publish.text(
+            trainer,
+            "test/per_class",
+            publish.markdown_table(
+                ["class", "precision", "recall", "f1", "support"],
+                [
+                    [
+                        r["class"],
+                        f"{r['precision']:.4f}",
+                        f"{r['recall']:.4f}",
+                        f"{r['f1']:.4f}",
+                        r["support"],
+                    ]
+                    for r in per_class
+                ],
+            ),
+            step,
+        )
+        for writer in publish.writers(trainer):
+            for k, name in enumerate(names):
+                writer.add_pr_curve(f"test/pr_curve/{name}", targets == k, probs[:, k], step)
+        wrong = torch.nonzero(preds != targets).flatten()
+        self._mistake_grids(trainer, probs, targets, wrong, wrong_images, names, step)
+        self.run_summary = {
+            "test/confusion_matrix": cm.tolist(),
+            "test/top_confusions": top,
+            "test/per_class": per_class,
+            "test/misclassified": int(len(wrong)),
+        }
+
+    def _top_confusions(self, cm: np.ndarray, names: list[str]) -> list[dict]:
+        off = cm.copy()
+        np.fill_diagonal(off, 0)
+        order = np.argsort(-off, axis=None, kind="stable")[: self.top_confusions]
+        pairs = [np.unravel_index(i, cm.shape) for i in order]
+        return [
+            {"count": int(off[t, p]), "true": names[t], "pred": names[p]}
+            for t, p in pairs
+            if off[t, p] > 0
+        ]
+
+    @staticmethod
+    def _per_class(preds, targets, n, names, cm) -> list[dict]:
+        scores = {
+            "precision": multiclass_precision(preds, targets, n, average=None, zero_division=0),
+            "recall": multiclass_recall(preds, targets, n, average=None, zero_division=0),
+            "f1": multiclass_f1_score(preds, targets, n, average=None, zero_division=0),
+        }
+        return [
+            {
+                "class": names[k],
+                **{m: float(v[k]) for m, v in scores.items()},
+                "support": int(cm[k].sum()),
+            }
+            for k in range(n)
+        ]
+
+    def _mistake_grids(self, trainer, probs, targets, wrong, images, names, step) -> None:
+        confidence = probs.max(1).values
+        k = self.num_misclassified
+        first = torch.arange(min(k, len(wrong)))
+        confident = torch.argsort(confidence[wrong], descending=True, stable=True)[:k]
+        for order, tag, title in (
+            (
+                first,
+                "misclassified",
+                f"First {len(first)} of {len(wrong)} misclassified test digits",
+            ),
+            (confident, "most_confident_mistakes", "The most confident mistakes"),
+        ):
+            idx = wrong[order]
+            fig = plots.labelled_images(
+                images[order].numpy(),
+                targets[idx].tolist(),
+                probs[idx].argmax(1).tolist(),
+                confidence[idx].tolist(),
+                names,
+                title,
+            )
+            publish.figure(trainer, f"test/{tag}", fig, step, f"{tag}.png")

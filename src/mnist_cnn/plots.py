@@ -1,0 +1,173 @@
+"""Pure plotting functions: arrays in, matplotlib Figure out (no Trainer, no files, no state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are rendered to files and TensorBoard, never to a screen
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    cols = max(1, min(n, max_cols))
+    return max(1, -(-n // cols)), cols
+
+
+def _show(ax, image: np.ndarray, **kwargs) -> None:
+    """(C, H, W) or (H, W) -> imshow; one channel in grey, three as RGB."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    elif image.ndim == 3:
+        image = np.moveaxis(image, 0, -1)
+    ax.imshow(image, cmap=kwargs.pop("cmap", "gray"), **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def sample_grid(
+    images: np.ndarray,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    title: str = "One training example per class",
+) -> Figure:
+    """Images titled with their class (one per class: the seed's 2x5 figure)."""
+    rows, cols = _grid(len(images), 5)
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels, strict=False):
+        ax.axis("on")
+        _show(ax, image)
+        ax.set_title(f"{class_names[label]}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
+    """Bar chart of samples per class for each split, side by side."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(class_names)), 4))
+    width = 0.8 / max(1, len(counts))
+    x = np.arange(len(class_names))
+    for i, (split, c) in enumerate(counts.items()):
+        ax.bar(x + i * width, c, width, label=f"{split} (n={int(np.sum(c)):,})")
+    ax.set_xticks(x + width * (len(counts) - 1) / 2, class_names)
+    ax.set_xlabel("class")
+    ax.set_ylabel("samples")
+    ax.set_title("Class distribution")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
+    """Train vs validation accuracy and loss per epoch, the seed's two panels."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("acc", "loss"), strict=True):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            values = history.get(f"{split}/{metric}", [])
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy loss")
+        ax.set_title(f"Model {'accuracy' if metric == 'acc' else 'loss'}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def filter_grid(weights: np.ndarray, title: str) -> Figure:
+    """Kernels (N, kh, kw) on a diverging colormap centred on 0, one shared scale."""
+    limit = float(np.abs(weights).max()) or 1.0
+    rows, cols = _grid(len(weights), 8)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.3 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, kernel) in enumerate(zip(axes.flat, weights, strict=False)):
+        image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(str(i), fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.suptitle(title)
+    return fig
+
+
+def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps(maps: np.ndarray, title: str) -> Figure:
+    """Activations (C, H, W) of one input, one panel per channel."""
+    rows, cols = _grid(len(maps), 8)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.25 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, m) in enumerate(zip(axes.flat, maps, strict=False)):
+        ax.imshow(m, cmap="viridis")
+        ax.set_title(str(i), fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool) -> Figure:
+    """Counts (integers) or row-normalised fractions, true class down, predicted across."""
+    cm = np.asarray(cm)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    n = len(class_names)
+    size = max(6, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    image = ax.imshow(shown, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
+    if n <= 20:  # beyond that the numbers would be unreadable
+        threshold = shown.max() / 2
+        for (i, j), v in np.ndenumerate(shown):
+            text = f"{v:.2f}" if normalize else f"{int(v)}"
+            color = "white" if v > threshold else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(
+        range(n), class_names, rotation=45 if n > 10 else 0, ha="right" if n > 10 else "center"
+    )
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total, correct = int(cm.sum()), int(np.trace(cm))
+    kind = "row-normalised" if normalize else "counts"
+    ax.set_title(f"Confusion matrix ({kind}): {correct:,} of {total:,} correct")
+    fig.tight_layout()
+    return fig
+
+
+def labelled_images(
+    images: np.ndarray,
+    true: Sequence[int],
+    pred: Sequence[int],
+    confidence: Sequence[float],
+    class_names: Sequence[str],
+    title: str,
+) -> Figure:
+    """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits."""
+    rows, cols = _grid(max(1, len(images)), 6)
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, t, p, c in zip(axes.flat, images, true, pred, confidence, strict=False):
+        ax.axis("on")
+        _show(ax, image)
+        ax.set_title(f"true {class_names[t]} / pred {class_names[p]}\n({100 * c:.1f}%)", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
