@@ -38,7 +38,9 @@ def sample_grid(
 ) -> Figure:
     """Images titled with their class (one per class: the seed's 2x5 figure)."""
     rows, cols = _grid(len(images), 5)
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2 * cols, 2.2 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label in zip(axes.flat, images, labels, strict=False):
@@ -46,7 +48,6 @@ def sample_grid(
         _show(ax, image)
         ax.set_title(f"{class_names[label]}")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -88,13 +89,19 @@ def filter_grid(weights: np.ndarray, title: str) -> Figure:
     """Kernels (N, kh, kw) on a diverging colormap centred on 0, one shared scale."""
     limit = float(np.abs(weights).max()) or 1.0
     rows, cols = _grid(len(weights), 8)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.3 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(1.2 * cols + 1.2, 1.3 * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, kernel) in enumerate(zip(axes.flat, weights, strict=False)):
         image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(str(i), fontsize=8)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
     fig.suptitle(title)
     return fig
 
@@ -113,7 +120,9 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
 def feature_maps(maps: np.ndarray, title: str) -> Figure:
     """Activations (C, H, W) of one input, one panel per channel."""
     rows, cols = _grid(len(maps), 8)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.25 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.2 * cols, 1.3 * rows + 0.5), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, m) in enumerate(zip(axes.flat, maps, strict=False)):
@@ -161,13 +170,16 @@ def labelled_images(
 ) -> Figure:
     """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits."""
     rows, cols = _grid(max(1, len(images)), 6)
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2 * cols, 2.5 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p, c in zip(axes.flat, images, true, pred, confidence, strict=False):
         ax.axis("on")
         _show(ax, image)
         ax.set_title(f"true {class_names[t]} / pred {class_names[p]}\n({100 * c:.1f}%)", fontsize=9)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig

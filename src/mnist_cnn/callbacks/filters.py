@@ -51,11 +51,13 @@ class FilterLogger(L.Callback):
             self._log_first(trainer, step=trainer.current_epoch + 1)
 
     def _log_first(self, trainer: L.Trainer, step: int, png: str | None = None) -> None:
+        """Step = epochs trained; with png, only the file (TensorBoard has this step already)."""
         name, conv = self._convs[0]
         w = conv.weight.detach().float().cpu().numpy()
         kernels = w[:, 0] if w.shape[1] == 1 else np.linalg.norm(w, axis=1)  # RGB: per-pixel norm
         title = f"{name} kernels after {step} epoch{'s' if step != 1 else ''}"
-        publish.figure(trainer, f"filters/{name}", plots.filter_grid(kernels, title), step, png)
+        tag = None if png else f"filters/{name}"
+        publish.figure(trainer, tag, plots.filter_grid(kernels, title), step, png)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._convs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -42,3 +43,6 @@ class HParamsLogger(L.Callback):
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger):
                 lg.log_hyperparams(flatten(config), metrics)
+                # Lightning wrote an empty hparams.yaml at fit end and never overwrites it
+                (Path(lg.log_dir) / lg.NAME_HPARAMS_FILE).unlink(missing_ok=True)
+                lg.save()

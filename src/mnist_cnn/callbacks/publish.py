@@ -21,10 +21,12 @@ def figures_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir) / "figures"
 
 
-def figure(trainer: L.Trainer, tag: str, fig: Figure, step: int, png: str | None = None) -> None:
-    """Log fig under tag at step; with png, also save it as <run>/figures/<png>; then close it."""
+def figure(
+    trainer: L.Trainer, tag: str | None, fig: Figure, step: int, png: str | None = None
+) -> None:
+    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>; close it."""
     try:
-        for writer in writers(trainer):
+        for writer in writers(trainer) if tag else ():
             writer.add_figure(tag, fig, global_step=step, close=False)
         if png and trainer.is_global_zero:
             save_figure(fig, figures_dir(trainer) / png)

@@ -89,6 +89,7 @@ class TestAnalysis(L.Callback):
             "test/top_confusions": top,
             "test/per_class": per_class,
             "test/misclassified": int(len(wrong)),
+            "test/misclassified_indices": wrong.tolist(),  # positions in the test set
         }
 
     def _top_confusions(self, cm: np.ndarray, names: list[str]) -> list[dict]:

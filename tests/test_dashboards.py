@@ -1,0 +1,190 @@
+"""The dashboard callbacks in a real Trainer run, read back from the TensorBoard event files."""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from mnist_cnn.callbacks.curves import LearningCurves
+from mnist_cnn.callbacks.data_overview import DataOverview
+from mnist_cnn.callbacks.feature_maps import FeatureMapLogger
+from mnist_cnn.callbacks.filters import FilterLogger, sobel_similarity
+from mnist_cnn.callbacks.hparams import HParamsLogger
+from mnist_cnn.callbacks.test_analysis import TestAnalysis
+from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.module import ClassifierModule
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def dashboard_run(tiny_data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash")
+    L.seed_everything(0)
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64, eval_batch_size=64)
+    module = ClassifierModule(
+        SimpleCNN(), functools.partial(torch.optim.Adam, lr=1e-3), config={"seed": 0}
+    )
+    analysis = TestAnalysis(num_misclassified=4)
+    callbacks = [
+        DataOverview(),
+        LearningCurves(),
+        FilterLogger(),
+        FeatureMapLogger(),
+        analysis,
+        HParamsLogger(),
+    ]
+    logger = TensorBoardLogger(root, name="tensorboard", version="", default_hp_metric=False)
+    trainer = L.Trainer(
+        max_epochs=EPOCHS,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=root,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    result = trainer.test(module, datamodule=dm, verbose=False)[0]
+    events = EventAccumulator(str(root / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return SimpleNamespace(
+        root=root, module=module, events=events, result=result, summary=analysis.run_summary
+    )
+
+
+def test_every_image_tag_with_its_step_count(dashboard_run):
+    images = dashboard_run.events.Tags()["images"]
+    expected = {
+        "data/samples": 1,
+        "data/class_distribution": 1,
+        "curves/summary": 1,
+        "filters/conv1": EPOCHS + 1,  # the initial kernels, then one per epoch
+        "filters/conv2_norms": 1,
+        "features/input": 1,
+        "features/conv1": 1,
+        "features/conv2": 1,
+        "test/confusion_counts": 1,
+        "test/confusion_normalised": 1,
+        "test/misclassified": 1,
+        "test/most_confident_mistakes": 1,
+    }
+    for tag, count in expected.items():
+        assert len(dashboard_run.events.Images(tag)) == count, tag
+    assert [e.step for e in dashboard_run.events.Images("filters/conv1")] == [0, 1, 2]
+    assert set(images) == set(expected)
+
+
+def test_images_decode(dashboard_run):
+    for tag in dashboard_run.events.Tags()["images"]:
+        event = dashboard_run.events.Images(tag)[-1]
+        image = Image.open(io.BytesIO(event.encoded_image_string))
+        assert image.size == (event.width, event.height) and min(image.size) > 100, tag
+
+
+def test_scalars_finite_and_text_tables_present(dashboard_run):
+    events = dashboard_run.events
+    for tag in events.Tags()["scalars"]:
+        assert all(np.isfinite(e.value) for e in events.Scalars(tag)), tag
+    tensors = set(events.Tags()["tensors"])  # text and PR curves are tensor summaries
+    assert {
+        "test/top_confusions/text_summary",
+        "test/per_class/text_summary",
+        "filters/conv1_vs_sobel/text_summary",
+        "data/class_counts/text_summary",
+    } <= tensors
+    assert {f"test/pr_curve/{k}" for k in range(10)} <= tensors
+
+
+def test_confusion_matrix_agrees_with_test_accuracy(dashboard_run):
+    cm = np.array(dashboard_run.summary["test/confusion_matrix"])
+    correct = round(dashboard_run.result["test/correct"])
+    assert cm.sum() == 200 and np.trace(cm) == correct
+    assert dashboard_run.summary["test/misclassified"] == 200 - correct
+    assert np.trace(cm) / 200 == pytest.approx(dashboard_run.result["test/acc"])
+
+
+def test_figure_files_exist_and_decode(dashboard_run):
+    names = {p.name for p in (dashboard_run.root / "figures").glob("*.png")}
+    assert {
+        "samples.png",
+        "class_distribution.png",
+        "curves.png",
+        "filters_conv1.png",
+        "filters_conv2.png",
+        "features_conv1.png",
+        "features_conv2.png",
+        "confusion_counts.png",
+        "confusion_normalised.png",
+        "misclassified.png",
+        "most_confident_mistakes.png",
+    } == names
+    for name in names:
+        Image.open(dashboard_run.root / "figures" / name).verify()
+
+
+def test_hparams_logged_with_final_metrics(dashboard_run):
+    hparams = (dashboard_run.root / "tensorboard" / "hparams.yaml").read_text()
+    assert "seed: 0" in hparams
+    scalars = set(dashboard_run.events.Tags()["scalars"])
+    assert {"hp/test_acc", "hp/test_loss", "hp/val_acc", "hp/val_loss"} <= scalars
+    content = dashboard_run.events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} >= {"hp/test_acc", "hp/val_acc"}
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["seed"].number_value == 0
+
+
+class _Writer:
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def test_test_analysis_on_known_predictions(tmp_path):
+    """Crafted logits: the mistakes, the matrix and the top confusion are known exactly."""
+    analysis = TestAnalysis(num_misclassified=3, top_confusions=2)
+    trainer = SimpleNamespace(
+        loggers=[],
+        default_root_dir=str(tmp_path),
+        is_global_zero=True,
+        global_step=0,
+        datamodule=SimpleNamespace(class_names=list("abc")),
+    )
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    preds = torch.tensor([0, 1, 1, 2, 1, 1, 2])  # wrong at 2 (c->b), 3 (a->c), 5 (c->b)
+    logits = torch.nn.functional.one_hot(preds, 3).float() * 5
+    images = torch.arange(7).float().view(7, 1, 1, 1).expand(7, 1, 4, 4)
+    analysis.on_test_epoch_start(trainer, None)
+    for part in (slice(0, 4), slice(4, 7)):  # two batches
+        batch = (images[part], targets[part])
+        analysis.on_test_batch_end(trainer, None, {"logits": logits[part]}, batch, 0)
+    analysis.on_test_epoch_end(trainer, None)
+    s = analysis.run_summary
+    assert s["test/misclassified_indices"] == [2, 3, 5]
+    assert s["test/confusion_matrix"] == [[1, 0, 1], [0, 2, 0], [0, 2, 1]]
+    assert s["test/top_confusions"] == [
+        {"count": 2, "true": "c", "pred": "b"},
+        {"count": 1, "true": "a", "pred": "c"},
+    ]
+    recall = {r["class"]: r["recall"] for r in s["test/per_class"]}
+    assert recall == pytest.approx({"a": 0.5, "b": 1.0, "c": 1 / 3})
+    assert (Path(tmp_path) / "figures" / "misclassified.png").is_file()
+
+
+def test_sobel_similarity_recognises_sobel_kernels():
+    sx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
+    sims = sobel_similarity(np.stack([sx * 0.1, -sx.T, np.ones((3, 3))]))
+    np.testing.assert_allclose(sims["sobel_x"], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(sims["sobel_y"], [0.0, -1.0, 0.0], atol=1e-12)

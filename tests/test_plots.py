@@ -1,0 +1,68 @@
+"""Pure plotting functions: the figure shows the numbers it was given."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from mnist_cnn import plots
+
+NAMES = [str(k) for k in range(10)]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_filter_grid_shows_each_kernel_on_a_zero_centred_scale():
+    rng = np.random.default_rng(0)
+    kernels = rng.normal(size=(32, 3, 3))
+    kernels[5, 1, 1] = 4.0  # the largest magnitude sets the shared scale
+    fig = plots.filter_grid(kernels, "conv1")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 32
+    for image, kernel in zip(images, kernels, strict=True):
+        np.testing.assert_array_equal(image.get_array(), kernel)
+        assert image.get_clim() == (-4.0, 4.0)
+
+
+def test_confusion_matrix_title_counts_and_cells():
+    cm = np.diag([5] * 10)
+    cm[4, 9] = 3
+    fig = plots.confusion_matrix(cm, NAMES, normalize=False)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Confusion matrix (counts): 50 of 53 correct"
+    texts = {t.get_text() for t in ax.texts}
+    assert {"5", "3", "0"} <= texts and not any("." in t for t in texts)  # integers
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    norm = plots.confusion_matrix(cm, NAMES, normalize=True).axes[0]
+    assert "0.62" in {t.get_text() for t in norm.texts}  # 5 / 8 in row 4
+
+
+def test_labelled_images_titles_and_empty_case():
+    images = np.zeros((2, 1, 28, 28), np.uint8)
+    fig = plots.labelled_images(images, [4, 7], [9, 1], [0.5, 0.987], NAMES, "mistakes")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["true 4 / pred 9\n(50.0%)", "true 7 / pred 1\n(98.7%)"]
+    empty = plots.labelled_images(images[:0], [], [], [], NAMES, "none here")
+    assert any(t.get_text() == "none" for ax in empty.axes for t in ax.texts)
+
+
+def test_learning_curves_two_panels_one_point_per_epoch():
+    history = {"train/acc": [0.9, 0.95], "val/acc": [0.92, 0.96], "train/loss": [0.3, 0.1]}
+    fig = plots.learning_curves(history)
+    acc, loss = fig.axes
+    assert [len(line.get_xdata()) for line in acc.lines] == [2, 2]
+    assert len(loss.lines) == 1 and list(loss.lines[0].get_xdata()) == [1, 2]
+
+
+def test_sample_grid_and_class_distribution():
+    fig = plots.sample_grid(np.zeros((10, 1, 28, 28)), list(range(10)), NAMES)
+    assert [ax.get_title() for ax in fig.axes] == NAMES
+    counts = {"train": np.arange(10), "test": np.ones(10)}
+    bars = plots.class_distribution(counts, NAMES).axes[0]
+    assert len(bars.patches) == 20
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == ["train (n=45)", "test (n=10)"]
