@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -188,3 +195,55 @@ def test_sobel_similarity_recognises_sobel_kernels():
     sims = sobel_similarity(np.stack([sx * 0.1, -sx.T, np.ones((3, 3))]))
     np.testing.assert_allclose(sims["sobel_x"], [1.0, 0.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(sims["sobel_y"], [0.0, -1.0, 0.0], atol=1e-12)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(dashboard_run.root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/data/plugin"
+    try:
+        deadline, scalars = time.monotonic() + 90, {}
+        while time.monotonic() < deadline and "val/acc" not in scalars.get("tensorboard", {}):
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            with contextlib.suppress(OSError):  # not listening yet
+                scalars = _get(f"{base}/scalars/tags")
+            time.sleep(0.5)
+        assert {"train/acc", "val/acc", "test/acc"} <= set(scalars["tensorboard"])
+        images = _get(f"{base}/images/tags")["tensorboard"]
+        assert {"filters/conv1", "test/confusion_counts", "test/misclassified"} <= set(images)
+        assert "test/top_confusions/text_summary" in _get(f"{base}/text/tags")["tensorboard"]
+        experiment = _get(f"{base}/hparams/experiment", {"experimentName": ""})
+        assert "seed" in {h["name"] for h in experiment["hparamInfos"]}
+        assert "hp/test_acc" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
