@@ -1,9 +1,13 @@
 """Train the MNIST CNN: `python train.py [key=value ...]` (Hydra overrides; `--help` lists them)."""
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 # conf/paths resolves outputs/ against the repository, wherever the command is launched from
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -14,12 +18,42 @@ def main(cfg) -> float | None:
     from mnist_cnn.cli import exit_on_user_error
     from mnist_cnn.config import validate
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg)
     # settings are checked before torch and Lightning load: a typo answers in a second, not fifteen
     exit_on_user_error(validate, cfg)
     from mnist_cnn.train import run
 
     metrics = exit_on_user_error(run, cfg)
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
+
+
+def _sweep_job(cfg) -> float | None:
+    """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
+    from mnist_cnn.config import validate
+    from mnist_cnn.errors import UserError
+
+    try:
+        validate(cfg)
+        from mnist_cnn.train import run
+
+        return run(cfg).get("val/acc")
+    except UserError as exc:
+        print(f"error: job {HydraConfig.get().job.num}: {exc}", file=sys.stderr, flush=True)
+        _mark_failed(str(exc))
+    except Exception as exc:
+        logging.getLogger("train").exception("job %s failed", HydraConfig.get().job.num)
+        _mark_failed(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _mark_failed(error: str) -> None:
+    """A job stopped before run() wrote metrics.json still says why in its directory."""
+    from mnist_cnn.runs import write_json_atomic
+
+    path = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
+    if not path.exists():
+        write_json_atomic(path, {"status": "failed", "error": error})
 
 
 if __name__ == "__main__":

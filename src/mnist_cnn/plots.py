@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -182,4 +183,37 @@ def labelled_images(
     if not len(images):
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
     fig.suptitle(title)
+    return fig
+
+
+def group_comparison(groups: Mapping[str, Mapping]) -> Figure:
+    """Per-seed test accuracies as points, each group's mean with its 95% CI as an error bar."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) + 2), 4.5), layout="constrained")
+    for i, d in enumerate(groups.values()):
+        values = np.asarray(d["values"]) * 100
+        ax.scatter(
+            np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)),
+            values,
+            color="0.5",
+            s=18,
+            zorder=2,
+            label="one seed" if i == 0 else None,
+        )
+        lo, hi = (100 * np.asarray(d["ci95"])) if d["ci95"] else (100 * d["mean"],) * 2
+        mean = 100 * d["mean"]
+        ax.errorbar(
+            i + 0.25,
+            mean,
+            yerr=[[mean - lo], [hi - mean]],
+            fmt="o",
+            color="C0",
+            capsize=5,
+            zorder=3,
+            label="mean, 95% CI" if i == 0 else None,
+        )
+    ax.set_xticks(range(len(groups)), [textwrap.fill(g, 24) for g in groups], fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy by group")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
     return fig

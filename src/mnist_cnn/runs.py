@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,20 +27,33 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write to a temp file in the same directory, then rename: readers never see half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(_finite_or_none(data), f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    text = json.dumps(_finite_or_none(data), indent=2, sort_keys=True, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def state_dict_sha256(module) -> str:
+    """SHA-256 over every tensor's name and bytes (layout-independent): equal iff equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:

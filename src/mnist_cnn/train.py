@@ -15,7 +15,7 @@ from mnist_cnn.config import validate
 from mnist_cnn.data.mnist import REPO_ROOT
 from mnist_cnn.errors import UserError
 from mnist_cnn.module import ClassifierModule
-from mnist_cnn.runs import RunRecord, manifest
+from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and test one configuration; returns what metrics.json holds."""
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir).resolve()
-    record = RunRecord(run_dir, seed=cfg.seed, manifest=manifest(REPO_ROOT))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    record = RunRecord(run_dir, seed=cfg.seed, config=config, manifest=manifest(REPO_ROOT))
     try:
-        metrics = _fit_and_test(cfg, run_dir, record)
+        metrics = _fit_and_test(cfg, config, run_dir, record)
     except UserError as exc:
         record.update(status="failed", error=str(exc))
         raise
@@ -50,7 +51,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str, Any]:
+def _fit_and_test(
+    cfg: DictConfig, config: dict[str, Any], run_dir: Path, record: RunRecord
+) -> dict[str, Any]:
+    start = time.perf_counter()
     # Data first: a bad or missing file should stop the run before any model or trainer exists.
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -66,7 +70,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
         optimizer=instantiate(cfg.optimizer),
         num_classes=datamodule.num_classes,
         channels_last=cfg.get("channels_last", False),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
     )
     callback_cfgs = cfg.get("callbacks") or {}
     if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:
@@ -77,6 +81,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
 
     num_params = sum(p.numel() for p in net.parameters())
+    setup_seconds = time.perf_counter() - start
     record.update(num_params=num_params, precision=str(trainer.precision))
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -115,6 +120,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, record: RunRecord) -> dict[str
         test_weights="best" if test_ckpt else "final",
         epochs=trainer.current_epoch,
         global_step=trainer.global_step,
+        weights_sha256=state_dict_sha256(net),  # the tested weights: equal hash, equal bits
+        setup_seconds=setup_seconds,  # data read + validated, objects built
         train_seconds=train_seconds,
         test_seconds=test_seconds,
         device=str(module.device),

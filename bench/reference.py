@@ -1,0 +1,76 @@
+"""The honest baseline: the seed workload as a plain PyTorch loop, no Lightning, no Hydra.
+
+Same data (54,000 train / 6,000 val / 10,000 test, uint8 in memory, scaled per batch), same network,
+Adam 1e-3, batch 128, 3 epochs, validation every epoch, test at the end, fp32, NCHW, eager.
+Prints one JSON line with its phase timings and test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+T0 = time.perf_counter()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mnist_cnn.data.idx import read_split  # noqa: E402
+from mnist_cnn.models.simple_cnn import SimpleCNN  # noqa: E402
+
+
+def evaluate(net, x, y, batch=256):
+    net.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            logits = net(x[i : i + batch].float().div_(255))
+            loss += F.cross_entropy(logits, y[i : i + batch], reduction="sum").item()
+            correct += (logits.argmax(1) == y[i : i + batch]).sum().item()
+    net.train()
+    return correct / len(y), loss / len(y)
+
+
+def main(raw: str, epochs: int = 3, batch: int = 128, seed: int = 42) -> None:
+    t_import = time.perf_counter() - T0
+    t = time.perf_counter()
+    x, y = read_split(f"{raw}/train-images-idx3-ubyte", f"{raw}/train-labels-idx1-ubyte")
+    xt, yt = read_split(f"{raw}/t10k-images-idx3-ubyte", f"{raw}/t10k-labels-idx1-ubyte")
+    x, y = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y).long()
+    xt, yt = torch.from_numpy(xt).unsqueeze(1), torch.from_numpy(yt).long()
+    xtr, ytr, xv, yv = x[:54000], y[:54000], x[54000:], y[54000:]
+    t_data = time.perf_counter() - t
+    torch.manual_seed(seed)
+    net = SimpleCNN()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(ytr))
+        for i in range(0, len(ytr), batch):
+            idx = order[i : i + batch]
+            loss = F.cross_entropy(net(xtr[idx].float().div_(255)), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        val_acc, _ = evaluate(net, xv, yv)
+    t_fit = time.perf_counter() - t
+    t = time.perf_counter()
+    test_acc, test_loss = evaluate(net, xt, yt)
+    t_test = time.perf_counter() - t
+    print(
+        json.dumps(
+            {
+                "imports": t_import,
+                "data": t_data,
+                "fit": t_fit,
+                "test": t_test,
+                "test_acc": test_acc,
+                "val_acc": val_acc,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:]))

@@ -1,0 +1,239 @@
+"""Compare runs: group by every config value that differs except the seed; mean, std, 95% CI
+(t-distribution), Welch's t-test between groups, and bit-identity of same-seed reruns.
+
+Reads metrics.json files only (never instantiates anything it reads back).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from mnist_cnn.errors import UserError
+
+METRICS = ("test/acc", "test/loss", "val/acc")
+IGNORED = ("seed", "data.seed", "ckpt_path")  # the seed is what a group varies over
+IGNORED_PREFIXES = ("paths.", "hydra.")
+ALPHA = 0.05
+
+
+@dataclass
+class Run:
+    path: Path
+    seed: Any
+    metrics: dict[str, float]
+    config: dict[str, Any]
+    weights: str | None
+
+
+@dataclass
+class Group:
+    key: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "all runs"
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def discover(paths: list[str]) -> list[Path]:
+    """Run dirs under each path (a run dir, a sweep dir or a glob), each once, in order."""
+    found: dict[Path, None] = {}
+    for pattern in paths:
+        matches = sorted(glob.glob(os.path.expanduser(pattern))) or [pattern]
+        for match in map(Path, matches):
+            if not match.exists():
+                raise UserError(f"{match}: no such run or sweep directory")
+            if (match / "metrics.json").exists() or (match / ".hydra").is_dir():
+                found[match.resolve()] = None
+            for m in sorted(match.rglob("metrics.json")):
+                found[m.parent.resolve()] = None
+            for h in sorted(match.rglob(".hydra")):  # a run that died before writing metrics
+                found[h.parent.resolve()] = None
+    return list(found)
+
+
+def load(run_dir: Path) -> Run | str:
+    """A usable Run, or the reason it is excluded."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return "no metrics.json (the run died before it started)"
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"metrics.json unreadable ({exc})"
+    if not isinstance(m, dict):
+        return "metrics.json is not an object"
+    status = m.get("status")
+    if status != "completed":
+        why = f": {m['error']}" if m.get("error") else ""
+        return "still running (or killed)" if status == "running" else f"status {status}{why}"
+    values = {}
+    for name in METRICS:
+        v = m.get(name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return f"{name} is missing or not finite ({v!r})"
+        values[name] = float(v)
+    if not isinstance(m.get("config"), dict):
+        return "metrics.json has no config (written by an older version)"
+    # values that name the run's own directory differ by construction: not a config difference
+    own = str(run_dir)
+    config = {
+        k: v
+        for k, v in flatten(m["config"]).items()
+        if not (isinstance(v, str) and v.startswith(own))
+    }
+    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"))
+
+
+def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
+    """Group by the config values that differ across runs (the seed excepted)."""
+    keys = sorted(set().union(*(r.config for r in runs)))
+    keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
+    differing = [k for k in keys if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+    groups: dict[str, Group] = {}
+    for run in runs:
+        key = {k: run.config.get(k) for k in differing}
+        groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
+    return list(groups.values()), differing
+
+
+def describe(values: list[float]) -> dict[str, Any]:
+    """n, mean, std (n-1), min, max and the 95% t confidence interval of the mean."""
+    n = len(values)
+    out: dict[str, Any] = {
+        "n": n,
+        "mean": sum(values) / n,
+        "min": min(values),
+        "max": max(values),
+        "values": list(values),
+    }
+    if n < 2:
+        out.update(std=None, ci95=None, note="n=1: no spread or interval")
+        return out
+    sem = stats.sem(values)
+    out["std"] = stats.tstd(values)
+    if sem == 0:
+        out["ci95"] = [out["mean"], out["mean"]]
+    else:
+        out["ci95"] = list(stats.t.interval(0.95, n - 1, loc=out["mean"], scale=sem))
+    return out
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Welch's t-test (unequal variances) of two groups' values, with a plain verdict."""
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": diff, "p": None, "verdict": "too few runs for a test (need n >= 2 each)"}
+    if stats.tstd(a) == 0 and stats.tstd(b) == 0:
+        same = diff == 0
+        return {
+            "diff": diff,
+            "p": None,
+            "verdict": "identical" if same else "no spread: untestable",
+        }
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    n = f"n={len(a)}" if len(a) == len(b) else f"n={len(a)} and {len(b)}"
+    if p < ALPHA:
+        verdict = f"{'higher' if diff > 0 else 'lower'}, significant at {ALPHA} ({n})"
+    else:
+        verdict = f"not distinguishable from seed noise at {n}"
+    return {"diff": diff, "p": p, "verdict": verdict}
+
+
+def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
+    """Runs sharing config and seed: identical bits, or by how much they differ."""
+    same: dict[str, list[Run]] = {}
+    for run in runs:
+        key = (
+            json.dumps(
+                {k: v for k, v in run.config.items() if not k.startswith("paths.")},
+                sort_keys=True,
+                default=str,
+            )
+            + f"|{run.seed}"
+        )
+        same.setdefault(key, []).append(run)
+    checks = []
+    for group in (g for g in same.values() if len(g) > 1):
+        first = group[0]
+        for other in group[1:]:
+            deltas = {m: abs(first.metrics[m] - other.metrics[m]) for m in METRICS}
+            identical = first.weights == other.weights and not any(deltas.values())
+            checks.append(
+                {
+                    "runs": [str(first.path), str(other.path)],
+                    "seed": first.seed,
+                    "bit_identical": identical and first.weights is not None,
+                    "max_metric_diff": max(deltas.values()),
+                }
+            )
+    return checks
+
+
+def compare(paths: list[str], baseline: int | None = None) -> dict[str, Any]:
+    """Everything compare.py prints and writes, as plain data."""
+    excluded, runs = [], []
+    for run_dir in discover(paths):
+        loaded = load(run_dir)
+        (
+            runs.append(loaded)
+            if isinstance(loaded, Run)
+            else excluded.append({"path": str(run_dir), "reason": loaded})
+        )
+    if not runs:
+        raise UserError(
+            f"no completed run under {', '.join(paths)}; see the excluded list: {excluded}"
+        )
+    groups, differing = group_runs(runs)
+    table = [
+        {
+            "group": g.label,
+            **{m: describe([r.metrics[m] for r in g.runs]) for m in METRICS},
+            "seeds": [r.seed for r in g.runs],
+            "runs": [str(r.path) for r in g.runs],
+        }
+        for g in groups
+    ]
+    pairs = (
+        [(baseline, i) for i in range(len(groups)) if i != baseline]
+        if baseline is not None
+        else list(itertools.combinations(range(len(groups)), 2))
+    )
+    tests = [
+        {
+            "a": groups[i].label,
+            "b": groups[j].label,
+            "metric": "test/acc",
+            **welch(
+                [r.metrics["test/acc"] for r in groups[i].runs],
+                [r.metrics["test/acc"] for r in groups[j].runs],
+            ),
+        }
+        for i, j in pairs
+    ]
+    return {
+        "differing_keys": differing,
+        "groups": table,
+        "tests": tests,
+        "reproducibility": reproducibility(runs),
+        "excluded": excluded,
+    }

@@ -1,0 +1,89 @@
+"""Render a comparison: a Markdown table for the terminal; CSV, JSON and a plot beside the runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from mnist_cnn import plots
+from mnist_cnn.runs import save_figure, write_json_atomic, write_text_atomic
+
+COLUMNS = ("test/acc", "test/loss", "val/acc")
+
+
+def _cell(d: dict[str, Any], pct: bool) -> str:
+    scale, unit = (100, "%") if pct else (1, "")
+    if d["std"] is None:
+        return f"{scale * d['mean']:.2f}{unit} (n=1)" if pct else f"{d['mean']:.4f} (n=1)"
+    lo, hi = (scale * v for v in d["ci95"])
+    if pct:
+        return f"{scale * d['mean']:.2f} ± {scale * d['std']:.2f}{unit} [{lo:.2f}, {hi:.2f}]"
+    return f"{d['mean']:.4f} ± {d['std']:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| group | n | test acc (mean ± std [95% CI]) | min | max | test loss | val acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in result["groups"]:
+        acc = g["test/acc"]
+        cells = [
+            g["group"],
+            acc["n"],
+            _cell(acc, True),
+            f"{100 * acc['min']:.2f}%",
+            f"{100 * acc['max']:.2f}%",
+            _cell(g["test/loss"], False),
+            _cell(g["val/acc"], True),
+        ]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if result["differing_keys"]:
+        lines += ["", f"Grouped by: {', '.join(result['differing_keys'])} (seeds pooled)."]
+    for t in result["tests"]:
+        p = "n/a" if t["p"] is None else f"{t['p']:.3g}"
+        lines.append(
+            f"- {t['a']} vs {t['b']}: test acc difference {100 * t['diff']:+.3f} points, "
+            f"Welch p = {p}: {t['verdict']}"
+        )
+    for c in result["reproducibility"]:
+        state = (
+            "bit-identical" if c["bit_identical"] else f"differ (max {c['max_metric_diff']:.3g})"
+        )
+        lines.append(f"- same config and seed {c['seed']}: {state}: {' and '.join(c['runs'])}")
+    if result["excluded"]:
+        lines += ["", "Excluded:"] + [f"- {e['path']}: {e['reason']}" for e in result["excluded"]]
+    return "\n".join(lines)
+
+
+def default_out_dir(result: dict[str, Any]) -> Path:
+    paths = [p for g in result["groups"] for p in g["runs"]]
+    return Path(os.path.commonpath(paths)) if len(paths) > 1 else Path(paths[0]).parent
+
+
+def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """comparison.json, comparison.csv and comparison.png in out_dir; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "comparison.json", result)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "group",
+            "n",
+            *(f"{m} {s}" for m in COLUMNS for s in ("mean", "std", "ci95_low", "ci95_high")),
+        ]
+    )
+    for g in result["groups"]:
+        row = [g["group"], g["test/acc"]["n"]]
+        for m in COLUMNS:
+            d = g[m]
+            row += [d["mean"], d["std"], *(d["ci95"] or (None, None))]
+        writer.writerow(row)
+    write_text_atomic(out_dir / "comparison.csv", buffer.getvalue())
+    points = {g["group"]: g["test/acc"] for g in result["groups"]}
+    save_figure(plots.group_comparison(points), out_dir / "comparison.png")
+    return [out_dir / n for n in ("comparison.json", "comparison.csv", "comparison.png")]
