@@ -37,7 +37,7 @@ def _sweep_job(cfg) -> float | None:
         validate(cfg)
         from mnist_cnn.train import run
 
-        return run(cfg).get("val/acc")
+        return run(cfg, parallel_jobs=_parallel_jobs()).get("val/acc")
     except UserError as exc:
         print(f"error: job {HydraConfig.get().job.num}: {exc}", file=sys.stderr, flush=True)
         _mark_failed(str(exc))
@@ -45,6 +45,15 @@ def _sweep_job(cfg) -> float | None:
         logging.getLogger("train").exception("job %s failed", HydraConfig.get().job.num)
         _mark_failed(f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _parallel_jobs() -> int:
+    """Jobs the launcher runs at once on this machine (joblib's n_jobs; otherwise one)."""
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = int(launcher.get("n_jobs", 1) or 1)
+    return n_jobs if n_jobs > 0 else os.cpu_count() or 1
 
 
 def _mark_failed(error: str) -> None:

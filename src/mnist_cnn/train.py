@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,9 +32,16 @@ def _metric(metrics: dict[str, Any], key: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test one configuration; returns what metrics.json holds."""
+def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
+    """Train and test one configuration; returns what metrics.json holds.
+
+    parallel_jobs: how many runs share this machine (threads=auto divides the cores among them).
+    """
     validate(cfg)
+    threads = cfg.get("threads", "auto")
+    if threads == "auto":
+        threads = max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
+    torch.set_num_threads(threads)
     run_dir = Path(cfg.paths.output_dir).resolve()
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(run_dir, seed=cfg.seed, config=config, manifest=manifest(REPO_ROOT))
