@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,8 @@ def describe(values: list[float]) -> dict[str, Any]:
     if n < 2:
         out.update(std=None, ci95=None, note="n=1: no spread or interval")
         return out
-    sem = stats.sem(values)
-    out["std"] = stats.tstd(values)
+    out["std"] = statistics.stdev(values)  # exact for equal values, where SciPy's warns
+    sem = out["std"] / math.sqrt(n)
     if sem == 0:
         out["ci95"] = [out["mean"], out["mean"]]
     else:
@@ -143,7 +144,7 @@ def welch(a: list[float], b: list[float]) -> dict[str, Any]:
     diff = sum(a) / len(a) - sum(b) / len(b)
     if len(a) < 2 or len(b) < 2:
         return {"diff": diff, "p": None, "verdict": "too few runs for a test (need n >= 2 each)"}
-    if stats.tstd(a) == 0 and stats.tstd(b) == 0:
+    if statistics.stdev(a) == 0 and statistics.stdev(b) == 0:
         same = diff == 0
         return {
             "diff": diff,

@@ -1,0 +1,148 @@
+"""compare: statistics checked by hand, grouping, exclusions, artefacts, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_cnn.compare import compare, describe, welch
+from mnist_cnn.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_confidence_interval_by_hand():
+    # mean 0.99, sd 0.01, sem 0.01/sqrt(3); t(0.975, df=2) = 4.302653 -> half-width 0.0248414
+    d = describe([0.98, 0.99, 1.00])
+    assert d["n"] == 3 and d["mean"] == pytest.approx(0.99) and d["std"] == pytest.approx(0.01)
+    assert d["ci95"] == pytest.approx([0.99 - 0.0248414, 0.99 + 0.0248414], abs=1e-7)
+
+
+def test_welch_p_value_by_hand():
+    # means 2.5 and 4.5, both variances 5/3: t = -2 / sqrt(5/6) = -2.19089, df = 6.
+    # For df = 6, P(|T| < t) = sqrt(x) (1 + (1-x)/2 + 3(1-x)^2/8), x = t^2/(t^2+6) = 4/9,
+    # = 2/3 * (1 + 5/18 + 25/216) = 301/324, so p = 23/324.
+    result = welch([1, 2, 3, 4], [3, 4, 5, 6])
+    assert result["p"] == pytest.approx(23 / 324, rel=1e-9)
+    assert (
+        result["diff"] == -2 and "not distinguishable from seed noise at n=4" in result["verdict"]
+    )
+    assert "significant" in welch([1, 1.1, 0.9, 1.05], [3, 3.1, 2.9, 3.05])["verdict"]
+
+
+def test_too_few_runs_say_so_instead_of_nan():
+    assert describe([0.5])["std"] is None and describe([0.5])["ci95"] is None
+    assert welch([0.5], [0.6, 0.7])["p"] is None
+
+
+def write_run(path: Path, seed: int, acc: float | None, lr: float = 1e-3, **extra) -> Path:
+    path.mkdir(parents=True)
+    metrics = {
+        "status": "completed",
+        "seed": seed,
+        "test/acc": acc,
+        "test/loss": 0.05,
+        "val/acc": 0.98,
+        "weights_sha256": f"hash-{seed}-{lr}",
+        "config": {
+            "seed": seed,
+            "optimizer": {"lr": lr},
+            "data": {"batch_size": 128},
+            "trainer": {"default_root_dir": str(path)},
+        },
+        **extra,
+    }
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """Two learning rates x 3 seeds, plus one failed, one half-written, one NaN run."""
+    accs = {1e-3: [0.981, 0.983, 0.985], 3e-3: [0.990, 0.991, 0.992]}
+    i = 0
+    for lr, values in accs.items():
+        for seed, acc in enumerate(values):
+            write_run(tmp_path / str(i), seed, acc, lr)
+            i += 1
+    write_run(tmp_path / "failed", 9, 0.5, status="failed", error="diverged")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "metrics.json").write_text('{"status": "compl')
+    write_run(tmp_path / "nan", 8, None)
+    (tmp_path / "died" / ".hydra").mkdir(parents=True)
+    return tmp_path
+
+
+def test_groups_by_the_differing_key_with_matching_statistics(sweep):
+    result = compare([str(sweep)])
+    assert result["differing_keys"] == ["optimizer.lr"]  # not the seed, not the run's own dir
+    groups = {g["group"]: g for g in result["groups"]}
+    assert set(groups) == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
+    low = groups["optimizer.lr=0.001"]["test/acc"]
+    assert (
+        low["n"] == 3 and low["mean"] == pytest.approx(0.983) and low["std"] == pytest.approx(0.002)
+    )
+    [test] = result["tests"]
+    assert test["p"] < 0.05 and "lower, significant" in test["verdict"]
+
+
+def test_bad_runs_listed_with_reasons_and_excluded(sweep):
+    excluded = {Path(e["path"]).name: e["reason"] for e in compare([str(sweep)])["excluded"]}
+    assert excluded["failed"] == "status failed: diverged"
+    assert excluded["half"].startswith("metrics.json unreadable")
+    assert excluded["nan"] == "test/acc is missing or not finite (None)"
+    assert excluded["died"].startswith("no metrics.json")
+
+
+def test_same_seed_reruns_checked_for_bit_identity(tmp_path):
+    write_run(tmp_path / "a", 1, 0.98)
+    write_run(tmp_path / "b", 1, 0.98)
+    write_run(tmp_path / "c", 1, 0.97)
+    checks = compare([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")])[
+        "reproducibility"
+    ]
+    assert [c["bit_identical"] for c in checks] == [True, False]
+    assert checks[1]["max_metric_diff"] == pytest.approx(0.01)
+
+
+def test_paths_given_twice_and_globs_are_deduplicated(sweep):
+    result = compare([str(sweep / "0"), str(sweep / "0"), str(sweep / "[01]")])
+    assert sum(g["test/acc"]["n"] for g in result["groups"]) == 2
+
+
+def test_nothing_usable_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no completed run"):
+        compare([str(tmp_path)])
+    with pytest.raises(UserError, match="no such run or sweep directory"):
+        compare([str(tmp_path / "missing")])
+
+
+def test_cli_prints_the_table_and_writes_artefacts(sweep, tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(sweep), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| optimizer.lr=0.001 | 3 | 98.30 ± 0.20% [" in proc.stdout
+    assert "Welch p = " in proc.stdout and "Excluded:" in proc.stdout
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [r["n"] for r in rows] == ["3", "3"]
+    assert json.loads((out / "comparison.json").read_text())["differing_keys"] == ["optimizer.lr"]
+    assert (out / "comparison.png").stat().st_size > 1000
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    )

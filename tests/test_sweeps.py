@@ -1,0 +1,81 @@
+"""Multirun: same seed, same bits; failures recorded; joblib equals serial; launcher configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_train
+from hydra import compose, initialize_config_dir
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY = ("trainer.max_epochs=1", "data.batch_size=32", "callbacks=minimal")
+
+
+def metrics(job: Path) -> dict:
+    return json.loads((job / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_same_seed_same_bits_other_seed_differs(tiny_data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m", f"data.data_dir={tiny_data_dir}", *TINY, "seed=5,5,6", f"hydra.sweep.dir={sweep}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b, c = (metrics(sweep / str(i)) for i in range(3))
+    keys = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "weights_sha256")
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert a["weights_sha256"] != c["weights_sha256"]
+    summary = json.loads((sweep / "comparison.json").read_text())
+    assert [r["bit_identical"] for r in summary["reproducibility"]] == [True]
+    assert "Sweep summary" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_failed_job_does_not_stop_the_others(tiny_data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        f"data.data_dir={tiny_data_dir}",
+        *TINY,
+        "optimizer.lr=-1,0.001",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 1
+    failed, good = metrics(sweep / "0"), metrics(sweep / "1")
+    assert failed["status"] == "failed" and "optimizer.lr=-1 is invalid" in failed["error"]
+    assert good["status"] == "completed"
+    assert "1 job(s) of the sweep did not complete" in proc.stderr
+
+
+@pytest.mark.slow
+def test_joblib_parallel_sweep_equals_the_serial_one(tiny_data_dir, tmp_path):
+    common = ("-m", f"data.data_dir={tiny_data_dir}", *TINY, "seed=1,2")
+    parallel = run_train(*common, "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path / 'p'}")
+    serial = run_train(*common, "threads=1", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert parallel.returncode == 0 and serial.returncode == 0, parallel.stderr[-2000:]
+    for job in ("0", "1"):
+        p, s = metrics(tmp_path / "p" / job), metrics(tmp_path / "s" / job)
+        assert p["manifest"]["torch_threads"] == 1  # 2 cores / 2 jobs: no oversubscription
+        assert p["weights_sha256"] == s["weights_sha256"] and p["test/loss"] == s["test/loss"]
+
+
+def compose_hydra(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_slurm_launcher_config_composes_with_its_job_settings():
+    cfg = compose_hydra("hydra/launcher=slurm", "hydra.launcher.partition=cpu")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.cpus_per_task, launcher.timeout_min) == ("cpu", 4, 30)
+
+
+def test_optuna_search_config_maximises_val_acc():
+    cfg = compose_hydra("hparams_search=optuna_lr")
+    sweeper = cfg.hydra.sweeper
+    assert "optuna" in sweeper._target_ and sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"optimizer.lr", "data.batch_size"}
