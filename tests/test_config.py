@@ -76,6 +76,9 @@ def test_unknown_key_and_unknown_option_are_composition_errors():
         ("seed=true", "seed"),
         ("test_ckpt=worst", "test_ckpt"),
         ("data.download=maybe", "data.download"),
+        ("model.init=he", "model.init"),
+        ("threads=0", "threads"),
+        ("channels_last=1", "channels_last"),
     ],
 )
 def test_nonsense_values_are_rejected_naming_the_key(override, key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import lightning as L
+import pytest
 import torch
 
 from mnist_cnn.data.mnist import MNISTDataModule
@@ -31,6 +32,17 @@ def test_outputs_logits_per_class():
     out = SimpleCNN()(torch.rand(5, 1, 28, 28))
     assert out.shape == (5, 10)
     assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # logits, not probabilities
+
+
+def test_keras_initialisation_mirrors_the_seed():
+    torch.manual_seed(0)
+    net = SimpleCNN()  # Glorot-uniform kernels, zero biases
+    assert all(not m.bias.any() for m in (net.conv1, net.conv2, net.dense1, net.output))
+    limit = (6 / (1600 + 128)) ** 0.5
+    assert net.dense1.weight.abs().max() <= limit and net.dense1.weight.abs().max() > 0.9 * limit
+    assert SimpleCNN(init="torch").conv1.bias.any()
+    with pytest.raises(ValueError, match="init='he'"):
+        SimpleCNN(init="he")
 
 
 def test_sizes_are_configurable():

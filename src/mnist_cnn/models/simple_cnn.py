@@ -7,6 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def keras_init(module: nn.Module) -> None:
+    """Keras' defaults, as in the seed: Glorot-uniform kernels and zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class SimpleCNN(nn.Module):
     """conv1(3x3)+ReLU, pool1, conv2(3x3)+ReLU, pool2, flatten, dense1+ReLU, output -> logits."""
 
@@ -18,6 +25,7 @@ class SimpleCNN(nn.Module):
         conv2_channels: int = 64,
         dense_units: int = 128,
         num_classes: int = 10,
+        init: str = "keras",
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=3)
@@ -30,6 +38,10 @@ class SimpleCNN(nn.Module):
             raise ValueError(f"image_size={image_size} is too small for two conv+pool stages")
         self.dense1 = nn.Linear(conv2_channels * side * side, dense_units)
         self.output = nn.Linear(dense_units, num_classes)
+        if init == "keras":
+            self.apply(keras_init)
+        elif init != "torch":
+            raise ValueError(f"init={init!r}: expected 'keras' (the seed's) or 'torch'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(F.relu(self.conv1(x)))
