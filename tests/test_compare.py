@@ -108,6 +108,8 @@ def test_same_seed_reruns_checked_for_bit_identity(tmp_path):
     ]
     assert [c["bit_identical"] for c in checks] == [True, False]
     assert checks[1]["max_metric_diff"] == pytest.approx(0.01)
+    [group] = compare([str(tmp_path)])["groups"]
+    assert group["test/acc"]["n"] == 1 and group["test/acc"]["mean"] == 0.98  # seed 1 counted once
 
 
 def test_paths_given_twice_and_globs_are_deduplicated(sweep):

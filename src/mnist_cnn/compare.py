@@ -205,6 +205,8 @@ def compare(paths: list[str], baseline: int | None = None) -> dict[str, Any]:
             f"no completed run under {', '.join(paths)}; see the excluded list: {excluded}"
         )
     groups, differing = group_runs(runs)
+    for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
+        g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
     table = [
         {
             "group": g.label,
