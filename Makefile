@@ -22,6 +22,12 @@ test: install ## the whole suite: fast, slow (train.py subprocesses) and real-MN
 test-fast: install ## only the fast tier (seconds)
 	$(PY) -m pytest -m "not slow and not real_data" $(ARGS)
 
+notebook: install ## run notebooks/mnist_lab.ipynb in full mode; the executed copy lands in outputs/notebook/
+	$(PY) notebooks/execute.py
+
+notebook-strip: install ## remove outputs from the committed notebook
+	$(PY) notebooks/execute.py --strip
+
 lint: install ## ruff check + format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -40,4 +46,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train test test-fast lint format tensorboard clean clean-outputs
+.PHONY: help install train test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from mnist_cnn.callbacks.filters import FilterLogger, sobel_similarity
 from mnist_cnn.callbacks.hparams import HParamsLogger
 from mnist_cnn.callbacks.test_analysis import TestAnalysis
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
 
@@ -247,3 +249,29 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path, caplog):
+    L.seed_everything(0)
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
+    module = ClassifierModule(MLP(), functools.partial(torch.optim.Adam, lr=1e-3))
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    callbacks = [FilterLogger(), FeatureMapLogger(), TestAnalysis(), LearningCurves()]
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with caplog.at_level(logging.INFO):
+        trainer.fit(module, datamodule=dm)
+        trainer.test(module, datamodule=dm, verbose=False)
+    assert "FilterLogger skipped: the network has no convolution layers" in caplog.text
+    assert caplog.text.count("FeatureMapLogger skipped") == 1
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    images = set(events.Tags()["images"])
+    assert "test/confusion_counts" in images and not any(t.startswith("filters/") for t in images)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
 
@@ -24,8 +25,14 @@ def test_seed_architecture_has_225034_parameters_and_its_layer_names():
         "output.weight": (10, 128),
     }
     assert [n for n, _ in net.named_children()] == [
-        "conv1", "pool1", "conv2", "pool2", "flatten", "dense1", "output",
-    ]  # fmt: skip
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "flatten",
+        "dense1",
+        "output",
+    ]
 
 
 def test_outputs_logits_per_class():
@@ -74,11 +81,34 @@ def test_fit_and_test_report_consistent_metrics(tiny_data_dir, tmp_path):
         SimpleCNN(), functools.partial(torch.optim.Adam, lr=3e-3), config={"seed": 0}
     )
     trainer = L.Trainer(
-        max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=dm)
     assert trainer.callback_metrics["val/acc"] > 0.9  # the generated digits are easy
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
+    assert result["test/total"] == 200
     assert result["test/correct"] == round(result["test/acc"] * 200)
+    limited = L.Trainer(limit_test_batches=2, logger=False, enable_progress_bar=False)
+    assert limited.test(module, datamodule=dm, verbose=False)[0]["test/total"] == 128
     assert module.hparams == {"num_classes": 10, "seed": 0}
+
+
+def test_mlp_is_the_lab4_dense_baseline():
+    net = MLP()
+    assert sum(p.numel() for p in net.parameters()) == 101_770  # 784*128+128 + 128*10+10
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    wide = MLP(hidden=[256, 64], dropout=0.2, num_classes=5)
+    assert wide(torch.rand(2, 1, 28, 28)).shape == (2, 5)
+    assert [type(m).__name__ for m in wide.hidden] == [
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "ReLU",
+        "Dropout",
+    ]

@@ -45,7 +45,10 @@ class ClassifierModule(L.LightningModule):
         for stage in ("train", "val", "test"):
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
             self.metrics[f"{stage}_loss"] = MeanMetric()
+        # counts, not rates: the run summary says "9,889 of 10,000" exactly, also under
+        # limit_test_batches, where fewer than the whole test set are seen
         self.test_correct = SumMetric()
+        self.test_total = SumMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
@@ -67,7 +70,9 @@ class ClassifierModule(L.LightningModule):
             self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
         if stage == "test":
             self.test_correct.update((preds == y).sum())
+            self.test_total.update(len(y))
             self.log("test/correct", self.test_correct, on_step=False, on_epoch=True)
+            self.log("test/total", self.test_total, on_step=False, on_epoch=True)
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -70,6 +70,22 @@ def save_figure(fig, path: str | os.PathLike) -> None:
         raise
 
 
+def save_png(rgb, path: str | os.PathLike) -> None:
+    """Save an (H, W, 3) uint8 array as PNG, atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def git_state(repo: Path) -> dict[str, Any]:
     try:
         head = subprocess.run(

@@ -32,6 +32,18 @@ def _metric(metrics: dict[str, Any], key: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def compose_config(overrides: list[str], run_dir: str | os.PathLike) -> DictConfig:
+    """The config `python train.py OVERRIDES` builds, writing into run_dir (notebooks, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
+    run_dir = Path(run_dir).resolve()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     """Train and test one configuration; returns what metrics.json holds.
 
@@ -107,7 +119,7 @@ def _fit_and_test(
     ]
     test_seconds = time.perf_counter() - start
 
-    total = len(datamodule.splits["test"])
+    total = round(test_metrics["test/total"])  # what was tested (limit_test_batches may cut)
     correct = round(test_metrics["test/correct"])
     dashboards = _callback_summaries(callbacks)
     if "test/misclassified" in dashboards and dashboards["test/misclassified"] != total - correct:

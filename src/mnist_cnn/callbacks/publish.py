@@ -6,10 +6,11 @@ from pathlib import Path
 
 import lightning as L
 import matplotlib.pyplot as plt
+import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 
-from mnist_cnn.runs import save_figure
+from mnist_cnn.runs import save_png
 
 
 def writers(trainer: L.Trainer) -> list:
@@ -24,12 +25,21 @@ def figures_dir(trainer: L.Trainer) -> Path:
 def figure(
     trainer: L.Trainer, tag: str | None, fig: Figure, step: int, png: str | None = None
 ) -> None:
-    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>; close it."""
+    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>; close it.
+
+    The figure is rendered once and the same pixels go to both places: rendering is most of
+    what the dashboards cost.
+    """
+    targets = writers(trainer) if tag else []
     try:
-        for writer in writers(trainer) if tag else ():
-            writer.add_figure(tag, fig, global_step=step, close=False)
+        if not targets and not (png and trainer.is_global_zero):
+            return
+        fig.canvas.draw()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+        for writer in targets:
+            writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
         if png and trainer.is_global_zero:
-            save_figure(fig, figures_dir(trainer) / png)
+            save_png(rgb, figures_dir(trainer) / png)
     finally:
         plt.close(fig)
 
