@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from mnist_cnn.data.mnist import default_data_dir  # noqa: E402
+from mnist_cnn.data.sources import default_data_dir  # noqa: E402
 
 TRAIN_SAMPLES = 54_000
 

@@ -53,6 +53,20 @@ def fresh_data_dir(tmp_path) -> Path:
     return write_mnist(tmp_path / "data")
 
 
+def quiet_trainer(root: Path, **kwargs):
+    """A Lightning Trainer for in-process tests: no progress bar, summary or checkpoints."""
+    import lightning as L
+
+    defaults = dict(
+        logger=False,
+        default_root_dir=root,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})
+
+
 def run_train(*overrides: str, run_dir: Path | None = None, env: dict | None = None, timeout=300):
     """Run `python train.py` as a user would; returns the CompletedProcess (text mode)."""
     args = [sys.executable, str(ROOT / "train.py"), *overrides]

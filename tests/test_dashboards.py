@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import quiet_trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -56,15 +57,7 @@ def dashboard_run(tiny_data_dir, tmp_path_factory):
         HParamsLogger(),
     ]
     logger = TensorBoardLogger(root, name="tensorboard", version="", default_hp_metric=False)
-    trainer = L.Trainer(
-        max_epochs=EPOCHS,
-        logger=logger,
-        callbacks=callbacks,
-        default_root_dir=root,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(root, max_epochs=EPOCHS, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=dm)
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
     events = EventAccumulator(str(root / "tensorboard"), size_guidance={"images": 0})
@@ -257,15 +250,7 @@ def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path,
     module = ClassifierModule(MLP(), functools.partial(torch.optim.Adam, lr=1e-3))
     logger = TensorBoardLogger(tmp_path, name="tb", version="")
     callbacks = [FilterLogger(), FeatureMapLogger(), TestAnalysis(), LearningCurves()]
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=logger,
-        callbacks=callbacks,
-        default_root_dir=tmp_path,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=logger, callbacks=callbacks)
     with caplog.at_level(logging.INFO):
         trainer.fit(module, datamodule=dm)
         trainer.test(module, datamodule=dm, verbose=False)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mnist_cnn.data.idx import write_idx
-from mnist_cnn.data.mnist import MNISTDataModule, default_data_dir
+from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.data.sources import default_data_dir
 from mnist_cnn.errors import UserError
 
 

@@ -7,6 +7,7 @@ import functools
 import lightning as L
 import pytest
 import torch
+from conftest import quiet_trainer
 
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.mlp import MLP
@@ -80,20 +81,13 @@ def test_fit_and_test_report_consistent_metrics(tiny_data_dir, tmp_path):
     module = ClassifierModule(
         SimpleCNN(), functools.partial(torch.optim.Adam, lr=3e-3), config={"seed": 0}
     )
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=2)
     trainer.fit(module, datamodule=dm)
     assert trainer.callback_metrics["val/acc"] > 0.9  # the generated digits are easy
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
     assert result["test/total"] == 200
     assert result["test/correct"] == round(result["test/acc"] * 200)
-    limited = L.Trainer(limit_test_batches=2, logger=False, enable_progress_bar=False)
+    limited = quiet_trainer(tmp_path, limit_test_batches=2)
     assert limited.test(module, datamodule=dm, verbose=False)[0]["test/total"] == 128
     assert module.hparams == {"num_classes": 10, "seed": 0}
 

@@ -61,5 +61,32 @@ def validate(cfg: DictConfig) -> None:
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
+    problems += _augment_problems(cfg)
     if problems:
         raise UserError("; ".join(problems))
+
+
+def _augment_problems(cfg: DictConfig) -> list[str]:
+    augment = OmegaConf.select(cfg, "data.augment")
+    if augment is None:
+        return []
+    if not isinstance(augment, DictConfig):
+        return [f"data.augment={augment!r} is invalid: expected null or a mapping"]
+    checks = {
+        "degrees": (lambda v: _is_real(v) and 0 <= v <= 180, "a number in [0, 180]"),
+        "translate": (lambda v: _is_real(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+        "scale": (
+            lambda v: len(v) == 2 and all(_is_real(x) and x > 0 for x in v) and v[0] <= v[1],
+            "[low, high] with 0 < low <= high",
+        ),
+    }
+    problems = [
+        f"data.augment.{key} is not a setting: use {', '.join(checks)}"
+        for key in augment
+        if key not in checks
+    ]
+    for key, (ok, expected) in checks.items():
+        value = augment.get(key)
+        if value is not None and not ok(value):
+            problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
+    return problems

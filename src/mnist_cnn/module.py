@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class ClassifierModule(L.LightningModule):
@@ -29,10 +30,12 @@ class ClassifierModule(L.LightningModule):
         num_classes: int = 10,
         channels_last: bool = False,
         config: dict[str, Any] | None = None,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         # NHWC layout: oneDNN's CPU convolutions run ~15% faster on it, results stay fp32
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -85,5 +88,16 @@ class ClassifierModule(L.LightningModule):
         # the logits go to callbacks (confusion matrix, mistakes): the same predictions as test/acc
         return {"logits": self._step(batch, "test")[1].detach()}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        # schedules that span the whole run are told its length in steps
+        steps = int(self.trainer.estimated_stepping_batches)
+        kind = getattr(self.scheduler_factory, "func", self.scheduler_factory).__name__
+        length = {"OneCycleLR": {"total_steps": steps}, "CosineAnnealingLR": {"T_max": steps}}
+        scheduler = self.scheduler_factory(optimizer, **length.get(kind, {}))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

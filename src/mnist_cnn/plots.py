@@ -59,7 +59,8 @@ def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[s
     x = np.arange(len(class_names))
     for i, (split, c) in enumerate(counts.items()):
         ax.bar(x + i * width, c, width, label=f"{split} (n={int(np.sum(c)):,})")
-    ax.set_xticks(x + width * (len(counts) - 1) / 2, class_names)
+    tilt = max(map(len, class_names)) > 3
+    ax.set_xticks(x + width * (len(counts) - 1) / 2, class_names, rotation=30 if tilt else 0)
     ax.set_xlabel("class")
     ax.set_ylabel("samples")
     ax.set_title("Class distribution")
@@ -148,8 +149,9 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool
             text = f"{v:.2f}" if normalize else f"{int(v)}"
             color = "white" if v > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
+    tilt = n > 10 or max(map(len, class_names)) > 3  # long names (Fashion-MNIST) slant
     ax.set_xticks(
-        range(n), class_names, rotation=45 if n > 10 else 0, ha="right" if n > 10 else "center"
+        range(n), class_names, rotation=40 if tilt else 0, ha="right" if tilt else "center"
     )
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")

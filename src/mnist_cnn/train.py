@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn.config import validate
-from mnist_cnn.data.mnist import REPO_ROOT
+from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
@@ -89,6 +89,7 @@ def _fit_and_test(
     module = ClassifierModule(
         net=net,
         optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         num_classes=datamodule.num_classes,
         channels_last=cfg.get("channels_last", False),
         config=config,

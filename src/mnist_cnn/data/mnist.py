@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import warnings
 from pathlib import Path
 
@@ -13,41 +11,16 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
+from mnist_cnn.data import sources
+from mnist_cnn.data.augment import RandomAffineBatch
 from mnist_cnn.data.batches import EpochBatchSampler, InMemoryBatches
-from mnist_cnn.data.idx import md5sum, read_split
+from mnist_cnn.data.idx import read_split
 from mnist_cnn.errors import UserError
 
-log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DOWNLOAD_TIMEOUT_S = 5.0
-SPLIT_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-# (size, md5) of the canonical uncompressed files; torchvision only knows the .gz sums
-CANONICAL = {
-    "MNIST": {
-        "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
-        "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
-        "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
-        "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
-    },
-}
-MEAN_STD = {"MNIST": (0.1307, 0.3081)}
+MEAN_STD = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
 
 # The whole dataset is in memory and batches are one index operation: workers only add overhead.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-
-
-def default_data_dir() -> Path:
-    """$MNIST_DATA_DIR, else ../shared/data when it holds MNIST/raw, else data/ in the repo."""
-    if env := os.environ.get("MNIST_DATA_DIR"):
-        return Path(env).expanduser().resolve()
-    shared = REPO_ROOT.parent / "shared" / "data"
-    if (shared / "MNIST" / "raw").is_dir():
-        return shared.resolve()
-    return REPO_ROOT / "data"
 
 
 def scale_images(images: torch.Tensor, mean: float | None = None, std: float | None = None):
@@ -71,6 +44,7 @@ class MNISTDataModule(L.LightningDataModule):
         val_split: float = 0.1,
         num_workers: int = 0,
         normalize: bool = False,
+        augment: dict | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -78,7 +52,9 @@ class MNISTDataModule(L.LightningDataModule):
             raise UserError(f"data.dataset={dataset!r} is not a torchvision MNIST-style dataset")
         self.dataset_cls = getattr(datasets, dataset)
         self.dataset = dataset
-        self.data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
+        self.data_dir = (
+            Path(data_dir).expanduser().resolve() if data_dir else sources.default_data_dir(dataset)
+        )
         self.download = download
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -86,6 +62,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.mean, self.std = MEAN_STD.get(dataset, (None, None)) if normalize else (None, None)
         self.seed = seed
+        # training batches only: random affine per digit (degrees, translate, scale)
+        self.augment = RandomAffineBatch(**augment, seed=seed) if augment else None
         self.class_names = [c.split(" - ")[0] for c in self.dataset_cls.classes]
         self.splits: dict[str, InMemoryBatches] = {}
 
@@ -104,14 +82,16 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise UserError(f"data.data_dir={self.data_dir} is a file, not a directory")
-        missing = [
-            f for pair in SPLIT_FILES.values() for f in pair if not (self.raw_dir / f).exists()
-        ]
-        if missing and self.download:
-            self._download(missing)
-        elif missing:
-            raise UserError(self._missing_message(missing, "data.download=false"))
-        self._check_canonical()
+        absent = sources.missing(self.raw_dir)
+        if absent:
+            sources.copy_from_system(self.dataset, self.raw_dir, absent)
+            absent = sources.missing(self.raw_dir)
+        if absent and self.download:
+            sources.download(self.dataset_cls, self.data_dir, self.raw_dir, absent)
+        elif absent:
+            why = "data.download=false"
+            raise UserError(sources.missing_message(self.dataset, self.raw_dir, absent, why))
+        sources.check_canonical(self.dataset, self.raw_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # run() prepares the data before the Trainer does; load once
@@ -128,7 +108,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["test"] = InMemoryBatches(*self._read("test"))
 
     def _read(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = read_split(*(self.raw_dir / f for f in SPLIT_FILES[split]))
+        images, labels = read_split(*(self.raw_dir / f for f in sources.SPLIT_FILES[split]))
         images = torch.from_numpy(images).unsqueeze(1)  # (N, 1, H, W): one channel
         return images, torch.from_numpy(labels).long()
 
@@ -157,33 +137,10 @@ class MNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        trainer = self.trainer
+        if self.augment is not None and trainer is not None and trainer.training:
+            x = self.augment(scale_images(images), step=trainer.global_step)
+            if self.mean is not None:
+                x = x.sub_(self.mean).div_(self.std)
+            return x, labels
         return scale_images(images, self.mean, self.std), labels
-
-    def _download(self, missing: list[str]) -> None:
-        before = set(self.raw_dir.iterdir()) if self.raw_dir.is_dir() else set()
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # no network must fail fast, not hang
-        try:
-            self.dataset_cls(str(self.data_dir), train=True, download=True)
-        except Exception as exc:
-            for leftover in set(self.raw_dir.iterdir()) - before if self.raw_dir.is_dir() else ():
-                leftover.unlink(missing_ok=True)  # never leave a partial file a later run accepts
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(self._missing_message(missing, f"download failed: {reason}")) from None
-        finally:
-            socket.setdefaulttimeout(previous)
-
-    def _missing_message(self, missing: list[str], why: str) -> str:
-        return (
-            f"{self.dataset} files missing in {self.raw_dir}: {', '.join(missing)} ({why}). "
-            f"Fix: point data.data_dir (or the MNIST_DATA_DIR environment variable) at a "
-            f"directory holding {self.dataset}/raw/; or copy the four files into {self.raw_dir}; "
-            "or set data.download=true on a machine with network access."
-        )
-
-    def _check_canonical(self) -> None:
-        """Warn, not fail, when a file has the canonical size but not the canonical content."""
-        for name, (size, md5) in CANONICAL.get(self.dataset, {}).items():
-            path = self.raw_dir / name
-            if path.is_file() and path.stat().st_size == size and md5sum(path) != md5:
-                log.warning("%s: md5 differs from the canonical %s file (%s)", path, name, md5)

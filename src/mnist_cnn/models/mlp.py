@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_cnn.models.simple_cnn import keras_init
+from mnist_cnn.models.simple_cnn import initialise
 
 
 class MLP(nn.Module):
@@ -33,10 +33,7 @@ class MLP(nn.Module):
             width = units
         self.hidden = nn.Sequential(*layers)
         self.output = nn.Linear(width, num_classes)
-        if init == "keras":
-            self.apply(keras_init)
-        elif init != "torch":
-            raise ValueError(f"init={init!r}: expected 'keras' or 'torch'")
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.hidden(self.flatten(x)))

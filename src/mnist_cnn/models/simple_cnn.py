@@ -11,7 +11,16 @@ def keras_init(module: nn.Module) -> None:
     """Keras' defaults, as in the seed: Glorot-uniform kernels and zero biases."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def initialise(net: nn.Module, init: str) -> None:
+    """init='keras' (the seed's) re-initialises every layer; 'torch' keeps PyTorch's defaults."""
+    if init == "keras":
+        net.apply(keras_init)
+    elif init != "torch":
+        raise ValueError(f"init={init!r}: expected 'keras' (the seed's) or 'torch'")
 
 
 class SimpleCNN(nn.Module):
@@ -38,10 +47,7 @@ class SimpleCNN(nn.Module):
             raise ValueError(f"image_size={image_size} is too small for two conv+pool stages")
         self.dense1 = nn.Linear(conv2_channels * side * side, dense_units)
         self.output = nn.Linear(dense_units, num_classes)
-        if init == "keras":
-            self.apply(keras_init)
-        elif init != "torch":
-            raise ValueError(f"init={init!r}: expected 'keras' (the seed's) or 'torch'")
+        initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(F.relu(self.conv1(x)))

@@ -1,0 +1,121 @@
+"""Where the IDX files come from: a data dir, Debian's packaged copy, or torchvision's download.
+
+Every file obtained here is still validated by idx.py before use; nothing is trusted blindly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from mnist_cnn.data.idx import md5sum
+from mnist_cnn.errors import UserError
+from mnist_cnn.runs import atomic_path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DOWNLOAD_TIMEOUT_S = 5.0
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FILES = [f for pair in SPLIT_FILES.values() for f in pair]
+SIZES = {  # the same for MNIST and Fashion-MNIST: 60,000 / 10,000 images of 28x28
+    "train-images-idx3-ubyte": 47040016,
+    "train-labels-idx1-ubyte": 60008,
+    "t10k-images-idx3-ubyte": 7840016,
+    "t10k-labels-idx1-ubyte": 10008,
+}
+# md5 of the canonical uncompressed files (torchvision only knows those of its .gz downloads)
+CANONICAL_MD5 = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+}
+# gzipped copies that Debian packages install (apt-get install dataset-fashion-mnist)
+SYSTEM_COPIES = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
+SYSTEM_PACKAGES = {"FashionMNIST": "dataset-fashion-mnist"}
+
+
+def default_data_dir(dataset: str = "MNIST") -> Path:
+    """The first of $MNIST_DATA_DIR, ../shared/data, data/ (in the repo) holding <dataset>/raw;
+    else $MNIST_DATA_DIR if set, else data/ (where a download or Debian's copy lands)."""
+    env = os.environ.get("MNIST_DATA_DIR")
+    candidates = [Path(env).expanduser()] if env else []
+    candidates += [REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "data"]
+    for candidate in candidates:
+        if (candidate / dataset / "raw").is_dir():
+            return candidate.resolve()
+    return candidates[0].resolve() if env else REPO_ROOT / "data"
+
+
+def missing(raw_dir: Path) -> list[str]:
+    return [f for f in FILES if not (raw_dir / f).exists()]
+
+
+def copy_from_system(dataset: str, raw_dir: Path, names: list[str]) -> None:
+    """Decompress Debian's .gz copies of the missing files; the size must be the canonical one
+    (the .gz files are recompressed, so their own checksums prove nothing)."""
+    source = SYSTEM_COPIES.get(dataset)
+    if source is None or not all((source / f"{n}.gz").is_file() for n in names):
+        return
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        gz = source / f"{name}.gz"
+        try:
+            with atomic_path(raw_dir / name) as tmp, gzip.open(gz) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+                if dst.tell() != SIZES[name]:
+                    raise UserError(
+                        f"{gz}: decompresses to {dst.tell()} bytes, expected {SIZES[name]}; "
+                        f"reinstall it (apt-get install --reinstall {SYSTEM_PACKAGES[dataset]})"
+                    )
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise UserError(f"{gz}: cannot decompress ({exc}); reinstall the package") from None
+    log.info("%s: decompressed %d files from %s into %s", dataset, len(names), source, raw_dir)
+
+
+def download(dataset_cls, data_dir: Path, raw_dir: Path, names: list[str]) -> None:
+    """torchvision's download with a short socket timeout; leftovers of a failure are removed."""
+    before = set(raw_dir.iterdir()) if raw_dir.is_dir() else set()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # no network must fail fast, not hang
+    try:
+        dataset_cls(str(data_dir), train=True, download=True)
+    except Exception as exc:
+        for leftover in set(raw_dir.iterdir()) - before if raw_dir.is_dir() else ():
+            leftover.unlink(missing_ok=True)  # never leave a partial file a later run accepts
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        dataset = dataset_cls.__name__
+        raise UserError(
+            missing_message(dataset, raw_dir, names, f"download failed: {reason}")
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def missing_message(dataset: str, raw_dir: Path, names: list[str], why: str) -> str:
+    package = SYSTEM_PACKAGES.get(dataset)
+    system = f"; or apt-get install {package}" if package else ""
+    return (
+        f"{dataset} files missing in {raw_dir}: {', '.join(names)} ({why}). "
+        f"Fix: point data.data_dir (or the MNIST_DATA_DIR environment variable) at a "
+        f"directory holding {dataset}/raw/; or copy the four files into {raw_dir}{system}; "
+        "or set data.download=true on a machine with network access."
+    )
+
+
+def check_canonical(dataset: str, raw_dir: Path) -> None:
+    """Warn, not fail, when a file has the canonical size but not the canonical content."""
+    for name, md5 in CANONICAL_MD5.get(dataset, {}).items():
+        path = raw_dir / name
+        if path.is_file() and path.stat().st_size == SIZES[name] and md5sum(path) != md5:
+            log.warning("%s: md5 differs from the canonical %s file (%s)", path, name, md5)
