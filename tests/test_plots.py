@@ -22,11 +22,22 @@ def test_filter_grid_shows_each_kernel_on_a_zero_centred_scale():
     kernels = rng.normal(size=(32, 3, 3))
     kernels[5, 1, 1] = 4.0  # the largest magnitude sets the shared scale
     fig = plots.filter_grid(kernels, "conv1")
-    images = [ax.images[0] for ax in fig.axes if ax.images]
-    assert len(images) == 32
-    for image, kernel in zip(images, kernels, strict=True):
-        np.testing.assert_array_equal(image.get_array(), kernel)
-        assert image.get_clim() == (-4.0, 4.0)
+    [image] = [im for ax in fig.axes for im in ax.images]
+    shown = np.asarray(image.get_array().filled(np.nan))
+    assert shown.shape == (4 * 4 - 1, 8 * 4 - 1)  # 4 rows x 8 columns of 3x3, 1-pixel gaps
+    for k, kernel in enumerate(kernels):
+        r, c = divmod(k, 8)
+        np.testing.assert_array_equal(shown[4 * r : 4 * r + 3, 4 * c : 4 * c + 3], kernel)
+    assert image.get_clim() == (-4.0, 4.0)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0", "8", "16", "24"]
+
+
+def test_feature_maps_scale_each_map_to_its_own_maximum():
+    maps = np.stack([np.full((5, 5), 2.0), np.zeros((5, 5)), np.eye(5) * 7])
+    [image] = [im for ax in plots.feature_maps(maps, "x").axes for im in ax.images]
+    shown = np.asarray(image.get_array().filled(np.nan))
+    assert np.nanmax(shown[:5, :5]) == 1.0 and np.nanmax(shown[:5, 6:11]) == 0.0
+    np.testing.assert_array_equal(shown[:5, 12:17], np.eye(5))
 
 
 def test_confusion_matrix_title_counts_and_cells():

@@ -87,25 +87,43 @@ def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
     return fig
 
 
+def mosaic(tiles: np.ndarray, max_cols: int = 8, pad: int = 1) -> np.ndarray:
+    """(N, h, w) tiles -> one (rows*(h+pad)-pad, cols*(w+pad)-pad) array, NaN between tiles.
+
+    One image with one colour scale draws in milliseconds; a subplot per tile takes seconds.
+    """
+    n, h, w = tiles.shape
+    rows, cols = _grid(n, max_cols)
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), np.nan)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tile
+    return out
+
+
+def _mosaic_figure(tiles: np.ndarray, title: str, cmap: str, **imshow) -> Figure:
+    rows, cols = _grid(len(tiles), 8)
+    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.8), layout="constrained")
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")  # white: the gaps between tiles
+    image = ax.imshow(mosaic(tiles), cmap=colours, **imshow)
+    h, w = tiles.shape[1:]
+    # index = row label + column label, read off the axes instead of drawn over the pixels
+    ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)], [f"+{c}" for c in range(cols)])
+    ax.set_yticks(
+        [r * (h + 1) + (h - 1) / 2 for r in range(rows)], [str(r * cols) for r in range(rows)]
+    )
+    ax.tick_params(length=0, labelsize=8)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
 def filter_grid(weights: np.ndarray, title: str) -> Figure:
     """Kernels (N, kh, kw) on a diverging colormap centred on 0, one shared scale."""
     limit = float(np.abs(weights).max()) or 1.0
-    rows, cols = _grid(len(weights), 8)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(1.2 * cols + 1.2, 1.3 * rows + 0.6),
-        squeeze=False,
-        layout="constrained",
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, kernel) in enumerate(zip(axes.flat, weights, strict=False)):
-        image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(str(i), fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
-    fig.suptitle(title)
-    return fig
+    return _mosaic_figure(weights, title, "RdBu_r", vmin=-limit, vmax=limit)
 
 
 def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
@@ -120,18 +138,10 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
 
 
 def feature_maps(maps: np.ndarray, title: str) -> Figure:
-    """Activations (C, H, W) of one input, one panel per channel."""
-    rows, cols = _grid(len(maps), 8)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(1.2 * cols, 1.3 * rows + 0.5), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, m) in enumerate(zip(axes.flat, maps, strict=False)):
-        ax.imshow(m, cmap="viridis")
-        ax.set_title(str(i), fontsize=8)
-    fig.suptitle(title)
-    return fig
+    """Activations (C, H, W) of one input, one tile per channel, each scaled to its own max."""
+    peak = maps.reshape(len(maps), -1).max(axis=1)
+    scaled = maps / np.where(peak > 0, peak, 1)[:, None, None]
+    return _mosaic_figure(scaled, f"{title}\n(each map scaled to its own maximum)", "viridis")
 
 
 def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool) -> Figure:
