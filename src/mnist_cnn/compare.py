@@ -33,6 +33,7 @@ class Run:
     metrics: dict[str, float]
     config: dict[str, Any]
     weights: str | None
+    extra: dict[str, Any] = field(default_factory=dict)  # num_params, train_seconds (if known)
 
 
 @dataclass
@@ -102,7 +103,8 @@ def load(run_dir: Path) -> Run | str:
         for k, v in flatten(m["config"]).items()
         if not (isinstance(v, str) and v.startswith(own))
     }
-    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"))
+    extra = {k: m[k] for k in ("num_params", "train_seconds") if isinstance(m.get(k), (int, float))}
+    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"), extra)
 
 
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
@@ -211,6 +213,10 @@ def compare(paths: list[str], baseline: int | None = None) -> dict[str, Any]:
         {
             "group": g.label,
             **{m: describe([r.metrics[m] for r in g.runs]) for m in METRICS},
+            "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
+            "train_seconds": describe(fits)
+            if (fits := [r.extra["train_seconds"] for r in g.runs if "train_seconds" in r.extra])
+            else None,
             "seeds": [r.seed for r in g.runs],
             "runs": [str(r.path) for r in g.runs],
         }

@@ -26,11 +26,14 @@ def _cell(d: dict[str, Any], pct: bool) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        "| group | n | test acc (mean ± std [95% CI]) | min | max | test loss | val acc |",
-        "|---|---|---|---|---|---|---|",
+        "| group | n | test acc (mean ± std [95% CI]) | min | max | test loss | val acc "
+        "| parameters | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for g in result["groups"]:
         acc = g["test/acc"]
+        fit = g.get("train_seconds")
+        params = ", ".join(f"{p:,}" for p in g.get("num_params", [])) or "?"
         cells = [
             g["group"],
             acc["n"],
@@ -39,6 +42,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{100 * acc['max']:.2f}%",
             _cell(g["test/loss"], False),
             _cell(g["val/acc"], True),
+            params,
+            f"{fit['mean']:.0f}" if fit else "?",
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     if result["differing_keys"]:

@@ -46,15 +46,16 @@ SYSTEM_PACKAGES = {"FashionMNIST": "dataset-fashion-mnist"}
 
 
 def default_data_dir(dataset: str = "MNIST") -> Path:
-    """The first of $MNIST_DATA_DIR, ../shared/data, data/ (in the repo) holding <dataset>/raw;
-    else $MNIST_DATA_DIR if set, else data/ (where a download or Debian's copy lands)."""
+    """$MNIST_DATA_DIR when set (always: an explicit choice is never second-guessed); else
+    ../shared/data when it holds <dataset>/raw; else data/ in the repo (where a download or
+    Debian's copy lands)."""
     env = os.environ.get("MNIST_DATA_DIR")
-    candidates = [Path(env).expanduser()] if env else []
-    candidates += [REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "data"]
-    for candidate in candidates:
-        if (candidate / dataset / "raw").is_dir():
-            return candidate.resolve()
-    return candidates[0].resolve() if env else REPO_ROOT / "data"
+    if env:
+        return Path(env).expanduser().resolve()
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if (shared / dataset / "raw").is_dir():
+        return shared.resolve()
+    return REPO_ROOT / "data"
 
 
 def missing(raw_dir: Path) -> list[str]:
