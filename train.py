@@ -22,9 +22,21 @@ def main(cfg) -> float | None:
         return _sweep_job(cfg)
     # settings are checked before torch and Lightning load: a typo answers in a second, not fifteen
     exit_on_user_error(validate, cfg)
+    from mnist_cnn.callbacks.resume import TrainingInterrupted
     from mnist_cnn.train import run
 
-    metrics = exit_on_user_error(run, cfg)
+    try:
+        metrics = exit_on_user_error(run, cfg)
+    except TrainingInterrupted as exc:
+        from mnist_cnn.train import resume_command
+
+        print(
+            f"interrupted: {exc}; checkpoint saved: {exc.checkpoint}\n"
+            f"resume with: {resume_command(exc.checkpoint)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(exc.exit_code)
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
 

@@ -48,6 +48,10 @@ class ClassifierModule(L.LightningModule):
         for stage in ("train", "val", "test"):
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
             self.metrics[f"{stage}_loss"] = MeanMetric()
+        # the running epoch's training metrics go into checkpoints: a run resumed mid-epoch
+        # reports the same train/acc and train/loss as one never interrupted
+        self.metrics["train_acc"].persistent(True)
+        self.metrics["train_loss"].persistent(True)
         # counts, not rates: the run summary says "9,889 of 10,000" exactly, also under
         # limit_test_batches, where fewer than the whole test set are seen
         self.test_correct = SumMetric()

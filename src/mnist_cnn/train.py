@@ -13,6 +13,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cnn import checkpoints
+from mnist_cnn.callbacks.resume import GracefulInterrupt, TrainingInterrupted
 from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
@@ -62,6 +64,14 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     except UserError as exc:
         record.update(status="failed", error=str(exc))
         raise
+    except TrainingInterrupted as exc:
+        record.update(
+            status="interrupted",
+            error=str(exc),
+            resume_checkpoint=str(exc.checkpoint),
+            resume_command=resume_command(exc.checkpoint),
+        )
+        raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
         record.update(status="interrupted")
         raise
@@ -76,6 +86,8 @@ def _fit_and_test(
     cfg: DictConfig, config: dict[str, Any], run_dir: Path, record: RunRecord
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    # refused (pickle payload, corrupt, not ours) with a clear message before any work
+    resume_from = checkpoints.load(cfg.ckpt_path) if cfg.ckpt_path is not None else None
     # Data first: a bad or missing file should stop the run before any model or trainer exists.
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -86,6 +98,8 @@ def _fit_and_test(
     net = instantiate(
         cfg.model, in_channels=channels, image_size=height, num_classes=datamodule.num_classes
     )
+    if resume_from is not None:  # another architecture: name the keys, never a half-load
+        checkpoints.check_weights(net, resume_from["state_dict"], cfg.ckpt_path)
     module = ClassifierModule(
         net=net,
         optimizer=instantiate(cfg.optimizer),
@@ -97,8 +111,11 @@ def _fit_and_test(
     callback_cfgs = cfg.get("callbacks") or {}
     if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:
         log.info("data.val_split=0: no validation set, so only last.ckpt is kept")
-        callback_cfgs.model_checkpoint.monitor = None
+        callback_cfgs.model_checkpoint = None
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c is not None]
+    # always on, whatever callbacks= says: a signal must never lose the training done so far
+    interrupt = GracefulInterrupt(run_dir / "checkpoints")
+    callbacks.append(interrupt)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
 
@@ -106,18 +123,21 @@ def _fit_and_test(
     setup_seconds = time.perf_counter() - start
     record.update(num_params=num_params, precision=str(trainer.precision))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    if interrupt.received is not None:  # the signal came after the last training batch
+        last = _checkpoint_paths(trainer)[1]
+        raise TrainingInterrupted(interrupt.received, Path(last or interrupt.path))
     train_seconds = time.perf_counter() - start
     fit_metrics = dict(trainer.callback_metrics)
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best, last = _checkpoint_paths(trainer)
     test_ckpt = "best" if cfg.test_ckpt == "best" and best else None
     if cfg.test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
     start = time.perf_counter()
-    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)[
-        0
-    ]
+    test_metrics = trainer.test(
+        module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
+    )[0]
     test_seconds = time.perf_counter() - start
 
     total = round(test_metrics["test/total"])  # what was tested (limit_test_batches may cut)
@@ -148,14 +168,23 @@ def _fit_and_test(
         test_seconds=test_seconds,
         device=str(module.device),
         checkpoints={
-            "last": _relative(trainer.checkpoint_callback.last_model_path, run_dir)
-            if trainer.checkpoint_callback
-            else None,
+            "last": _relative(last, run_dir),
             "best": _relative(best, run_dir),
         },
         run_dir=str(run_dir),
     )
     return record.data
+
+
+def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """(best by the monitored metric, latest) checkpoint paths; "" where none was kept."""
+    best = last = ""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor is None:
+            last = callback.best_model_path  # without a monitor, "best" is the newest
+        else:
+            best = callback.best_model_path
+    return best, last
 
 
 def _callback_summaries(callbacks: list) -> dict[str, Any]:
@@ -172,12 +201,28 @@ def _relative(path: str, root: Path) -> str | None:
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
 
+def resume_command(checkpoint: Path) -> str:
+    """The command that continues this run: the same overrides plus ckpt_path."""
+    import shlex
+
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    return shlex.join(["python", "train.py", *overrides, f"ckpt_path={checkpoint}"])
+
+
 def summary(m: dict[str, Any]) -> str:
     """The lines a person reads at the end of a run."""
+    trained = (
+        f"{m['test_weights']} weights, {m['epochs']} epochs in {m['train_seconds']:.1f} s"
+        if m.get("task") != "eval"
+        else f"checkpoint {m['checkpoint']} (epoch {m['epochs']}, step {m['global_step']})"
+    )
     return (
         f"Test accuracy {100 * m['test/acc']:.2f}% ({m['test/correct']:,} of {m['test/total']:,} "
-        f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, "
-        f"{m['test_weights']} weights, {m['epochs']} epochs in {m['train_seconds']:.1f} s\n"
+        f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, {trained}\n"
         f"Run directory: {m['run_dir']}\n"
         f"View it: tensorboard --logdir {m['run_dir']}"
     )

@@ -14,6 +14,13 @@ class LearningCurves(L.Callback):
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {m: [] for m in METRICS}
 
+    # kept in checkpoints: a resumed run draws the curves of the whole training, not its tail
+    def state_dict(self) -> dict[str, list[float]]:
+        return {m: list(v) for m, v in self.history.items()}
+
+    def load_state_dict(self, state_dict: dict[str, list[float]]) -> None:
+        self.history = {m: list(state_dict.get(m, [])) for m in METRICS}
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         layout = {
             "Curves": {

@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 class FeatureMapLogger(L.Callback):
     def __init__(self, index: int = 0) -> None:
         self.index = index  # which test digit: fixed, so runs are comparable
+        self._published = False
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._published:  # eval.py: no fit, the checkpoint's weights
+            self.on_fit_end(trainer, pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._published = True
         convs = conv_layers(getattr(pl_module, "net", pl_module))
         dm = trainer.datamodule
         if not convs or not hasattr(dm, "splits"):

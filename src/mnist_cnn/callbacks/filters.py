@@ -38,6 +38,7 @@ class FilterLogger(L.Callback):
         self.top_k = top_k
         self.run_summary: dict = {}
         self._convs: list[tuple[str, nn.Conv2d]] = []
+        self._published = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._convs = conv_layers(getattr(pl_module, "net", pl_module))
@@ -59,10 +60,18 @@ class FilterLogger(L.Callback):
         tag = None if png else f"filters/{name}"
         publish.figure(trainer, tag, plots.filter_grid(kernels, title), step, png)
 
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # eval.py tests a checkpoint without fitting: the final figures come from its weights
+        if not self._published:
+            self._convs = conv_layers(getattr(pl_module, "net", pl_module))
+            self.on_fit_end(trainer, pl_module)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._published = True
         if not self._convs:
             return
-        step = trainer.current_epoch
+        # eval.py: the test trainer never trained; the checkpoint knows how many epochs it had
+        step = getattr(pl_module, "trained_epochs", None) or trainer.current_epoch
         name, conv = self._convs[0]
         self._log_first(trainer, step=step, png=f"filters_{name}.png")
         if len(self._convs) > 1:

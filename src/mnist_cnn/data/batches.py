@@ -39,6 +39,12 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches already trained)
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """The next pass over `epoch` starts after its first batches_done batches (a resumed run
+        continues exactly where the interrupted one stopped, with the same order)."""
+        self._skip = (epoch, batches_done)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before every training epoch (also after a resume)."""
@@ -55,4 +61,8 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
             order = torch.from_numpy(rng.permutation(self.size))
         else:
             order = torch.arange(self.size)
-        yield from order.split(self.batch_size)
+        batches = order.split(self.batch_size)
+        if self._skip is not None and self._skip[0] == self.epoch:
+            batches = batches[self._skip[1] :]
+            self._skip = None
+        yield from batches

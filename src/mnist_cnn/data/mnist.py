@@ -62,6 +62,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.mean, self.std = MEAN_STD.get(dataset, (None, None)) if normalize else (None, None)
         self.seed = seed
+        self._resume_at: tuple[int, int] | None = None
         # training batches only: random affine per digit (degrees, translate, scale)
         self.augment = RandomAffineBatch(**augment, seed=seed) if augment else None
         self.class_names = [c.split(" - ")[0] for c in self.dataset_cls.classes]
@@ -115,13 +116,22 @@ class MNISTDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         data = self.splits[split]
         sampler = EpochBatchSampler(len(data), batch_size, shuffle=shuffle, seed=self.seed)
+        if shuffle and self._resume_at is not None:
+            sampler.resume_at(*self._resume_at)
         return DataLoader(
             data,
             sampler=sampler,
+            # each iter() of a DataLoader draws a seed; from its own generator, not torch's global
+            # one, so dropout's random stream depends only on the steps taken (exact resumes)
+            generator=torch.Generator().manual_seed(self.seed),
             batch_size=None,  # the sampler yields whole batches of indices
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """A resumed fit skips the batches of `epoch` that the checkpoint already trained on."""
+        self._resume_at = (epoch, batches_done)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

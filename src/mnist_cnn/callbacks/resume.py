@@ -1,0 +1,77 @@
+"""Stop cleanly on Ctrl-C / SIGTERM and resume bit-exactly.
+
+Lightning turns Ctrl-C into sys.exit(1) wherever it lands (possibly mid optimizer step) and stops on
+SIGTERM only at the end of an epoch; neither saves a checkpoint. Here a signal only sets a flag:
+the current batch finishes, a checkpoint is written, and fit stops. Lightning does not keep RNG
+state in checkpoints, so torch's global generator (dropout) is stored with every checkpoint, and
+a mid-epoch resume tells the sampler how many batches of the epoch were already trained on.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+
+
+class TrainingInterrupted(Exception):
+    """Fit stopped on a signal after saving `checkpoint`."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1)
+
+
+class GracefulInterrupt(L.Callback):
+    def __init__(self, dirpath: str | Path, filename: str = "interrupted.ckpt") -> None:
+        self.path = Path(dirpath) / filename
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
+        self.received = signum
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            for signum in EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        while self._previous:
+            signum, handler = self._previous.popitem()
+            signal.signal(signum, handler)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.received is not None:
+            trainer.save_checkpoint(
+                self.path, weights_only=False
+            )  # Lightning writes a temp file, then renames it
+            raise TrainingInterrupted(self.received, self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "torch_rng" in state_dict:
+            torch.set_rng_state(state_dict["torch_rng"])
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        done, epoch = progress["processed"], checkpoint["epoch"]
+        datamodule = trainer.datamodule
+        if done and hasattr(datamodule, "resume_at"):
+            datamodule.resume_at(epoch, done)

@@ -1,0 +1,255 @@
+"""Interrupt, resume and evaluate for real (train.py, eval.py subprocesses); unsafe checkpoints.
+
+Slow tier: ~2 minutes, six subprocess runs on generated data. The in-process checks are fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_train, write_mnist
+
+from mnist_cnn import checkpoints
+from mnist_cnn.errors import UserError
+
+HELPERS = str(ROOT / "tests" / "helpers")
+# dropout, batch norm, per-digit augmentation and a one-cycle schedule: everything RNG-driven
+STRONG = ["experiment=bn_cnn", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
+SIGNAL_STEP = 20  # 15 batches an epoch: the signal lands mid-way through the second epoch
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_eval(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """An uninterrupted run, and the same run stopped by SIGINT at SIGNAL_STEP."""
+    root = tmp_path_factory.mktemp("resume")
+    data = write_mnist(root / "data", n_train=2000, n_test=300)
+    common = [*STRONG, f"data.data_dir={data}"]
+    full = run_train(*common, run_dir=root / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    stopped = run_train(
+        *common,
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        f"+callbacks.signal.step={SIGNAL_STEP}",
+        run_dir=root / "stopped",
+        env={"PYTHONPATH": HELPERS},
+    )
+    return {
+        "root": root,
+        "data": data,
+        "full": root / "full",
+        "stopped": root / "stopped",
+        "stopped_proc": stopped,
+        "common": common,
+    }
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_checkpoint_and_says_how_to_resume(runs):
+    proc = runs["stopped_proc"]
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    ckpt = runs["stopped"] / "checkpoints" / "interrupted.ckpt"
+    assert "Traceback" not in proc.stderr
+    assert "resume with: python train.py" in proc.stderr
+    assert f"ckpt_path={ckpt}" in proc.stderr
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == SIGNAL_STEP
+    m = _metrics(runs["stopped"])
+    assert m["status"] == "interrupted" and m["resume_checkpoint"] == str(ckpt)
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
+    ckpt = runs["stopped"] / "checkpoints" / "interrupted.ckpt"
+    before = _digests(runs["stopped"])
+    resumed = run_train(*runs["common"], f"ckpt_path={ckpt}", run_dir=runs["root"] / "resumed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    full, again = _metrics(runs["full"]), _metrics(runs["root"] / "resumed")
+    for key in ("weights_sha256", "test/loss", "test/acc", "train/loss", "train/acc", "val/loss"):
+        assert again[key] == full[key], key
+    assert again["global_step"] == full["global_step"] == 30
+    assert _digests(runs["stopped"]) == before  # R7: a new run dir, the old one untouched
+
+
+@pytest.mark.slow
+def test_sigterm_exits_143_with_a_checkpoint(tiny_data_dir, tmp_path):
+    proc = run_train(
+        "model=mlp",
+        f"data.data_dir={tiny_data_dir}",
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        "+callbacks.signal.step=2",
+        "+callbacks.signal.signum=SIGTERM",
+        run_dir=tmp_path / "run",
+        env={"PYTHONPATH": HELPERS},
+    )
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert (tmp_path / "run/checkpoints/interrupted.ckpt").is_file()
+    assert _metrics(tmp_path / "run")["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_eval_reproduces_the_training_runs_test_metrics(runs):
+    run_dir = runs["root"] / "eval"
+    proc = run_eval(
+        f"ckpt_path={runs['full'] / 'checkpoints' / 'last.ckpt'}",
+        f"data.data_dir={runs['data']}",
+        f"hydra.run.dir={run_dir}",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained, evaluated = _metrics(runs["full"]), _metrics(run_dir)
+    for key in ("test/acc", "test/loss", "test/correct", "weights_sha256"):
+        assert evaluated[key] == trained[key], key
+    assert evaluated["status"] == "completed" and evaluated["task"] == "eval"
+    figures = {p.name for p in (run_dir / "figures").iterdir()}
+    assert {"confusion_counts.png", "misclassified.png"} <= figures
+    assert any(name.startswith("filters_conv1") for name in figures)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+class Payload:
+    """Unpickling this calls os.mkdir(sentinel): a visible side effect if code ever runs."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.sentinel,))
+
+
+@pytest.fixture
+def payload(tmp_path) -> tuple[Path, Path]:
+    sentinel = tmp_path / "payload-ran"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 0, "x": Payload(sentinel)}, path)
+    return path, sentinel
+
+
+def test_a_pickle_payload_is_refused_in_process(payload):
+    path, sentinel = payload
+    with pytest.raises(UserError, match="refused"):
+        checkpoints.load(path)
+    assert not sentinel.exists()
+
+
+@pytest.mark.slow
+def test_a_pickle_payload_is_refused_by_eval_and_resume(payload, tiny_data_dir, tmp_path):
+    path, sentinel = payload
+    evaluated = run_eval(f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
+    resumed = run_train(
+        f"ckpt_path={path}", f"data.data_dir={tiny_data_dir}", run_dir=tmp_path / "resume"
+    )
+    for proc in (evaluated, resumed):
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"{path}: refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert not sentinel.exists()
+
+
+def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
+    data = good.read_bytes()
+    files = {
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "random": os.urandom(4096),
+        "png": b"\x89PNG\r\n\x1a\n" + os.urandom(200),
+    }
+    paths = {}
+    for name, content in files.items():
+        paths[name] = tmp_path / f"{name}.ckpt"
+        paths[name].write_bytes(content)
+    paths["directory"] = tmp_path / "dir.ckpt"
+    paths["directory"].mkdir()
+    return paths
+
+
+def test_corrupt_checkpoints_are_named_and_refused(tmp_path):
+    good = tmp_path / "good.ckpt"
+    torch.save(
+        {
+            "state_dict": {"net.w": torch.zeros(3)},
+            "epoch": 0,
+            "global_step": 0,
+            "hyper_parameters": {},
+        },
+        good,
+    )
+    assert checkpoints.load(good)["epoch"] == 0
+    for name, path in _bad_checkpoints(tmp_path, good).items():
+        with pytest.raises(UserError) as info:
+            checkpoints.load(path)
+        message = str(info.value)
+        assert str(path) in message, name
+        assert "not a checkpoint" in message or "corrupted" in message, (name, message)
+
+
+def test_wrong_structure_and_other_architecture_name_the_keys(tmp_path):
+    from mnist_cnn.models.mlp import MLP
+    from mnist_cnn.models.simple_cnn import SimpleCNN
+
+    plain = tmp_path / "weights.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, plain)
+    with pytest.raises(UserError, match=r"missing keys \['state_dict'"):
+        checkpoints.load(plain)
+    cnn = {f"net.{k}": v for k, v in SimpleCNN().state_dict().items()}
+    with pytest.raises(UserError) as info:
+        checkpoints.load_weights(MLP(), cnn, "cnn.ckpt")
+    assert "unexpected keys ['conv1.bias'" in str(info.value)
+    assert "cnn.ckpt" in str(info.value)
+
+
+def test_every_torch_load_is_weights_only():
+    """RELIABILITY: no torch.load without weights_only=True anywhere in the project's code."""
+    offenders = []
+    sources = [*(ROOT / "src").rglob("*.py"), *ROOT.glob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "load":
+                owner = getattr(node.func.value, "id", "")
+                if owner != "torch":
+                    continue
+                kw = {k.arg: k.value for k in node.keywords}
+                if not (
+                    isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders
+    assert sources  # the walk saw the project
+
+
+def test_ckpt_path_last_is_an_error_not_a_fresh_start(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnist_cnn.config import validate
+
+    with pytest.raises(UserError, match="ckpt_path='last'"):
+        validate(OmegaConf.create({"ckpt_path": "last"}))
