@@ -73,7 +73,7 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def save_png(rgb, path: str | os.PathLike) -> None:
-    """Save an (H, W, 3) uint8 array as PNG, atomically."""
+    """Save an (H, W) grey or (H, W, 3) RGB uint8 array as PNG, atomically."""
     from PIL import Image
 
     with atomic_path(path) as tmp:

@@ -1,0 +1,250 @@
+"""predict: MNIST-style preprocessing of images in the wild, and the files it must refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import HAS_REAL_MNIST, REAL_DATA, ROOT, make_digits
+from PIL import Image, ImageDraw
+
+from mnist_cnn import images
+from mnist_cnn.errors import UserError
+from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.predict import main, newest_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A checkpoint laid out as train.py writes it (untrained weights: predictions are stable)."""
+    torch.manual_seed(0)
+    net = SimpleCNN()
+    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "hyper_parameters": {
+                "num_classes": 10,
+                "model": {"_target_": "mnist_cnn.models.simple_cnn.SimpleCNN"},
+                "data": {"dataset": "MNIST", "normalize": False},
+            },
+            "epoch": 0,
+            "global_step": 0,
+        },
+        path,
+    )
+    return path
+
+
+def seven(width: int = 100, height: int = 60) -> Image.Image:
+    """Dark ink on white paper, off-centre, as a photo or scan would be."""
+    image = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(image).line([(30, 8), (58, 8), (44, 52)], fill=0, width=6)
+    return image
+
+
+def predict_json(capsys, *args: str) -> list[dict]:
+    main([*args, "--json"])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_any_size_becomes_a_centred_20x20_digit(tmp_path):
+    seven().save(tmp_path / "seven.png")
+    digit = images.to_mnist(images.load_grey(tmp_path / "seven.png"))
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, cols = np.nonzero(digit > 0.1 * 255)
+    assert max(np.ptp(rows), np.ptp(cols)) + 1 in (19, 20, 21)  # the long side fills the 20 box
+    assert digit[[0, -1]].max() == 0 and digit[:, [0, -1]].max() == 0  # black border
+    ys, xs = np.indices(digit.shape)
+    mass = digit.astype(float)
+    centre = ((ys * mass).sum() / mass.sum(), (xs * mass).sum() / mass.sum())
+    assert abs(centre[0] - 13.5) <= 1 and abs(centre[1] - 13.5) <= 1
+
+
+def test_colour_modes_depth_and_exif_give_the_same_digit(tmp_path, ckpt, capsys):
+    base = seven()
+    variants = {
+        "grey.png": base,
+        "rgb.png": base.convert("RGB"),
+        "palette.png": base.convert("P"),
+        "cmyk.tif": base.convert("RGB").convert("CMYK"),
+        "light_on_dark.png": Image.eval(base, lambda v: 255 - v),  # polarity detected
+    }
+    for name, image in variants.items():
+        image.save(tmp_path / name)
+    rgba = Image.new("RGBA", base.size, (0, 0, 0, 0))  # ink on a transparent sheet
+    rgba.putalpha(Image.eval(base, lambda v: 255 - v))
+    rgba.save(tmp_path / "rgba.png")
+    Image.fromarray(np.asarray(base, np.uint16) * 257).save(tmp_path / "deep16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": the pixels are stored turned
+    base.rotate(90, expand=True).save(tmp_path / "exif.png", exif=exif)
+
+    reference = images.to_mnist(images.load_grey(tmp_path / "grey.png"))
+    for path in sorted(tmp_path.iterdir()):
+        digit = images.to_mnist(images.load_grey(path))
+        assert np.abs(digit.astype(int) - reference).max() <= 1, path.name
+    results = predict_json(capsys, str(tmp_path), "--ckpt", str(ckpt))
+    assert len(results) == 8
+    assert {r["digit"] for r in results} == {results[0]["digit"]}
+    first = results[0]
+    assert set(first) >= {"path", "digit", "confidence", "top3"} and len(first["top3"]) == 3
+    assert first["top3"][0]["confidence"] == first["confidence"]
+    assert first["confidence"] >= first["top3"][1]["confidence"] >= first["top3"][2]["confidence"]
+
+
+def test_a_28x28_test_digit_saved_as_png_is_what_the_model_saw(tmp_path, ckpt, capsys):
+    digits, _ = make_digits(5, seed=3)
+    for i, d in enumerate(digits):
+        Image.fromarray(d).save(tmp_path / f"{i}.png")
+        assert (images.to_mnist(images.load_grey(tmp_path / f"{i}.png")) == d).all()
+    net = SimpleCNN()
+    net.load_state_dict(
+        {k[4:]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
+    )
+    expected = net(torch.from_numpy(digits).float()[:, None] / 255).argmax(1).tolist()
+    results = predict_json(
+        capsys, *(str(tmp_path / f"{i}.png") for i in range(5)), "--ckpt", str(ckpt)
+    )
+    assert [r["digit"] for r in results] == expected
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST files under {REAL_DATA}/MNIST/raw")
+def test_real_mnist_test_digits_round_trip_through_png(tmp_path):
+    from mnist_cnn.data.idx import read_split
+
+    raw = REAL_DATA / "MNIST" / "raw"
+    test_images, _ = read_split(raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte")
+    for i in range(0, 10_000, 50):  # 200 digits across the test set
+        Image.fromarray(test_images[i]).save(tmp_path / "d.png")
+        assert (images.to_mnist(images.load_grey(tmp_path / "d.png")) == test_images[i]).all(), i
+
+
+def test_multi_frame_images_use_the_first_frame_with_a_warning(tmp_path, caplog):
+    frames = [seven(), Image.new("L", (100, 60), 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert images.to_mnist(images.load_grey(tmp_path / "anim.gif")).max() > 0
+    assert "2 frames; using the first" in caplog.text
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height grey pixels, with 1 KB of pixel data behind it."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(bytes(1024))
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("size", [30000, 6000])
+def test_huge_images_are_refused_from_their_header(tmp_path, size):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header(size, size))
+    with pytest.raises(UserError, match=f"{path}: .*pixel"):
+        images.load_grey(path)
+
+
+def test_bad_files_are_named_and_nothing_blocks(tmp_path):
+    good = tmp_path / "good.png"
+    seven().save(good)
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
+    (tmp_path / "empty.png").write_bytes(b"")
+    os.mkfifo(tmp_path / "fifo.png")  # opening it would wait forever for a writer
+    (tmp_path / "blank.png").write_bytes(b"")
+    Image.new("L", (30, 30), 255).save(tmp_path / "blank.png")
+    cases = {
+        "text.png": "not an image",
+        "cut.png": "truncated",
+        "empty.png": "empty file",
+        "fifo.png": "not a regular file",
+        "blank.png": "no digit found",
+        "missing.png": "no such file",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(UserError) as info:
+            images.to_mnist(images.load_grey(tmp_path / name), source=str(tmp_path / name))
+        assert str(tmp_path / name) in str(info.value) and reason in str(info.value), name
+    with pytest.raises(UserError, match="not a regular file"):
+        images.load_grey(Path("/dev/zero"))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(UserError, match="no image files"):
+        images.image_files([tmp_path / "nothing"])
+
+
+def test_good_images_are_still_reported_when_others_fail(tmp_path, ckpt, capsys):
+    seven().save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "good.png"), str(tmp_path / "bad.png"), "--ckpt", str(ckpt)])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert "good.png" in out and f"{tmp_path / 'bad.png'}: not an image" in err
+
+
+def test_save_inputs_writes_the_28x28_the_model_saw(tmp_path, ckpt, capsys):
+    seven().save(tmp_path / "seven.png")
+    main(
+        [str(tmp_path / "seven.png"), "--ckpt", str(ckpt), "--save-inputs", str(tmp_path / "seen")]
+    )
+    saved = np.asarray(Image.open(tmp_path / "seen" / "0000_seven.png"))
+    assert (saved == images.to_mnist(images.load_grey(tmp_path / "seven.png"))).all()
+
+
+def test_default_checkpoint_is_the_newest_completed_run(tmp_path):
+    for name, status, mtime in (
+        ("old", "completed", 100),
+        ("new", "completed", 200),
+        ("broken", "failed", 300),
+    ):
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        metrics = run / "metrics.json"
+        metrics.write_text(
+            json.dumps({"status": status, "checkpoints": {"last": "checkpoints/last.ckpt"}})
+        )
+        os.utime(metrics, (mtime, mtime))
+    assert newest_checkpoint(tmp_path) == tmp_path / "new" / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError, match="no completed training run"):
+        newest_checkpoint(tmp_path / "broken")
+
+
+def test_predict_refuses_a_pickle_payload(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.ckpt"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(sentinel),))
+
+    torch.save({"state_dict": {}, "x": Payload()}, evil)
+    seven().save(tmp_path / "seven.png")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            str(tmp_path / "seven.png"),
+            "--ckpt",
+            str(evil),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and f"{evil}: refused" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not sentinel.exists()
