@@ -37,6 +37,9 @@ def main(cfg) -> float | None:
             flush=True,
         )
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # before the first training batch (data, setup): nothing to keep
+        print("interrupted before training started; nothing to resume", file=sys.stderr)
+        sys.exit(130)
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
 

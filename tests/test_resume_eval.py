@@ -137,6 +137,23 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_exit_3_and_no_nan_checkpoint(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        f"data.data_dir={tiny_data_dir}", "optimizer=sgd", "optimizer.lr=1e6", run_dir=run_dir
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged: train loss nan at epoch 0, step ")
+    assert "optimizer.lr=100000" in line and "Traceback" not in proc.stderr
+    m = _metrics(run_dir)
+    assert m["status"] == "diverged" and m["epoch"] == 0
+    for ckpt in run_dir.rglob("*.ckpt"):
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
 class Payload:
     """Unpickling this calls os.mkdir(sentinel): a visible side effect if code ever runs."""
 

@@ -13,6 +13,8 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_cnn.errors import TrainingDiverged
+
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.15 deprecates; nothing for us to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -83,7 +85,16 @@ class ClassifierModule(L.LightningModule):
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        loss = self._step(batch, "train")[0]
+        if not torch.isfinite(loss):
+            # stop before the optimizer step: the weights (and any checkpoint) stay finite
+            raise TrainingDiverged(
+                f"training diverged: train loss {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}",
+                epoch=self.current_epoch,
+                step=self.global_step,
+            )
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

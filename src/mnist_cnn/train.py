@@ -17,7 +17,7 @@ from mnist_cnn import checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, TrainingInterrupted
 from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import TrainingDiverged, UserError
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 
@@ -61,6 +61,15 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     record = RunRecord(run_dir, seed=cfg.seed, config=config, manifest=manifest(REPO_ROOT))
     try:
         metrics = _fit_and_test(cfg, config, run_dir, record)
+    except TrainingDiverged as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        lr = OmegaConf.select(cfg, "optimizer.lr")
+        message = (
+            f"{exc}; last good checkpoint: {last if last.is_file() else 'none (first epoch)'}; "
+            f"try a lower learning rate (optimizer.lr={lr} now, e.g. optimizer.lr={lr / 10:g})"
+        )
+        record.update(status="diverged", error=message, epoch=exc.epoch, global_step=exc.step)
+        raise TrainingDiverged(message, exc.epoch, exc.step) from None
     except UserError as exc:
         record.update(status="failed", error=str(exc))
         raise
