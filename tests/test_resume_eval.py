@@ -102,6 +102,26 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
 
 
 @pytest.mark.slow
+def test_a_kill_while_last_ckpt_is_written_keeps_the_previous_one(runs):
+    run_dir = runs["root"] / "killed"
+    proc = run_train(
+        *runs["common"],
+        "+callbacks.kill._target_=kill_mid_save.KillMidSave",
+        run_dir=run_dir,
+        env={"PYTHONPATH": HELPERS},
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    folder = run_dir / "checkpoints"
+    assert (folder / ".last.ckpt.partial").stat().st_size > 0  # the kill came mid-write
+    assert (folder / "last.ckpt").read_bytes() == (folder / "last.before").read_bytes()
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 0
+    after = runs["root"] / "after-kill"
+    resumed = run_train(*runs["common"], f"ckpt_path={folder / 'last.ckpt'}", run_dir=after)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _metrics(after)["weights_sha256"] == _metrics(runs["full"])["weights_sha256"]
+
+
+@pytest.mark.slow
 def test_sigterm_exits_143_with_a_checkpoint(tiny_data_dir, tmp_path):
     proc = run_train(
         "model=mlp",

@@ -126,7 +126,9 @@ def _fit_and_test(
     interrupt = GracefulInterrupt(run_dir / "checkpoints")
     callbacks.append(interrupt)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[checkpoints.AtomicCheckpointIO()]
+    )
 
     num_params = sum(p.numel() for p in net.parameters())
     setup_seconds = time.perf_counter() - start
