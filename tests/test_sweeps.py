@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,40 @@ def test_optuna_search_config_maximises_val_acc():
     sweeper = cfg.hydra.sweeper
     assert "optuna" in sweeper._target_ and sweeper.direction == "maximize"
     assert set(sweeper.params) == {"optimizer.lr", "data.batch_size"}
+
+
+def _sweep_config(sweep_dir: Path):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
+
+
+def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
+    from mnist_cnn.sweep import LOCK, SweepSummary
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / LOCK).write_text(str(os.getpid()))  # a live process holds it
+    with pytest.raises(SystemExit) as info:
+        SweepSummary().on_multirun_start(_sweep_config(busy))
+    assert info.value.code == 2
+    assert f"{busy}: another sweep (pid {os.getpid()}) is running" in capsys.readouterr().err
+
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / LOCK).write_text("999999999")  # no such process: a killed sweep's leftover
+    SweepSummary().on_multirun_start(_sweep_config(stale))
+    assert (stale / LOCK).read_text() == str(os.getpid())
+
+
+@pytest.mark.slow
+def test_a_second_sweep_into_the_same_dir_keeps_the_first(tiny_data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    first = run_train("-m", "seed=0", f"data.data_dir={tiny_data_dir}", f"hydra.sweep.dir={sweep}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (sweep / "0" / "metrics.json").read_bytes()
+    second = run_train("-m", "seed=1", f"data.data_dir={tiny_data_dir}", f"hydra.sweep.dir={sweep}")
+    assert second.returncode == 2
+    assert "already holds the runs of an earlier sweep" in second.stderr
+    assert (sweep / "0" / "metrics.json").read_bytes() == before
+    assert not (sweep / ".sweep.lock").exists()

@@ -43,7 +43,16 @@ class Group:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "all runs"
+        """Short: `model=MLP` for a class (`model._target_`), settings a group lacks left out."""
+        parts = []
+        for k, v in self.key.items():
+            if v is None:
+                continue
+            if k.endswith("._target_") and isinstance(v, str):
+                parts.append(f"{k.removesuffix('._target_')}={v.rsplit('.', 1)[-1]}")
+            else:
+                parts.append(f"{k}={v}")
+        return ", ".join(parts) or "all runs"
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

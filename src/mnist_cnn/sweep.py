@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,56 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
+LOCK = ".sweep.lock"
+
+
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SweepSummary(Callback):
-    """Prints the compare table of the sweep dir and writes comparison.* there."""
+    """Guards the sweep dir while jobs run; then prints the compare table and writes
+    comparison.* there."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra would reuse <sweep dir>/0, 1, ... and overwrite an earlier sweep's runs, or
+        # interleave two sweeps started at once: both are refused before any job starts
+        sweep_dir = Path(config.hydra.sweep.dir)
+        lock = sweep_dir / LOCK
+        fix = "choose another hydra.sweep.dir (the default is unique per start)"
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip()
+            pid = int(text) if text.isdigit() else 0
+            if pid and _alive(pid):
+                _refuse(f"{sweep_dir}: another sweep (pid {pid}) is running in it; {fix}")
+            lock.unlink(missing_ok=True)  # left by a sweep that was killed
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        earlier = sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json"))
+        if earlier:
+            lock.unlink(missing_ok=True)
+            _refuse(
+                f"{sweep_dir}: already holds the runs of an earlier sweep (jobs "
+                f"{', '.join(earlier[:5])}{', ...' if len(earlier) > 5 else ''}); {fix}"
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        (Path(config.hydra.sweep.dir) / LOCK).unlink(missing_ok=True)
         # imported here: Hydra builds its callbacks for single runs too, which need none of this
         from mnist_cnn.compare import compare
         from mnist_cnn.compare_report import markdown, write
