@@ -8,6 +8,7 @@ in MODELS: a config read back from disk is never handed to hydra.utils.instantia
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -144,8 +145,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         partial = path.with_name(f".{path.name}.partial")  # not *.ckpt: never taken for one
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()  # serialised first: a failing disk then raises OSError
+            torch.save(checkpoint, buffer)
             with open(partial, "wb") as f:
-                torch.save(checkpoint, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mnist_cnn.errors import UserError
+
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")
 
 
@@ -46,10 +48,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # disk full, file too large, read-only: what was there stays
+        raise UserError(
+            f"{path}: cannot write ({exc.strerror or exc}); free disk space or point "
+            "paths.log_dir at a writable place; the previous version of the file is intact"
+        ) from None
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
