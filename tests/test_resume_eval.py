@@ -115,7 +115,10 @@ def test_a_kill_while_last_ckpt_is_written_keeps_the_previous_one(runs):
     assert (folder / ".last.ckpt.partial").stat().st_size > 0  # the kill came mid-write
     assert (folder / "last.ckpt").read_bytes() == (folder / "last.before").read_bytes()
     assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 0
-    # resuming from such a checkpoint: test_resume_is_bit_identical_and_leaves_the_old_run_alone
+    after = runs["root"] / "after-kill"  # resuming at an epoch boundary is exact too
+    resumed = run_train(*runs["common"], f"ckpt_path={folder / 'last.ckpt'}", run_dir=after)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _metrics(after)["weights_sha256"] == _metrics(runs["full"])["weights_sha256"]
 
 
 @pytest.mark.slow
