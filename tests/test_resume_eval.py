@@ -331,3 +331,26 @@ def test_ckpt_path_last_is_an_error_not_a_fresh_start(tmp_path):
 
     with pytest.raises(UserError, match="ckpt_path='last'"):
         validate(OmegaConf.create({"ckpt_path": "last"}))
+
+
+def test_a_full_disk_on_metrics_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+
+    from mnist_cnn import runs
+
+    metrics = tmp_path / "metrics.json"
+    runs.write_json_atomic(metrics, {"status": "running"})
+    before = metrics.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "fsync", full)
+    with pytest.raises(UserError, match=f"{metrics}: cannot write \\(No space left on device\\)"):
+        runs.write_json_atomic(metrics, {"status": "completed"})
+    assert metrics.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(UserError, match=f"{not_a_dir / 'fig.png'}: cannot write"):
+        runs.write_text_atomic(not_a_dir / "fig.png", "x")

@@ -47,17 +47,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+@contextmanager
+def written(path: str | os.PathLike) -> Iterator[Path]:
+    """atomic_path, where a failing disk (full, file too large, read-only) is a UserError naming
+    the file; what was at path stays as it was."""
     try:
-        with atomic_path(path) as tmp, open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:  # disk full, file too large, read-only: what was there stays
+        with atomic_path(path) as tmp:
+            yield tmp
+    except OSError as exc:
         raise UserError(
             f"{path}: cannot write ({exc.strerror or exc}); free disk space or point "
             "paths.log_dir at a writable place; the previous version of the file is intact"
         ) from None
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with written(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
@@ -76,7 +84,7 @@ def state_dict_sha256(module) -> str:
 
 def save_figure(fig, path: str | os.PathLike) -> None:
     """Save a matplotlib figure as PNG, atomically."""
-    with atomic_path(path) as tmp:
+    with written(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
 
 
@@ -84,7 +92,7 @@ def save_png(rgb, path: str | os.PathLike) -> None:
     """Save an (H, W) grey or (H, W, 3) RGB uint8 array as PNG, atomically."""
     from PIL import Image
 
-    with atomic_path(path) as tmp:
+    with written(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
 
 
