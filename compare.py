@@ -15,6 +15,10 @@ def main() -> None:
     parser.add_argument("paths", nargs="+", help="run dirs, sweep dirs or globs")
     parser.add_argument("--out", type=Path, help="where to write comparison.* (default: beside)")
     parser.add_argument("--baseline", type=int, help="test each group against group N (0-based)")
+    parser.add_argument(
+        "--label",
+        help="name groups by these comma-separated config keys (e.g. model._target_)",
+    )
     args = parser.parse_args()
     exit_on_user_error(_run, args)
 
@@ -23,7 +27,8 @@ def _run(args: argparse.Namespace) -> None:
     from mnist_cnn.compare import compare
     from mnist_cnn.compare_report import default_out_dir, markdown, write
 
-    result = compare(args.paths, baseline=args.baseline)
+    labels = [k.strip() for k in args.label.split(",")] if args.label else None
+    result = compare(args.paths, baseline=args.baseline, label_keys=labels)
     print(markdown(result))
     written = write(result, args.out or default_out_dir(result))
     print(f"\nWrote {', '.join(str(p) for p in written)}")

@@ -91,6 +91,17 @@ def test_groups_by_the_differing_key_with_matching_statistics(sweep):
     assert test["p"] < 0.05 and "lower, significant" in test["verdict"]
 
 
+def test_groups_can_be_named_by_chosen_keys(sweep):
+    named = compare([str(sweep)], label_keys=["optimizer.lr", "trainer.max_epochs"])
+    assert {g["group"] for g in named["groups"]} == {
+        "optimizer.lr=0.001, trainer.max_epochs=None",
+        "optimizer.lr=0.003, trainer.max_epochs=None",
+    }
+    # names that would merge two groups are not used
+    merged = compare([str(sweep)], label_keys=["trainer.max_epochs"])
+    assert {g["group"] for g in merged["groups"]} == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
+
+
 def test_bad_runs_listed_with_reasons_and_excluded(sweep):
     excluded = {Path(e["path"]).name: e["reason"] for e in compare([str(sweep)])["excluded"]}
     assert excluded["failed"] == "status failed: diverged"

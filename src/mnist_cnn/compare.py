@@ -36,23 +36,25 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)  # num_params, train_seconds (if known)
 
 
+def _setting(key: str, value: Any) -> str:
+    """`model=MLP` for a class (`model._target_`), else `key=value`."""
+    if key.endswith("._target_") and isinstance(value, str):
+        return f"{key.removesuffix('._target_')}={value.rsplit('.', 1)[-1]}"
+    return f"{key}={value}"
+
+
 @dataclass
 class Group:
     key: dict[str, Any]
     runs: list[Run] = field(default_factory=list)
+    name: str | None = None  # chosen by compare(label_keys=...)
 
     @property
     def label(self) -> str:
-        """Short: `model=MLP` for a class (`model._target_`), settings a group lacks left out."""
-        parts = []
-        for k, v in self.key.items():
-            if v is None:
-                continue
-            if k.endswith("._target_") and isinstance(v, str):
-                parts.append(f"{k.removesuffix('._target_')}={v.rsplit('.', 1)[-1]}")
-            else:
-                parts.append(f"{k}={v}")
-        return ", ".join(parts) or "all runs"
+        """Every differing setting the group has (those it lacks left out)."""
+        if self.name:
+            return self.name
+        return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -201,8 +203,13 @@ def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
     return checks
 
 
-def compare(paths: list[str], baseline: int | None = None) -> dict[str, Any]:
-    """Everything compare.py prints and writes, as plain data."""
+def compare(
+    paths: list[str], baseline: int | None = None, label_keys: list[str] | None = None
+) -> dict[str, Any]:
+    """Everything compare.py prints and writes, as plain data.
+
+    label_keys: name groups by these config keys only (they are still formed by every key that
+    differs); ignored when those names would not tell the groups apart."""
     excluded, runs = [], []
     for run_dir in discover(paths):
         loaded = load(run_dir)
@@ -216,6 +223,13 @@ def compare(paths: list[str], baseline: int | None = None) -> dict[str, Any]:
             f"no completed run under {', '.join(paths)}; see the excluded list: {excluded}"
         )
     groups, differing = group_runs(runs)
+    if label_keys:
+        names = [
+            ", ".join(_setting(k, g.runs[0].config.get(k)) for k in label_keys) for g in groups
+        ]
+        if len(set(names)) == len(names):
+            for g, name in zip(groups, names, strict=True):
+                g.name = name
     for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
         g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
     table = [
