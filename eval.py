@@ -10,7 +10,11 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg) -> float:
+    from mnist_cnn import checkpoints
     from mnist_cnn.cli import exit_on_user_error
+
+    # a bad or unsafe checkpoint is refused before Lightning loads
+    exit_on_user_error(checkpoints.load, cfg.ckpt_path)
     from mnist_cnn.evaluate import evaluate
 
     return exit_on_user_error(evaluate, cfg)["test/acc"]

@@ -22,6 +22,7 @@ def main(cfg) -> float | None:
         return _sweep_job(cfg)
     # settings are checked before torch and Lightning load: a typo answers in a second, not fifteen
     exit_on_user_error(validate, cfg)
+    exit_on_user_error(_check_inputs, cfg)
     from mnist_cnn.callbacks.resume import TrainingInterrupted
     from mnist_cnn.train import run
 
@@ -60,6 +61,18 @@ def _sweep_job(cfg) -> float | None:
         logging.getLogger("train").exception("job %s failed", HydraConfig.get().job.num)
         _mark_failed(f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _check_inputs(cfg) -> None:
+    """Missing data or a bad checkpoint, found before the heavy imports; the run dir says why."""
+    from mnist_cnn.config import check_inputs
+    from mnist_cnn.errors import UserError
+
+    try:
+        check_inputs(cfg)
+    except UserError as exc:
+        _mark_failed(str(exc))
+        raise
 
 
 def _parallel_jobs() -> int:

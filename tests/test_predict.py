@@ -223,6 +223,7 @@ def test_default_checkpoint_is_the_newest_completed_run(tmp_path):
         newest_checkpoint(tmp_path / "broken")
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_pickle_payload(tmp_path):
     sentinel = tmp_path / "payload-ran"
     evil = tmp_path / "evil.ckpt"

@@ -8,15 +8,12 @@ in MODELS: a config read back from disk is never handed to hydra.utils.instantia
 
 from __future__ import annotations
 
-import io
-import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from mnist_cnn.errors import UserError
@@ -128,33 +125,3 @@ def check_weights(net: nn.Module, state_dict: dict[str, Any], path: str | Path) 
             "give a checkpoint of the same model (model=...)"
         )
     return weights
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written beside their final name, synced, then renamed into place.
-
-    Lightning stages a checkpoint in the system temp dir and moves it: when that is another
-    filesystem the move is a copy, and a kill mid-copy leaves a truncated last.ckpt. A rename
-    within one directory is atomic: a reader (or a resume) sees the old file or the new one.
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")  # not *.ckpt: never taken for one
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()  # serialised first: a failing disk then raises OSError
-            torch.save(checkpoint, buffer)
-            with open(partial, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise UserError(
-                f"{path}: cannot save the checkpoint ({exc.strerror or exc}); free disk space "
-                "or point paths.log_dir elsewhere; the previous checkpoint is intact"
-            ) from None

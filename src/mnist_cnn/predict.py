@@ -40,12 +40,12 @@ def newest_checkpoint(outputs: Path) -> Path:
 
 
 def predict(args: argparse.Namespace) -> list[dict[str, Any]]:
+    ckpt_path = (args.ckpt or newest_checkpoint(REPO_ROOT / "outputs")).resolve()
+    ckpt = checkpoints.load(ckpt_path)  # refused (payload, corrupt) before anything else loads
     import torch
 
-    from mnist_cnn.data.mnist import MEAN_STD, scale_images
+    from mnist_cnn.data.batches import MEAN_STD, scale_images
 
-    ckpt_path = (args.ckpt or newest_checkpoint(REPO_ROOT / "outputs")).resolve()
-    ckpt = checkpoints.load(ckpt_path)
     config = checkpoints.config_of(ckpt, ckpt_path)
     net = checkpoints.build_net(ckpt, ckpt_path, in_channels=1, image_size=images.SIZE).eval()
     dataset = config["data"].get("dataset", "MNIST")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, TrainingInterrupted
+from mnist_cnn.checkpoint_io import AtomicCheckpointIO
 from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import TrainingDiverged, UserError
@@ -127,7 +128,7 @@ def _fit_and_test(
     callbacks.append(interrupt)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[checkpoints.AtomicCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
     )
 
     num_params = sum(p.numel() for p in net.parameters())

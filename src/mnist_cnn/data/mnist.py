@@ -13,22 +13,12 @@ from torchvision import datasets
 
 from mnist_cnn.data import sources
 from mnist_cnn.data.augment import RandomAffineBatch
-from mnist_cnn.data.batches import EpochBatchSampler, InMemoryBatches
+from mnist_cnn.data.batches import MEAN_STD, EpochBatchSampler, InMemoryBatches, scale_images
 from mnist_cnn.data.idx import read_split
 from mnist_cnn.errors import UserError
 
-MEAN_STD = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
-
 # The whole dataset is in memory and batches are one index operation: workers only add overhead.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-
-
-def scale_images(images: torch.Tensor, mean: float | None = None, std: float | None = None):
-    """uint8 (N, C, H, W) in 0..255 -> float32 in [0, 1], optionally standardised."""
-    x = images.float().div_(255.0)
-    if mean is not None and std is not None:
-        x = x.sub_(mean).div_(std)
-    return x
 
 
 class MNISTDataModule(L.LightningDataModule):

@@ -62,6 +62,11 @@ def missing(raw_dir: Path) -> list[str]:
     return [f for f in FILES if not (raw_dir / f).exists()]
 
 
+def has_system_copy(dataset: str) -> bool:
+    source = SYSTEM_COPIES.get(dataset)
+    return source is not None and all((source / f"{n}.gz").is_file() for n in FILES)
+
+
 def copy_from_system(dataset: str, raw_dir: Path, names: list[str]) -> None:
     """Decompress Debian's .gz copies of the missing files; the size must be the canonical one
     (the .gz files are recompressed, so their own checksums prove nothing)."""
