@@ -70,8 +70,9 @@ class GracefulInterrupt(L.Callback):
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
-        done, epoch = progress["processed"], checkpoint["epoch"]
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = loop.get("epoch_loop.batch_progress", {}).get("current", {})
+        done, epoch = progress.get("processed", 0), checkpoint.get("epoch", 0)
         datamodule = trainer.datamodule
         if done and hasattr(datamodule, "resume_at"):
             datamodule.resume_at(epoch, done)
