@@ -36,7 +36,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = checkpoints.load(ckpt_path)
     trained = checkpoints.config_of(ckpt, ckpt_path)
     threads = cfg.get("threads", "auto")
-    torch.set_num_threads(os.cpu_count() or 1 if threads == "auto" else int(threads))
+    if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
+        raise UserError(f"threads={threads!r} is invalid: expected auto or an integer >= 1")
+    torch.set_num_threads((os.cpu_count() or 1) if threads == "auto" else threads)
     run_dir = Path(cfg.paths.output_dir).resolve()
     record = RunRecord(
         run_dir,
