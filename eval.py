@@ -15,7 +15,7 @@ def main(cfg) -> float:
 
     # a bad or unsafe checkpoint is refused before Lightning loads
     exit_on_user_error(checkpoints.load, cfg.ckpt_path)
-    from mnist_cnn.evaluate import evaluate
+    from mnist_cnn.eval import evaluate
 
     return exit_on_user_error(evaluate, cfg)["test/acc"]
 
