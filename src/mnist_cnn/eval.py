@@ -52,11 +52,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     try:
         metrics = _test(cfg, ckpt, ckpt_path, trained, run_dir, record)
-    except UserError as exc:
-        record.update(status="failed", error=str(exc))
-        raise
     except Exception as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        record.failed(exc)
         raise
     log.info(summary(metrics))
     return metrics

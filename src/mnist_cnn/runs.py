@@ -144,3 +144,8 @@ class RunRecord:
     def update(self, **values: Any) -> None:
         self.data.update(values)
         write_json_atomic(self.path, self.data)
+
+    def failed(self, exc: BaseException) -> None:
+        """status failed, with the user's message or the exception's type and text."""
+        error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        self.update(status="failed", error=error)

@@ -18,7 +18,7 @@ from mnist_cnn.callbacks.resume import GracefulInterrupt, TrainingInterrupted
 from mnist_cnn.checkpoint_io import AtomicCheckpointIO
 from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
-from mnist_cnn.errors import TrainingDiverged, UserError
+from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 
@@ -71,9 +71,6 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
         )
         record.update(status="diverged", error=message, epoch=exc.epoch, global_step=exc.step)
         raise TrainingDiverged(message, exc.epoch, exc.step) from None
-    except UserError as exc:
-        record.update(status="failed", error=str(exc))
-        raise
     except TrainingInterrupted as exc:
         record.update(
             status="interrupted",
@@ -86,7 +83,7 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
         record.update(status="interrupted")
         raise
     except Exception as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        record.failed(exc)
         raise
     log.info(summary(metrics))
     return metrics
