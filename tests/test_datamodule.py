@@ -59,6 +59,19 @@ def test_normalize_standardises(tiny_data_dir):
     assert x.min() == pytest.approx((0 - 0.1307) / 0.3081, abs=1e-5)
 
 
+def test_a_resumed_epoch_skips_what_was_trained_even_before_set_epoch():
+    from mnist_cnn.data.batches import EpochBatchSampler
+
+    whole = EpochBatchSampler(100, 10, shuffle=True, seed=3)
+    whole.set_epoch(2)
+    expected = [b.tolist() for b in whole][4:]
+    resumed = EpochBatchSampler(100, 10, shuffle=True, seed=3)
+    resumed.resume_at(2, 4)  # loader workers draw indices before Lightning's set_epoch
+    assert [b.tolist() for b in resumed] == expected
+    resumed.set_epoch(3)  # later epochs are whole again
+    assert len(list(resumed)) == 10
+
+
 def test_shuffling_is_seeded_per_epoch(tiny_data_dir):
     def order(seed, epoch):
         loader = loaded(tiny_data_dir, seed=seed).train_dataloader()

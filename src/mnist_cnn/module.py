@@ -59,6 +59,10 @@ class ClassifierModule(L.LightningModule):
         self.test_correct = SumMetric()
         self.test_total = SumMetric()
 
+    def reset_train_metrics(self) -> None:
+        self.metrics["train_acc"].reset()
+        self.metrics["train_loss"].reset()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
             x = x.contiguous(memory_format=self.memory_format)

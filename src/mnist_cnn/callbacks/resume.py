@@ -36,6 +36,7 @@ class GracefulInterrupt(L.Callback):
     def __init__(self, dirpath: str | Path, filename: str = "interrupted.ckpt") -> None:
         self.path = Path(dirpath) / filename
         self.received: int | None = None
+        self._new_epoch = False
         self._previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -70,9 +71,22 @@ class GracefulInterrupt(L.Callback):
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        loop = checkpoint.get("loops", {}).get("fit_loop", {})
-        progress = loop.get("epoch_loop.batch_progress", {}).get("current", {})
-        done, epoch = progress.get("processed", 0), checkpoint.get("epoch", 0)
         datamodule = trainer.datamodule
-        if done and hasattr(datamodule, "resume_at"):
-            datamodule.resume_at(epoch, done)
+        if not hasattr(datamodule, "resume_at"):
+            return
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        epochs = loop.get("epoch_progress", {}).get("current", {})
+        batches = loop.get("epoch_loop.batch_progress", {}).get("current", {})
+        epoch = checkpoint.get("epoch", 0)
+        if epochs.get("processed", 0) < epochs.get("ready", 0):  # saved inside an epoch
+            datamodule.resume_at(epoch, batches.get("processed", 0))
+        else:  # saved at an epoch's end: the next one starts from its first batch
+            datamodule.resume_at(epoch + 1, 0)
+            self._new_epoch = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # an epoch-end checkpoint holds that epoch's running train metrics (saved before
+        # Lightning resets them): the resumed run's first epoch must not add to them
+        if self._new_epoch and hasattr(pl_module, "reset_train_metrics"):
+            pl_module.reset_train_metrics()
+        self._new_epoch = False

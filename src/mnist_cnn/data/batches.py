@@ -55,6 +55,8 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         """The next pass over `epoch` starts after its first batches_done batches (a resumed run
         continues exactly where the interrupted one stopped, with the same order)."""
         self._skip = (epoch, batches_done)
+        # with workers, Lightning iterates the resumed epoch's loader before its set_epoch call
+        self.epoch = epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before every training epoch (also after a resume)."""
