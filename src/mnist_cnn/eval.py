@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +17,7 @@ from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
 from mnist_cnn.module import ClassifierModule
+from mnist_cnn.perf import keep_freed_memory, set_threads
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 from mnist_cnn.train import summary
 
@@ -38,7 +37,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     threads = cfg.get("threads", "auto")
     if threads != "auto" and not (isinstance(threads, int) and threads >= 1):
         raise UserError(f"threads={threads!r} is invalid: expected auto or an integer >= 1")
-    torch.set_num_threads((os.cpu_count() or 1) if threads == "auto" else threads)
+    set_threads(threads)
+    keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir).resolve()
     record = RunRecord(
         run_dir,

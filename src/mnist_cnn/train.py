@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +19,7 @@ from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.module import ClassifierModule
+from mnist_cnn.perf import keep_freed_memory, set_threads
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,9 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     parallel_jobs: how many runs share this machine (threads=auto divides the cores among them).
     """
     validate(cfg)
-    threads = cfg.get("threads", "auto")
-    if threads == "auto":
-        threads = max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
-    torch.set_num_threads(threads)
+    set_threads(cfg.get("threads", "auto"), parallel_jobs)
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir).resolve()
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(run_dir, seed=cfg.seed, config=config, manifest=manifest(REPO_ROOT))

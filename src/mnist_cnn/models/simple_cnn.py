@@ -50,7 +50,10 @@ class SimpleCNN(nn.Module):
         initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(F.relu(self.conv1(x)))
-        x = self.pool2(F.relu(self.conv2(x)))
+        # max-pool and ReLU commute (both monotone; a window's max is <= 0 exactly when all of it
+        # is), so pooling first gives the same outputs and the same gradients, bit for bit, while
+        # ReLU and its backward touch a quarter of the values: ~25% of a training step on CPU.
+        x = F.relu(self.pool1(self.conv1(x)))
+        x = F.relu(self.pool2(self.conv2(x)))
         x = F.relu(self.dense1(self.flatten(x)))
         return self.output(x)  # logits: cross-entropy applies the seed's softmax
