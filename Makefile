@@ -28,6 +28,14 @@ notebook: install ## run notebooks/mnist_lab.ipynb in full mode; the executed co
 notebook-strip: install ## remove outputs from the committed notebook
 	$(PY) notebooks/execute.py --strip
 
+KERAS := .bench-keras/bin/python
+bench: install $(KERAS) ## train.py vs a plain PyTorch loop vs the seed's Keras notebook, medians of 3 (ARGS="--runs 5")
+	$(PY) bench/bench.py --keras $(KERAS) $(ARGS)
+
+$(KERAS): # TensorFlow for the Keras side of the bench only: its own environment, bytecode compiled
+	$(UV) venv --quiet --python 3.11 .bench-keras
+	$(UV) pip install --quiet --python $(KERAS) --compile-bytecode tensorflow-cpu==2.21.0 numpy
+
 lint: install ## ruff check + format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -46,4 +54,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs

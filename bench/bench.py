@@ -1,9 +1,12 @@
 """Benchmark the seed workload on this machine: `python bench/bench.py [--mode M] [--runs N]`.
 
 Modes (each runs its variants alternately, N rounds, and prints medians and ratios):
-  reference  python train.py (defaults) vs the plain PyTorch loop in bench/reference.py
+  reference  python train.py (defaults) vs the plain PyTorch loop in bench/reference.py, and vs
+             the seed's Keras notebook (bench/keras_seed.py) when --keras names a Python that
+             has TensorFlow (`make bench` builds one in .bench-keras/)
   callbacks  python train.py with the dashboards (default) vs callbacks=minimal: what they cost
   scaling    python train.py at 1, 3 and 10 epochs, then batch sizes 64 to 512 (one run each)
+  levers     ms per training step of a plain loop, one speed lever added at a time (bench/levers.py)
 Figures: whole-process wall seconds, phase seconds, fit throughput, peak RSS, test accuracy.
 """
 
@@ -59,8 +62,8 @@ def run_train(overrides: list[str], epochs: int = 3) -> dict:
     }
 
 
-def run_reference(data_dir: Path, epochs: int = 3) -> dict:
-    cmd = [sys.executable, "bench/reference.py", str(data_dir / "MNIST" / "raw"), str(epochs)]
+def run_script(cmd: list[str], samples: int, epochs: int = 3) -> dict:
+    """A script that prints one JSON line with its phase seconds (reference.py, keras_seed.py)."""
     wall, rss, out = timed(cmd)
     r = json.loads(out.strip().splitlines()[-1])
     return {
@@ -70,38 +73,51 @@ def run_reference(data_dir: Path, epochs: int = 3) -> dict:
         "fit": r["fit"],
         "test": r["test"],
         "peak_MiB": rss,
-        "samples/s": TRAIN_SAMPLES * epochs / r["fit"],
+        "samples/s": samples * epochs / r["fit"],
         "test_acc": r["test_acc"],
     }
 
 
+def run_lever(data_dir: Path, flags: list[str]) -> dict:
+    cmd = [sys.executable, "bench/levers.py", str(data_dir / "MNIST" / "raw"), *flags]
+    _, rss, out = timed(cmd)
+    return {**json.loads(out.strip().splitlines()[-1]), "peak_MiB": rss}
+
+
 def report(results: dict[str, list[dict]]) -> None:
+    """Medians per variant; with several variants, the first one's ratio to each of the others."""
     names = list(results)
     keys = list(results[names[0]][0])
+    width = max(22, *(len(n) + 2 for n in names))
     print(
         f"\n{'median of ' + str(len(results[names[0]])) + ' runs':<16}"
-        + "".join(f"{n:>22}" for n in names)
-        + (f"{'ratio':>10}" if len(names) == 2 else "")
+        + "".join(f"{n:>{width}}" for n in names)
+        + "".join(f"{'ratio to ' + str(i + 2):>12}" for i in range(len(names) - 1))
     )
     for key in keys:
         meds = [statistics.median(r[key] for r in results[n]) for n in names]
         row = f"{key:<16}" + "".join(
-            f"{v:>22.4f}" if key == "test_acc" else f"{v:>22.2f}" for v in meds
+            f"{v:>{width}.4f}" if key == "test_acc" else f"{v:>{width}.2f}" for v in meds
         )
-        if len(names) == 2 and meds[1]:
-            row += f"{meds[0] / meds[1]:>10.2f}"
+        row += "".join(f"{meds[0] / m:>12.2f}" if m else f"{'':>12}" for m in meds[1:])
         print(row)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--mode", choices=("reference", "callbacks", "scaling"), default="reference"
+        "--mode", choices=("reference", "callbacks", "scaling", "levers"), default="reference"
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument(
+        "--keras", type=Path, help="a Python with TensorFlow: adds the Keras notebook's run"
+    )
     args = parser.parse_args()
+    if args.keras and not args.keras.is_file():
+        sys.exit(f"--keras {args.keras}: no such interpreter; `make bench` builds .bench-keras/")
     data = [f"data.data_dir={args.data_dir}"]
+    raw = str(args.data_dir / "MNIST" / "raw")
     print(f"torch threads: {os.cpu_count()} cores; data: {args.data_dir}", flush=True)
     if args.mode == "scaling":
         for epochs in (1, 3, 10):
@@ -109,11 +125,44 @@ def main() -> None:
         for batch in (64, 128, 256, 512):
             report({f"batch={batch}": [run_train([*data, f"data.batch_size={batch}"])]})
         return
+    if args.mode == "levers":
+        steps = [
+            ("fp32 NCHW, textbook order", []),
+            ("+ channels_last", ["--channels-last"]),
+            ("+ pool before ReLU", ["--channels-last", "--pool-first"]),
+            ("+ keep_freed_memory", ["--channels-last", "--pool-first", "--keep-freed"]),
+            ("+ torch.compile", ["--channels-last", "--pool-first", "--keep-freed", "--compile"]),
+            ("+ bf16 autocast", ["--channels-last", "--pool-first", "--keep-freed", "--bf16"]),
+        ]
+        results = {name: [] for name, _ in steps}
+        for _ in range(args.runs):
+            for name, flags in steps:
+                results[name].append(run_lever(args.data_dir, flags))
+        print(
+            f"\n{'median of ' + str(args.runs) + ' runs':<28}{'ms/step':>9}{'vs first':>10}"
+            f"{'1st step s':>12}{'weights checksum':>22}"
+        )
+        first = statistics.median(r["ms_per_step"] for r in results[steps[0][0]])
+        for name, runs in results.items():
+            ms = statistics.median(r["ms_per_step"] for r in runs)
+            print(
+                f"{name:<28}{ms:>9.1f}{first / ms:>9.2f}x"
+                f"{statistics.median(r['first_step_s'] for r in runs):>12.2f}"
+                f"{runs[0]['checksum']:>22.10f}"
+            )
+        return
+    reference = {
+        "train.py": lambda: run_train(data),
+        "plain PyTorch loop": lambda: run_script(
+            [sys.executable, "bench/reference.py", raw, "3"], TRAIN_SAMPLES
+        ),
+    }
+    if args.keras:
+        reference["Keras notebook"] = lambda: run_script(
+            [str(args.keras), "bench/keras_seed.py", raw, "3"], TRAIN_SAMPLES
+        )
     variants = {
-        "reference": {
-            "train.py": lambda: run_train(data),
-            "plain PyTorch loop": lambda: run_reference(args.data_dir),
-        },
+        "reference": reference,
         "callbacks": {
             "dashboards on": lambda: run_train(data),
             "callbacks=minimal": lambda: run_train([*data, "callbacks=minimal"]),

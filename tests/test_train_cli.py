@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_train
+from conftest import ROOT, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 TINY = ("trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64")
@@ -124,3 +130,43 @@ def test_unknown_key_is_hydras_error_and_exit_1(tmp_path):
     proc = run_train("lerning_rate=0.1", run_dir=tmp_path / "run", timeout=60)
     assert proc.returncode == 1
     assert "Could not override 'lerning_rate'" in proc.stderr
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_output_dir_under_a_file_exits_2_before_anything_runs(tmp_path, multirun):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    args = ["-m", "seed=1,2"] if multirun else []
+    proc = run_train(*args, f"{key}={blocker / 'runs'}", timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"error: {key}={blocker / 'runs'}: {blocker} is not a directory" in proc.stderr
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+def test_unwritable_output_dir_exits_2_naming_it():
+    # as root every directory is writable: the child runs as nobody (uid 65534); setpriv, since
+    # subprocess's user= drops to it before exec, and the interpreter may live under /root
+    base = Path(tempfile.mkdtemp())  # pytest's tmp_path lies under a root-only dir
+    base.chmod(0o755)
+    locked = base / "locked"
+    locked.mkdir()
+    (locked / "earlier.txt").write_text("kept")
+    locked.chmod(0o555)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    proc = subprocess.run(
+        [*nobody, sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={locked / 'run'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"{locked} is not writable by this user" in proc.stderr
+    assert sorted(p.name for p in locked.iterdir()) == ["earlier.txt"]
+    shutil.rmtree(base)
