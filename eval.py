@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the test set: `python eval.py ckpt_path=PATH` (Hydra overrides)."""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,9 +16,14 @@ def main(cfg) -> float:
 
     # a bad or unsafe checkpoint is refused before Lightning loads
     exit_on_user_error(checkpoints.load, cfg.ckpt_path)
+    from mnist_cnn.callbacks.resume import TestInterrupted
     from mnist_cnn.eval import evaluate
 
-    return exit_on_user_error(evaluate, cfg)["test/acc"]
+    try:
+        return exit_on_user_error(evaluate, cfg)["test/acc"]
+    except TestInterrupted as exc:
+        print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

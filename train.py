@@ -23,8 +23,8 @@ def main(cfg) -> float | None:
     # settings are checked before torch and Lightning load: a typo answers in a second, not fifteen
     exit_on_user_error(validate, cfg)
     exit_on_user_error(_check_inputs, cfg)
-    from mnist_cnn.callbacks.resume import TrainingInterrupted
-    from mnist_cnn.train import run
+    from mnist_cnn.callbacks.resume import TestInterrupted, TrainingInterrupted
+    from mnist_cnn.train import eval_command, run
 
     try:
         metrics = exit_on_user_error(run, cfg)
@@ -37,6 +37,14 @@ def main(cfg) -> float | None:
             file=sys.stderr,
             flush=True,
         )
+        sys.exit(exc.exit_code)
+    except TestInterrupted as exc:
+        then = (
+            f"the trained weights: {exc.checkpoint}\ntest them with: {eval_command(exc.checkpoint)}"
+            if exc.checkpoint
+            else "no checkpoint was kept (the callbacks= choice saves none)"
+        )
+        print(f"interrupted: {exc}; training had completed; {then}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # before the first training batch (data, setup): nothing to keep
         print("interrupted before training started; nothing to resume", file=sys.stderr)

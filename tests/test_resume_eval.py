@@ -38,14 +38,16 @@ def _digests(run_dir: Path) -> dict[str, str]:
     }
 
 
-def run_eval(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_eval(
+    *overrides: str, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "eval.py"), *overrides],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -137,6 +139,45 @@ def test_sigterm_exits_143_with_a_checkpoint(tiny_data_dir, tmp_path):
     assert proc.returncode == 143, proc.stderr[-2000:]
     assert (tmp_path / "run/checkpoints/interrupted.ckpt").is_file()
     assert _metrics(tmp_path / "run")["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_a_signal_during_the_test_exits_130_and_names_the_eval_command(tiny_data_dir, tmp_path):
+    # training has finished when the test starts: its checkpoints stay, the test is redone by eval
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "model=mlp",
+        f"data.data_dir={tiny_data_dir}",
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        "+callbacks.signal.step=0",
+        "+callbacks.signal.stage=test",
+        run_dir=run_dir,
+        env={"PYTHONPATH": HELPERS},
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"test them with: python eval.py ckpt_path={last}" in proc.stderr
+    m = _metrics(run_dir)
+    assert m["status"] == "interrupted" and "SIGINT received during the test" in m["error"]
+    assert "test/acc" not in m
+    before = last.read_bytes()
+    # the same for eval.py, with SIGTERM: 143, its own run dir says interrupted
+    eval_dir = tmp_path / "eval"
+    proc = run_eval(
+        f"ckpt_path={last}",
+        f"data.data_dir={tiny_data_dir}",
+        f"hydra.run.dir={eval_dir}",
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        "+callbacks.signal.step=0",
+        "+callbacks.signal.stage=test",
+        "+callbacks.signal.signum=SIGTERM",
+        env={"PYTHONPATH": HELPERS},
+    )
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "SIGTERM received during the test" in proc.stderr
+    assert _metrics(eval_dir)["status"] == "interrupted"
+    assert last.read_bytes() == before
 
 
 @pytest.mark.slow

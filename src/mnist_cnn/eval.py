@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import checkpoints
+from mnist_cnn.callbacks.resume import GracefulInterrupt, TestInterrupted
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
@@ -52,6 +53,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     try:
         metrics = _test(cfg, ckpt, ckpt_path, trained, run_dir, record)
+    except TestInterrupted as exc:
+        record.update(status="interrupted", error=str(exc))
+        raise
     except Exception as exc:
         record.failed(exc)
         raise
@@ -81,6 +85,8 @@ def _test(cfg, ckpt, ckpt_path, trained, run_dir, record) -> dict[str, Any]:
     # epoch is 0-based when Lightning saves (last/best are written in the epoch they end)
     module.trained_epochs = int(ckpt["epoch"]) + 1
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    # Ctrl-C / SIGTERM: TestInterrupted and exit 130 / 143, not Lightning's exit 1
+    callbacks.append(GracefulInterrupt(run_dir))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     start = time.perf_counter()

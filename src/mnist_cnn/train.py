@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import checkpoints
-from mnist_cnn.callbacks.resume import GracefulInterrupt, TrainingInterrupted
+from mnist_cnn.callbacks.resume import GracefulInterrupt, TestInterrupted, TrainingInterrupted
 from mnist_cnn.checkpoint_io import AtomicCheckpointIO
 from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
@@ -76,6 +76,13 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
             error=str(exc),
             resume_checkpoint=str(exc.checkpoint),
             resume_command=resume_command(exc.checkpoint),
+        )
+        raise
+    except TestInterrupted as exc:
+        record.update(
+            status="interrupted",
+            error=f"{exc}; training had completed",
+            eval_command=eval_command(exc.checkpoint),
         )
         raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
@@ -143,9 +150,14 @@ def _fit_and_test(
     if cfg.test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
     start = time.perf_counter()
-    test_metrics = trainer.test(
-        module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
-    )[0]
+    try:
+        test_metrics = trainer.test(
+            module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
+        )[0]
+    except TestInterrupted as exc:
+        tested = best if test_ckpt else last  # "" when callbacks= kept no checkpoint
+        exc.checkpoint = Path(tested) if tested else None
+        raise
     test_seconds = time.perf_counter() - start
 
     total = round(test_metrics["test/total"])  # what was tested (limit_test_batches may cut)
@@ -219,6 +231,13 @@ def resume_command(checkpoint: Path) -> str:
     if HydraConfig.initialized():
         overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
     return shlex.join(["python", "train.py", *overrides, f"ckpt_path={checkpoint}"])
+
+
+def eval_command(checkpoint: Path | None) -> str | None:
+    """The command that tests a checkpoint on its own (None when there is no checkpoint)."""
+    import shlex
+
+    return shlex.join(["python", "eval.py", f"ckpt_path={checkpoint}"]) if checkpoint else None
 
 
 def summary(m: dict[str, Any]) -> str:

@@ -32,20 +32,42 @@ class TrainingInterrupted(Exception):
         return EXIT_CODES.get(self.signum, 1)
 
 
+class TestInterrupted(Exception):
+    """The test stage stopped on a signal; `checkpoint` (set by the caller) holds the weights."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} received during the test")
+        self.signum = signum
+        self.checkpoint: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1)
+
+
 class GracefulInterrupt(L.Callback):
+    """In fit: finish the batch, save, stop. In test: stop at once (a partial test is worth
+    nothing), with the same exit codes, instead of Lightning's sys.exit(1)."""
+
     def __init__(self, dirpath: str | Path, filename: str = "interrupted.ckpt") -> None:
         self.path = Path(dirpath) / filename
         self.received: int | None = None
+        self._stage = "fit"
         self._new_epoch = False
         self._previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stage == "test":
+            raise TestInterrupted(signum)  # not a KeyboardInterrupt: Lightning would exit(1)
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
         self.received = signum
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
+        if stage in ("fit", "test"):
+            self._stage = stage
             for signum in EXIT_CODES:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
 
