@@ -63,7 +63,7 @@ def write_run(path: Path, seed: int, acc: float | None, lr: float = 1e-3, **extr
 
 @pytest.fixture
 def sweep(tmp_path):
-    """Two learning rates x 3 seeds, plus one failed, one half-written, one NaN run."""
+    """Two learning rates x 3 seeds, plus failed, half-written, NaN, dead and running runs."""
     accs = {1e-3: [0.981, 0.983, 0.985], 3e-3: [0.990, 0.991, 0.992]}
     i = 0
     for lr, values in accs.items():
@@ -75,9 +75,11 @@ def sweep(tmp_path):
     (tmp_path / "half" / "metrics.json").write_text('{"status": "compl')
     write_run(tmp_path / "nan", 8, None)
     (tmp_path / "died" / ".hydra").mkdir(parents=True)
+    write_run(tmp_path / "running", 7, None, status="running")
     return tmp_path
 
 
+@pytest.mark.reliability("X2")
 def test_groups_by_the_differing_key_with_matching_statistics(sweep):
     result = compare([str(sweep)])
     assert result["differing_keys"] == ["optimizer.lr"]  # not the seed, not the run's own dir
@@ -102,12 +104,14 @@ def test_groups_can_be_named_by_chosen_keys(sweep):
     assert {g["group"] for g in merged["groups"]} == {"optimizer.lr=0.001", "optimizer.lr=0.003"}
 
 
+@pytest.mark.reliability("X1", "X3")
 def test_bad_runs_listed_with_reasons_and_excluded(sweep):
     excluded = {Path(e["path"]).name: e["reason"] for e in compare([str(sweep)])["excluded"]}
     assert excluded["failed"] == "status failed: diverged"
     assert excluded["half"].startswith("metrics.json unreadable")
     assert excluded["nan"] == "test/acc is missing or not finite (None)"
     assert excluded["died"].startswith("no metrics.json")
+    assert excluded["running"] == "still running (or killed)"
 
 
 def test_same_seed_reruns_checked_for_bit_identity(tmp_path):
@@ -123,6 +127,7 @@ def test_same_seed_reruns_checked_for_bit_identity(tmp_path):
     assert group["test/acc"]["n"] == 1 and group["test/acc"]["mean"] == 0.98  # seed 1 counted once
 
 
+@pytest.mark.reliability("X3")
 def test_paths_given_twice_and_globs_are_deduplicated(sweep):
     result = compare([str(sweep / "0"), str(sweep / "0"), str(sweep / "[01]")])
     assert sum(g["test/acc"]["n"] for g in result["groups"]) == 2

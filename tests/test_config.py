@@ -25,15 +25,25 @@ def compose_train(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
-def test_default_config_is_the_seed_lab():
+def test_default_config_is_the_seed_lab_with_a_cosine_decay():
     cfg = compose_train()
     assert (cfg.seed, cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.val_split) == (
         42, 3, 128, 0.1,
     )  # fmt: skip
-    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.001
+    assert cfg.model._target_ == "mnist_cnn.models.simple_cnn.SimpleCNN"
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.002
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR"
     assert cfg.trainer.deterministic is True
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
     validate(cfg)
+
+
+@pytest.mark.parametrize("experiment", ["seed_lab", "lab4_vs_lab7"])
+def test_the_labs_own_recipe_is_one_override_away(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.optimizer.lr == 0.001 and cfg.optimizer.eps == 1e-7  # Keras' Adam defaults
+    assert cfg.get("scheduler") is None  # constant, as in the lab
+    assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.val_split) == (3, 128, 0.1)
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
@@ -47,11 +57,25 @@ def test_any_trainer_argument_can_be_added():
     assert cfg.trainer.limit_train_batches == 0.1 and cfg.trainer.devices == 1
 
 
+@pytest.mark.reliability("C1", "C3", "H6")
 def test_unknown_key_and_unknown_option_are_composition_errors():
     with pytest.raises(ConfigCompositionException, match="lerning_rate"):
         compose_train("lerning_rate=0.1")
     with pytest.raises(ConfigCompositionException, match="resnet"):
         compose_train("model=resnet")
+    # H6: an unknown optimizer is a group option; Hydra lists the valid ones
+    with pytest.raises(ConfigCompositionException, match=r"(?s)rmsprop.*adam\n\tadamw\n\tsgd"):
+        compose_train("optimizer=rmsprop")
+
+
+@pytest.mark.reliability("H6")
+@pytest.mark.parametrize("dropout", [1.0, -0.1, "abc"])
+def test_dropout_outside_its_range_is_rejected(dropout):
+    cfg = compose_train("experiment=bn_cnn", f"model.dropout={dropout}")
+    with pytest.raises(
+        UserError, match=r"^model.dropout=.* is invalid: expected a number in \[0, 1\)"
+    ):
+        validate(cfg)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +105,7 @@ def test_unknown_key_and_unknown_option_are_composition_errors():
         ("channels_last=1", "channels_last"),
     ],
 )
+@pytest.mark.reliability("C2", "H1", "H2", "H3", "H4", "H5")
 def test_nonsense_values_are_rejected_naming_the_key(override, key):
     cfg = compose_train(override)
     with pytest.raises(UserError, match=rf"^{key}=.* is invalid: expected "):
@@ -93,6 +118,7 @@ def test_all_problems_reported_at_once():
         validate(cfg)
 
 
+@pytest.mark.reliability("R6")
 def test_missing_resume_checkpoint_is_an_error(tmp_path):
     cfg = compose_train()
     with open_dict(cfg):

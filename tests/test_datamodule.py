@@ -16,7 +16,7 @@ from mnist_cnn.errors import UserError
 
 
 def loaded(data_dir, **kwargs) -> MNISTDataModule:
-    dm = MNISTDataModule(data_dir=data_dir, download=False, **kwargs)
+    dm = MNISTDataModule(**{"data_dir": data_dir, "download": False, **kwargs})
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -95,6 +95,7 @@ def test_val_split_zero_skips_validation(tiny_data_dir):
     assert len(dm.splits["train"]) == 600 and dm.val_dataloader() == []
 
 
+@pytest.mark.reliability("H3")
 def test_val_split_leaving_no_training_sample(tmp_path):
     from conftest import write_mnist
 
@@ -103,6 +104,7 @@ def test_val_split_leaving_no_training_sample(tmp_path):
         loaded(root, val_split=0.9)
 
 
+@pytest.mark.reliability("D7")
 def test_missing_files_without_download_names_dir_files_and_fixes(tmp_path):
     with pytest.raises(UserError) as err:
         loaded(tmp_path / "empty")
@@ -113,6 +115,7 @@ def test_missing_files_without_download_names_dir_files_and_fixes(tmp_path):
     assert "data.data_dir" in msg and "MNIST_DATA_DIR" in msg and "data.download=true" in msg
 
 
+@pytest.mark.reliability("D8")
 def test_download_without_network_fails_fast_and_leaves_nothing(tmp_path):
     dm = MNISTDataModule(data_dir=tmp_path, download=True)
     start = time.monotonic()
@@ -123,12 +126,28 @@ def test_download_without_network_fails_fast_and_leaves_nothing(tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.reliability("D9")
+@pytest.mark.parametrize("download", [False, True])
+def test_leftovers_of_an_interrupted_download_are_not_accepted(fresh_data_dir, download):
+    # torchvision downloads NAME.gz next to NAME, then extracts: a kill leaves a partial .gz and/or
+    # a truncated extracted file
+    raw = fresh_data_dir / "MNIST" / "raw"
+    images = raw / "train-images-idx3-ubyte"
+    body = images.read_bytes()
+    images.write_bytes(body[: len(body) // 3])
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(100))
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte: truncated"):
+        loaded(fresh_data_dir, download=download)
+
+
+@pytest.mark.reliability("D10")
 def test_data_dir_that_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match=r"data.data_dir=.*/f is a file, not a directory"):
         loaded(tmp_path / "f")
 
 
+@pytest.mark.reliability("D9")
 def test_corrupt_file_stops_setup_with_its_name(fresh_data_dir):
     labels = fresh_data_dir / "MNIST/raw/t10k-labels-idx1-ubyte"
     labels.write_bytes(labels.read_bytes()[:-1])

@@ -33,6 +33,7 @@ def test_empty_split_is_valid(tmp_path):
     assert read_images(tmp_path / "img").shape == (0, 28, 28)
 
 
+@pytest.mark.reliability("D1")
 def test_truncated_body_names_file_and_byte_counts(pair):
     img = pair[0]
     img.write_bytes(img.read_bytes()[:-100])
@@ -40,6 +41,7 @@ def test_truncated_body_names_file_and_byte_counts(pair):
         read_images(img)
 
 
+@pytest.mark.reliability("D2")
 @pytest.mark.parametrize("size", [0, 5])
 def test_header_incomplete(tmp_path, size):
     path = tmp_path / "short"
@@ -48,6 +50,7 @@ def test_header_incomplete(tmp_path, size):
         read_images(path)
 
 
+@pytest.mark.reliability("D3")
 def test_gzip_file_says_gunzip(pair):
     img = pair[0]
     img.write_bytes(gzip.compress(img.read_bytes()))
@@ -55,6 +58,7 @@ def test_gzip_file_says_gunzip(pair):
         read_images(img)
 
 
+@pytest.mark.reliability("D3")
 def test_swapped_images_and_labels(pair):
     img, lbl, *_ = pair
     with pytest.raises(IDXError, match=r"lbl: wrong magic number 2049, expected 2051.*swapped"):
@@ -63,6 +67,7 @@ def test_swapped_images_and_labels(pair):
         read_labels(img)
 
 
+@pytest.mark.reliability("D3")
 def test_random_magic(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x12\x34\x56\x78" + bytes(20))
     with pytest.raises(
@@ -71,6 +76,7 @@ def test_random_magic(tmp_path):
         read_images(tmp_path / "junk")
 
 
+@pytest.mark.reliability("D4")
 def test_count_mismatch_names_both_files(pair, tmp_path):
     img, _, _, labels = pair
     write_idx(tmp_path / "lbl4", labels[:4])
@@ -78,6 +84,7 @@ def test_count_mismatch_names_both_files(pair, tmp_path):
         read_split(img, tmp_path / "lbl4")
 
 
+@pytest.mark.reliability("D5")
 def test_label_out_of_range_names_index_and_value(pair):
     lbl = pair[1]
     write_idx(lbl, np.array([0, 1, 12, 3, 200], dtype=np.uint8))
@@ -87,12 +94,14 @@ def test_label_out_of_range_names_index_and_value(pair):
         read_labels(lbl)
 
 
+@pytest.mark.reliability("D6")
 def test_wrong_geometry(tmp_path):
     write_idx(tmp_path / "img", np.zeros((3, 32, 32), np.uint8))
     with pytest.raises(IDXError, match=r"images are 32x32, expected 28x28"):
         read_images(tmp_path / "img")
 
 
+@pytest.mark.reliability("D6")
 def test_trailing_bytes(pair):
     img = pair[0]
     img.write_bytes(img.read_bytes() + b"\x00" * 7)
@@ -100,6 +109,7 @@ def test_trailing_bytes(pair):
         read_images(img)
 
 
+@pytest.mark.reliability("D10")
 def test_missing_directory_and_dangling_link(tmp_path):
     with pytest.raises(IDXError, match="nope: file not found"):
         read_images(tmp_path / "nope")

@@ -56,6 +56,7 @@ def predict_json(capsys, *args: str) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.reliability("P3")
 def test_any_size_becomes_a_centred_20x20_digit(tmp_path):
     seven().save(tmp_path / "seven.png")
     digit = images.to_mnist(images.load_grey(tmp_path / "seven.png"))
@@ -69,6 +70,7 @@ def test_any_size_becomes_a_centred_20x20_digit(tmp_path):
     assert abs(centre[0] - 13.5) <= 1 and abs(centre[1] - 13.5) <= 1
 
 
+@pytest.mark.reliability("P4", "P6")
 def test_colour_modes_depth_and_exif_give_the_same_digit(tmp_path, ckpt, capsys):
     base = seven()
     variants = {
@@ -129,6 +131,7 @@ def test_real_mnist_test_digits_round_trip_through_png(tmp_path):
         assert (images.to_mnist(images.load_grey(tmp_path / "d.png")) == test_images[i]).all(), i
 
 
+@pytest.mark.reliability("P6")
 def test_multi_frame_images_use_the_first_frame_with_a_warning(tmp_path, caplog):
     frames = [seven(), Image.new("L", (100, 60), 255)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
@@ -149,6 +152,7 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
+@pytest.mark.reliability("P5")
 @pytest.mark.parametrize("size", [30000, 6000])
 def test_huge_images_are_refused_from_their_header(tmp_path, size):
     path = tmp_path / "huge.png"
@@ -157,6 +161,7 @@ def test_huge_images_are_refused_from_their_header(tmp_path, size):
         images.load_grey(path)
 
 
+@pytest.mark.reliability("P1", "P2")
 def test_bad_files_are_named_and_nothing_blocks(tmp_path):
     good = tmp_path / "good.png"
     seven().save(good)
@@ -223,6 +228,7 @@ def test_default_checkpoint_is_the_newest_completed_run(tmp_path):
         newest_checkpoint(tmp_path / "broken")
 
 
+@pytest.mark.reliability("K2")
 @pytest.mark.slow
 def test_predict_refuses_a_pickle_payload(tmp_path):
     sentinel = tmp_path / "payload-ran"

@@ -76,6 +76,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.reliability("R1")
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_says_how_to_resume(runs):
     proc = runs["stopped_proc"]
@@ -90,6 +91,7 @@ def test_sigint_saves_a_checkpoint_and_says_how_to_resume(runs):
     assert m["status"] == "interrupted" and m["resume_checkpoint"] == str(ckpt)
 
 
+@pytest.mark.reliability("R3", "R7")
 @pytest.mark.slow
 def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
     ckpt = runs["stopped"] / "checkpoints" / "interrupted.ckpt"
@@ -103,6 +105,7 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
     assert _digests(runs["stopped"]) == before  # R7: a new run dir, the old one untouched
 
 
+@pytest.mark.reliability("R4")
 @pytest.mark.slow
 def test_a_kill_while_last_ckpt_is_written_keeps_the_previous_one(runs):
     run_dir = runs["root"] / "killed"
@@ -125,6 +128,31 @@ def test_a_kill_while_last_ckpt_is_written_keeps_the_previous_one(runs):
         assert again[key] == full[key], key
 
 
+@pytest.mark.reliability("R5", "R7")
+@pytest.mark.slow
+def test_a_kill_at_any_step_leaves_the_last_epochs_checkpoint_to_resume(tiny_data_dir, tmp_path):
+    # 540 training digits, batch 128: 5 steps an epoch; step 7 is inside the second epoch
+    common = ["model=mlp", f"data.data_dir={tiny_data_dir}", "callbacks=minimal"]
+    proc = run_train(
+        *common,
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        "+callbacks.signal.step=7",
+        "+callbacks.signal.signum=SIGKILL",
+        run_dir=tmp_path / "killed",
+        env={"PYTHONPATH": HELPERS},
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    before = _digests(tmp_path / "killed")
+    resumed = run_train(*common, f"ckpt_path={last}", run_dir=tmp_path / "resumed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    m = _metrics(tmp_path / "resumed")
+    assert m["status"] == "completed" and m["epochs"] == 3 and m["test/acc"] > 0.5
+    assert _digests(tmp_path / "killed") == before  # the killed run's files are untouched
+
+
+@pytest.mark.reliability("R2")
 @pytest.mark.slow
 def test_sigterm_exits_143_with_a_checkpoint(tiny_data_dir, tmp_path):
     proc = run_train(
@@ -141,6 +169,7 @@ def test_sigterm_exits_143_with_a_checkpoint(tiny_data_dir, tmp_path):
     assert _metrics(tmp_path / "run")["status"] == "interrupted"
 
 
+@pytest.mark.reliability("R1", "R2")
 @pytest.mark.slow
 def test_a_signal_during_the_test_exits_130_and_names_the_eval_command(tiny_data_dir, tmp_path):
     # training has finished when the test starts: its checkpoints stay, the test is redone by eval
@@ -180,6 +209,7 @@ def test_a_signal_during_the_test_exits_130_and_names_the_eval_command(tiny_data
     assert last.read_bytes() == before
 
 
+@pytest.mark.reliability("K4")
 @pytest.mark.slow
 def test_eval_reproduces_the_training_runs_test_metrics(runs):
     run_dir = runs["root"] / "eval"
@@ -200,6 +230,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.reliability("N1")
 @pytest.mark.slow
 def test_a_diverging_run_stops_with_exit_3_and_no_nan_checkpoint(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
@@ -230,6 +261,7 @@ def _small_disk(limit: int):
     return setup
 
 
+@pytest.mark.reliability("F1")
 @pytest.mark.slow
 def test_a_full_disk_at_checkpoint_time_is_exit_2_naming_the_file(tiny_data_dir, tmp_path):
     run_dir = tmp_path / "run"
@@ -276,6 +308,7 @@ def payload(tmp_path) -> tuple[Path, Path]:
     return path, sentinel
 
 
+@pytest.mark.reliability("K2")
 def test_a_pickle_payload_is_refused_in_process(payload):
     path, sentinel = payload
     with pytest.raises(UserError, match="refused"):
@@ -283,6 +316,7 @@ def test_a_pickle_payload_is_refused_in_process(payload):
     assert not sentinel.exists()
 
 
+@pytest.mark.reliability("K2")
 @pytest.mark.slow
 def test_a_pickle_payload_is_refused_by_eval_and_resume(payload, tiny_data_dir, tmp_path):
     path, sentinel = payload
@@ -313,6 +347,7 @@ def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.reliability("K1")
 def test_corrupt_checkpoints_are_named_and_refused(tmp_path):
     good = tmp_path / "good.ckpt"
     torch.save(
@@ -333,6 +368,7 @@ def test_corrupt_checkpoints_are_named_and_refused(tmp_path):
         assert "not a checkpoint" in message or "corrupted" in message, (name, message)
 
 
+@pytest.mark.reliability("K3", "R6")
 def test_wrong_structure_and_other_architecture_name_the_keys(tmp_path):
     from mnist_cnn.models.mlp import MLP
     from mnist_cnn.models.simple_cnn import SimpleCNN
@@ -348,6 +384,7 @@ def test_wrong_structure_and_other_architecture_name_the_keys(tmp_path):
     assert "cnn.ckpt" in str(info.value)
 
 
+@pytest.mark.reliability("K4")
 def test_every_torch_load_is_weights_only():
     """RELIABILITY: no torch.load without weights_only=True anywhere in the project's code."""
     offenders = []
@@ -367,6 +404,7 @@ def test_every_torch_load_is_weights_only():
     assert sources  # the walk saw the project
 
 
+@pytest.mark.reliability("R6")
 def test_ckpt_path_last_is_an_error_not_a_fresh_start(tmp_path):
     from omegaconf import OmegaConf
 
@@ -376,6 +414,7 @@ def test_ckpt_path_last_is_an_error_not_a_fresh_start(tmp_path):
         validate(OmegaConf.create({"ckpt_path": "last"}))
 
 
+@pytest.mark.reliability("F2")
 def test_a_full_disk_on_metrics_keeps_the_previous_file(tmp_path, monkeypatch):
     import errno
 

@@ -34,6 +34,7 @@ def test_same_seed_same_bits_other_seed_differs(tiny_data_dir, tmp_path):
     assert "Sweep summary" in proc.stdout
 
 
+@pytest.mark.reliability("M3")
 @pytest.mark.slow
 def test_a_failed_job_does_not_stop_the_others(tiny_data_dir, tmp_path):
     sweep = tmp_path / "sweep"
@@ -88,6 +89,7 @@ def _sweep_config(sweep_dir: Path):
     return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
 
 
+@pytest.mark.reliability("M1")
 def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
     from mnist_cnn.sweep import LOCK, SweepSummary
 
@@ -106,6 +108,7 @@ def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
     assert (stale / LOCK).read_text() == str(os.getpid())
 
 
+@pytest.mark.reliability("M1")
 @pytest.mark.slow
 def test_a_second_sweep_into_the_same_dir_keeps_the_first(tiny_data_dir, tmp_path):
     sweep = tmp_path / "sweep"  # what an earlier sweep left (its jobs: test_multirun_writes_...)

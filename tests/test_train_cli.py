@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def test_metrics_json_is_complete_and_consistent(trained):
     assert m["manifest"]["packages"]["torch"] == torch.__version__.split("+")[0]
 
 
+@pytest.mark.reliability("K4")
 @pytest.mark.slow
 def test_checkpoints_load_with_weights_only(trained):
     run_dir, _ = trained
@@ -104,6 +106,7 @@ def test_multirun_writes_one_complete_run_dir_per_job(tiny_data_dir, tmp_path):
     assert not torch.equal(*weights)  # different seeds, different networks
 
 
+@pytest.mark.reliability("D7")
 @pytest.mark.slow
 def test_missing_data_is_one_clear_line_and_exit_2(tmp_path):
     run_dir = tmp_path / "run"
@@ -117,6 +120,7 @@ def test_missing_data_is_one_clear_line_and_exit_2(tmp_path):
     assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.reliability("H1", "H2")
 def test_bad_settings_exit_2_before_anything_loads(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train("optimizer.lr=-1", "data.batch_size=0", run_dir=run_dir, timeout=60)
@@ -126,12 +130,14 @@ def test_bad_settings_exit_2_before_anything_loads(tmp_path):
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.reliability("C1")
 def test_unknown_key_is_hydras_error_and_exit_1(tmp_path):
     proc = run_train("lerning_rate=0.1", run_dir=tmp_path / "run", timeout=60)
     assert proc.returncode == 1
     assert "Could not override 'lerning_rate'" in proc.stderr
 
 
+@pytest.mark.reliability("F3")
 @pytest.mark.parametrize("multirun", [False, True])
 def test_output_dir_under_a_file_exits_2_before_anything_runs(tmp_path, multirun):
     blocker = tmp_path / "a-file"
@@ -148,6 +154,7 @@ def test_output_dir_under_a_file_exits_2_before_anything_runs(tmp_path, multirun
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
 )
+@pytest.mark.reliability("F3")
 def test_unwritable_output_dir_exits_2_naming_it():
     # as root every directory is writable: the child runs as nobody (uid 65534); setpriv, since
     # subprocess's user= drops to it before exec, and the interpreter may live under /root
@@ -170,3 +177,15 @@ def test_unwritable_output_dir_exits_2_naming_it():
     assert f"{locked} is not writable by this user" in proc.stderr
     assert sorted(p.name for p in locked.iterdir()) == ["earlier.txt"]
     shutil.rmtree(base)
+
+
+@pytest.mark.reliability("M2")
+def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path):
+    # both stop at the settings check, after Hydra made their run dirs (default naming)
+    cmd = [sys.executable, str(ROOT / "train.py"), f"paths.log_dir={tmp_path}", "optimizer.lr=-1"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [2, 2]
+    run_dirs = [p.parent for p in tmp_path.glob("*/*/.hydra")]
+    assert len(run_dirs) == 2 and run_dirs[0] != run_dirs[1]
+    # what keeps runs of the same second apart: microseconds in the name
+    assert all(re.fullmatch(r"\d\d-\d\d-\d\d-\d{6}", d.name) for d in run_dirs), run_dirs
