@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from mnist_cnn.data.sources import default_data_dir  # noqa: E402
 
 TRAIN_SAMPLES = 54_000
+WEIGHTS: list[str] = []  # weights_sha256 of every train.py run at the default settings
 
 
 def timed(cmd: list[str]) -> tuple[float, float, str]:
@@ -49,6 +50,8 @@ def run_train(overrides: list[str], epochs: int = 3) -> dict:
         cmd = [sys.executable, "train.py", f"hydra.run.dir={tmp}/run", *overrides]
         wall, rss, _ = timed(cmd)
         m = json.loads(Path(tmp, "run", "metrics.json").read_text())
+    if overrides == [o for o in overrides if o.startswith("data.data_dir=")]:
+        WEIGHTS.append(m["weights_sha256"])
     phases = m["setup_seconds"] + m["train_seconds"] + m["test_seconds"]
     return {
         "whole": wall,
@@ -179,6 +182,12 @@ def main() -> None:
                 flush=True,
             )
     report(results)
+    if len(WEIGHTS) > 1:
+        same = "bit-identical" if len(set(WEIGHTS)) == 1 else "NOT bit-identical"
+        print(
+            f"\ntrain.py at the defaults, {len(WEIGHTS)} runs: weights {same} "
+            f"({len(set(WEIGHTS))} distinct weights_sha256)"
+        )
 
 
 if __name__ == "__main__":

@@ -105,6 +105,29 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
     assert _digests(runs["stopped"]) == before  # R7: a new run dir, the old one untouched
 
 
+@pytest.mark.reliability("R1", "R3")
+@pytest.mark.slow
+def test_resume_with_loader_workers_is_bit_identical_too(runs):
+    # workers fetch batches ahead (and draw indices before Lightning's set_epoch): the stopped
+    # run, its resume and the unbroken run without workers must still agree bit for bit
+    workers = [*runs["common"], "data.num_workers=2"]
+    root = runs["root"]
+    stopped = run_train(
+        *workers,
+        "+callbacks.signal._target_=signal_at.SignalAt",
+        f"+callbacks.signal.step={SIGNAL_STEP}",
+        run_dir=root / "w-stopped",
+        env={"PYTHONPATH": HELPERS},
+    )
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    ckpt = root / "w-stopped" / "checkpoints" / "interrupted.ckpt"
+    resumed = run_train(*workers, f"ckpt_path={ckpt}", run_dir=root / "w-resumed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    full, again = _metrics(runs["full"]), _metrics(root / "w-resumed")
+    for key in ("weights_sha256", "test/loss", "test/acc", "train/loss", "train/acc", "val/loss"):
+        assert again[key] == full[key], key
+
+
 @pytest.mark.reliability("R4")
 @pytest.mark.slow
 def test_a_kill_while_last_ckpt_is_written_keeps_the_previous_one(runs):
