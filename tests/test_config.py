@@ -33,7 +33,7 @@ def test_default_config_is_the_seed_lab_with_a_cosine_decay():
     assert cfg.model._target_ == "mnist_cnn.models.simple_cnn.SimpleCNN"
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.002
     assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR"
-    assert cfg.trainer.deterministic is True
+    assert cfg.trainer.deterministic is True and cfg.trainer.precision == "auto"
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
     validate(cfg)
 
@@ -50,6 +50,11 @@ def test_the_labs_own_recipe_is_one_override_away(experiment):
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_train(f"{group}={option}")
     validate(cfg)
+
+
+def test_exact_fp32_is_one_override_away():
+    assert compose_train("trainer=fp32").trainer.precision == "32-true"
+    assert compose_train("trainer=fp32", "trainer.max_epochs=5").trainer.max_epochs == 5
 
 
 def test_any_trainer_argument_can_be_added():
@@ -103,6 +108,8 @@ def test_dropout_outside_its_range_is_rejected(dropout):
         ("model.init=he", "model.init"),
         ("threads=0", "threads"),
         ("channels_last=1", "channels_last"),
+        ("trainer.precision=bf17", "trainer.precision"),
+        ("trainer.precision=fp32", "trainer.precision"),
     ],
 )
 @pytest.mark.reliability("C2", "H1", "H2", "H3", "H4", "H5")

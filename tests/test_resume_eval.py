@@ -247,6 +247,9 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     for key in ("test/acc", "test/loss", "test/correct", "weights_sha256"):
         assert evaluated[key] == trained[key], key
     assert evaluated["status"] == "completed" and evaluated["task"] == "eval"
+    # precision=auto in eval is the training run's: bf16 or fp32, the same numbers
+    assert evaluated["precision"] == trained["precision"]
+    assert evaluated["precision_reason"] == "auto: as the checkpoint was trained"
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"confusion_counts.png", "misclassified.png"} <= figures
     assert any(name.startswith("filters_conv1") for name in figures)

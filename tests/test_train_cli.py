@@ -16,6 +16,8 @@ import torch
 from conftest import ROOT, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_cnn.perf import resolve_precision
+
 TINY = ("trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64")
 
 
@@ -48,7 +50,10 @@ def test_metrics_json_is_complete_and_consistent(trained):
     for key in ("test/loss", "val/acc", "val/loss", "train_seconds"):
         assert isinstance(m[key], float) and m[key] >= 0, key
     assert 0.0 <= m["val/acc"] <= 1.0 and m["test/acc"] > 0.9  # the generated digits are easy
-    assert m["precision"] == "32-true" and m["test_weights"] == "final"
+    assert m["test_weights"] == "final"
+    # precision=auto resolved on this machine, recorded with the reason and in the config
+    assert m["precision"] == resolve_precision("auto")[0] == m["config"]["trainer"]["precision"]
+    assert m["precision_requested"] == "auto" and m["precision_reason"].startswith("auto: ")
     assert m["manifest"]["packages"]["torch"] == torch.__version__.split("+")[0]
 
 

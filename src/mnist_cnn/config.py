@@ -13,6 +13,9 @@ from mnist_cnn.errors import UserError
 
 MAX_SEED = 2**32 - 1
 TEST_CKPT_CHOICES = ("final", "best")
+# Lightning's names (and its short aliases), plus auto: the fastest this machine computes natively
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true")
+PRECISION_ALIASES = (16, 32, 64, "16", "32", "64", "bf16")
 
 
 def _is_int(v: Any) -> bool:
@@ -38,6 +41,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.download": (lambda v: isinstance(v, bool), "true or false"),
     "data.normalize": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "trainer.precision": (
+        lambda v: v in PRECISIONS or v in PRECISION_ALIASES,
+        f"one of {', '.join(PRECISIONS)} (auto: bf16-mixed where the CPU or GPU has bf16, "
+        "else 32-true)",
+    ),
     "model.init": (lambda v: v in ("keras", "torch"), "keras or torch"),
     "model.dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),

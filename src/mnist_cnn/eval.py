@@ -14,11 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, TestInterrupted
+from mnist_cnn.config import RULES
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
 from mnist_cnn.module import ClassifierModule
-from mnist_cnn.perf import keep_freed_memory, set_threads
+from mnist_cnn.perf import keep_freed_memory, resolve_precision, set_threads
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 from mnist_cnn.train import summary
 
@@ -40,6 +41,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"threads={threads!r} is invalid: expected auto or an integer >= 1")
     set_threads(threads)
     keep_freed_memory()
+    precision, why = _precision(cfg, trained)
+    cfg.trainer.precision = precision
+    log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
     record = RunRecord(
         run_dir,
@@ -50,6 +54,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         config=OmegaConf.to_container(cfg, resolve=True),
         trained_config=trained,
         manifest=manifest(REPO_ROOT),
+        precision=precision,
+        precision_reason=why,
     )
     try:
         metrics = _test(cfg, ckpt, ckpt_path, trained, run_dir, record)
@@ -61,6 +67,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise
     log.info(summary(metrics))
     return metrics
+
+
+def _precision(cfg: DictConfig, trained: dict[str, Any]) -> tuple[str, str]:
+    """auto: the precision the checkpoint was trained and tested in, so test/acc and test/loss
+    come out the same; runs from before precision=auto existed were fp32."""
+    requested = cfg.trainer.precision
+    ok, expected = RULES["trainer.precision"]
+    if not ok(requested):
+        raise UserError(f"trainer.precision={requested!r} is invalid: expected {expected}")
+    if requested != "auto":
+        return resolve_precision(requested)
+    as_trained = (trained.get("trainer") or {}).get("precision", "32-true")
+    if as_trained == "auto":  # not resolved: cannot happen for checkpoints train.py writes
+        return resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
+    return str(as_trained), "auto: as the checkpoint was trained"
 
 
 def _test(cfg, ckpt, ckpt_path, trained, run_dir, record) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from mnist_cnn.config import validate
 from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.module import ClassifierModule
-from mnist_cnn.perf import keep_freed_memory, set_threads
+from mnist_cnn.perf import keep_freed_memory, resolve_precision, set_threads
 from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,21 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     set_threads(cfg.get("threads", "auto"), parallel_jobs)
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
+    # the resolved value goes into the config the checkpoint, hparams and metrics.json carry
+    precision, why = resolve_precision(cfg.trainer.precision, cfg.trainer.get("accelerator", "auto"))
+    requested = cfg.trainer.precision
+    cfg.trainer.precision = precision
+    log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
     config = OmegaConf.to_container(cfg, resolve=True)
-    record = RunRecord(run_dir, seed=cfg.seed, config=config, manifest=manifest(REPO_ROOT))
+    record = RunRecord(
+        run_dir,
+        seed=cfg.seed,
+        config=config,
+        manifest=manifest(REPO_ROOT),
+        precision_requested=requested,
+        precision_reason=why,
+    )
     try:
         metrics = _fit_and_test(cfg, config, run_dir, record)
     except TrainingDiverged as exc:
