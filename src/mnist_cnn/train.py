@@ -57,8 +57,8 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
     # the resolved value goes into the config the checkpoint, hparams and metrics.json carry
-    precision, why = resolve_precision(cfg.trainer.precision, cfg.trainer.get("accelerator", "auto"))
     requested = cfg.trainer.precision
+    precision, why = resolve_precision(requested, cfg.trainer.get("accelerator", "auto"))
     cfg.trainer.precision = precision
     log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
