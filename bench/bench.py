@@ -1,9 +1,9 @@
 """Benchmark the seed workload on this machine: `python bench/bench.py [--mode M] [--runs N]`.
 
 Modes (each runs its variants alternately, N rounds, and prints medians and ratios):
-  reference  python train.py (defaults) vs the plain PyTorch loop in bench/reference.py, and vs
-             the seed's Keras notebook (bench/keras_seed.py) when --keras names a Python that
-             has TensorFlow (`make bench` builds one in .bench-keras/)
+  reference  python train.py (defaults), the same with trainer=fp32, the plain PyTorch loop in
+             bench/reference.py, and the seed's Keras notebook (bench/keras_seed.py) when --keras
+             names a Python that has TensorFlow (`make bench` builds one in .bench-keras/)
   callbacks  python train.py with the dashboards (default) vs callbacks=minimal: what they cost
   scaling    python train.py at 1, 3 and 10 epochs, then batch sizes 64 to 512 (one run each)
   levers     ms per training step of a plain loop, one speed lever added at a time (bench/levers.py)
@@ -121,7 +121,11 @@ def main() -> None:
         sys.exit(f"--keras {args.keras}: no such interpreter; `make bench` builds .bench-keras/")
     data = [f"data.data_dir={args.data_dir}"]
     raw = str(args.data_dir / "MNIST" / "raw")
+    from mnist_cnn.perf import resolve_precision
+
+    precision, why = resolve_precision("auto")
     print(f"torch threads: {os.cpu_count()} cores; data: {args.data_dir}", flush=True)
+    print(f"train.py's precision=auto on this machine: {precision} ({why})", flush=True)
     if args.mode == "scaling":
         for epochs in (1, 3, 10):
             report({f"epochs={epochs}": [run_train([*data, f"trainer.max_epochs={epochs}"])]})
@@ -156,6 +160,7 @@ def main() -> None:
         return
     reference = {
         "train.py": lambda: run_train(data),
+        "train.py trainer=fp32": lambda: run_train([*data, "trainer=fp32"]),
         "plain PyTorch loop": lambda: run_script(
             [sys.executable, "bench/reference.py", raw, "3"], TRAIN_SAMPLES
         ),
