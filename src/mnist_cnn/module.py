@@ -38,7 +38,8 @@ class ClassifierModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # NHWC layout: oneDNN's CPU convolutions run ~15% faster on it, results stay fp32
+        # NHWC layout for oneDNN's CPU convolutions: bf16 steps 1.6x faster than in NCHW on an
+        # AVX512-BF16 CPU (fp32: 1.06x on AVX2, 0.94x on AVX-512); the values are the same math
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net.to(memory_format=self.memory_format)
