@@ -46,7 +46,7 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix products in hardware. Elsewhere oneDNN emulates bf16 and a
-    training step runs ~5x slower than fp32 (measured on an AVX2 EPYC), so auto keeps fp32."""
+    training step ran 9x slower than in fp32 (276 vs 30 ms on an AVX2 EPYC), so auto keeps fp32."""
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
@@ -56,7 +56,7 @@ def resolve_precision(requested: str | int, accelerator: str = "auto") -> tuple[
     """(the precision Lightning gets, why). Only precision=auto is decided here.
 
     bf16-mixed where the device multiplies bf16 natively: on an AVX512-BF16 CPU it took the seed
-    network's step from 19 to 12.4 ms at the same accuracy (99.1% over 6 seeds, like fp32).
+    network's step from 18.2 to 11.8 ms at the same accuracy (99.07% over 6 seeds, as in fp32).
     """
     if requested != "auto":
         return str(requested), "asked for"
