@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 from pathlib import Path
 
@@ -131,3 +132,40 @@ def test_eval_takes_the_precision_the_checkpoint_was_trained_in():
     assert _precision(asked("32-true"), bf16_run) == ("32-true", "asked for")
     with pytest.raises(UserError, match=r"^trainer.precision='half' is invalid: expected one of"):
         _precision(asked("half"), bf16_run)
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    src = Path(__file__).resolve().parents[1] / "src"
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src)!r})\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_exit_now_keeps_the_exit_code_output_and_atexit_handlers(tmp_path):
+    marker = tmp_path / "atexit-ran"
+    proc = _run_python(
+        "import atexit\n"
+        "from mnist_cnn.cli import exit_now\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        "print('buffered output', end='')\n"
+        "exit_now(3)\n"
+    )
+    assert proc.returncode == 3 and proc.stdout == "buffered output"
+    assert marker.read_text() == "yes"
+
+
+def test_exit_now_waits_for_a_running_thread_like_a_normal_exit(tmp_path):
+    done = tmp_path / "thread-finished"
+    proc = _run_python(
+        "import threading, time\n"
+        "from mnist_cnn.cli import exit_now\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        f"    open({str(done)!r}, 'w').write('yes')\n"
+        "threading.Thread(target=work).start()\n"
+        "exit_now(0)\n"
+    )
+    assert proc.returncode == 0 and done.read_text() == "yes"
