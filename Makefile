@@ -13,7 +13,7 @@ install: ## create .venv from uv.lock, bytecode compiled (halves every start whe
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
 
-train: install ## train the seed CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
+train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
 	$(PY) train.py $(ARGS)
 
 test: install ## the whole suite: fast, slow (train.py subprocesses) and real-MNIST tiers
@@ -29,7 +29,7 @@ notebook-strip: install ## remove outputs from the committed notebook
 	$(PY) notebooks/execute.py --strip
 
 KERAS := .bench-keras/bin/python
-bench: install $(KERAS) ## train.py vs a plain PyTorch loop vs the seed's Keras notebook, medians of 3 (ARGS="--runs 5")
+bench: install $(KERAS) ## train.py vs a plain PyTorch loop vs the Keras lab's Keras notebook, medians of 3 (ARGS="--runs 5")
 	$(PY) bench/bench.py --keras $(KERAS) $(ARGS)
 
 $(KERAS): # TensorFlow for the Keras side of the bench only: its own environment, bytecode compiled

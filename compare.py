@@ -1,38 +1,6 @@
-"""Compare runs across seeds and configs: `python compare.py PATH [PATH ...] [--out DIR]`.
+"""Compare runs across seeds and configs: `python compare.py PATH [PATH ...] [--out DIR]`."""
 
-PATH is a run dir, a sweep dir or a glob. Prints a Markdown table (mean ± std, 95% CI, Welch's
-t-test between groups, same-seed bit-identity) and writes comparison.{json,csv,png}.
-"""
-
-import argparse
-from pathlib import Path
-
-from mnist_cnn.cli import exit_on_user_error
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="run dirs, sweep dirs or globs")
-    parser.add_argument("--out", type=Path, help="where to write comparison.* (default: beside)")
-    parser.add_argument("--baseline", type=int, help="test each group against group N (0-based)")
-    parser.add_argument(
-        "--label",
-        help="name groups by these comma-separated config keys (e.g. model._target_)",
-    )
-    args = parser.parse_args()
-    exit_on_user_error(_run, args)
-
-
-def _run(args: argparse.Namespace) -> None:
-    from mnist_cnn.compare import compare
-    from mnist_cnn.compare_report import default_out_dir, markdown, write
-
-    labels = [k.strip() for k in args.label.split(",")] if args.label else None
-    result = compare(args.paths, baseline=args.baseline, label_keys=labels)
-    print(markdown(result))
-    written = write(result, args.out or default_out_dir(result))
-    print(f"\nWrote {', '.join(str(p) for p in written)}")
-
+from mnist_cnn.cli.compare import main
 
 if __name__ == "__main__":
     main()

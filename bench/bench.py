@@ -1,8 +1,8 @@
-"""Benchmark the seed workload on this machine: `python bench/bench.py [--mode M] [--runs N]`.
+"""Benchmark the Keras lab workload on this machine: `python bench/bench.py [--mode M] [--runs N]`.
 
 Modes (each runs its variants alternately, N rounds, and prints medians and ratios):
   reference  python train.py (defaults), the same with trainer=fp32, the plain PyTorch loop in
-             bench/reference.py, and the seed's Keras notebook (bench/keras_seed.py) when --keras
+             bench/reference.py, and the Keras lab's notebook (bench/keras_lab.py) when --keras
              names a Python that has TensorFlow (`make bench` builds one in .bench-keras/)
   callbacks  python train.py with the dashboards (default) vs callbacks=minimal: what they cost
   scaling    python train.py at 1, 3 and 10 epochs, then batch sizes 64 to 512 (one run each)
@@ -66,7 +66,7 @@ def run_train(overrides: list[str], epochs: int = 3) -> dict:
 
 
 def run_script(cmd: list[str], samples: int, epochs: int = 3) -> dict:
-    """A script that prints one JSON line with its phase seconds (reference.py, keras_seed.py)."""
+    """A script that prints one JSON line with its phase seconds (reference.py, keras_lab.py)."""
     wall, rss, out = timed(cmd)
     r = json.loads(out.strip().splitlines()[-1])
     return {
@@ -121,7 +121,7 @@ def main() -> None:
         sys.exit(f"--keras {args.keras}: no such interpreter; `make bench` builds .bench-keras/")
     data = [f"data.data_dir={args.data_dir}"]
     raw = str(args.data_dir / "MNIST" / "raw")
-    from mnist_cnn.perf import resolve_precision
+    from mnist_cnn.precision import resolve_precision
 
     precision, why = resolve_precision("auto")
     print(f"torch threads: {os.cpu_count()} cores; data: {args.data_dir}", flush=True)
@@ -167,7 +167,7 @@ def main() -> None:
     }
     if args.keras:
         reference["Keras notebook"] = lambda: run_script(
-            [str(args.keras), "bench/keras_seed.py", raw, "3"], TRAIN_SAMPLES
+            [str(args.keras), "bench/keras_lab.py", raw, "3"], TRAIN_SAMPLES
         )
     variants = {
         "reference": reference,

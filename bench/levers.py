@@ -1,6 +1,6 @@
 """One training-step lever at a time: `python bench/levers.py RAW_DIR [--channels-last] ...`.
 
-Trains the seed network on real MNIST batches (batch 128, Adam) in a plain loop and prints one JSON
+Trains the Keras lab network on real MNIST batches (batch 128, Adam), plain loop; prints one JSON
 line: the median milliseconds per step after a warm-up, the first step's seconds (compile time
 shows there) and a checksum of the weights, so levers that claim "same math" can be compared.
 Each lever runs in its own process: keep_freed_memory is process-wide.
@@ -23,7 +23,7 @@ from reference import TextbookOrderCNN  # noqa: E402  (bench/ is on sys.path: th
 
 from mnist_cnn.data.idx import read_split  # noqa: E402
 from mnist_cnn.models.simple_cnn import SimpleCNN  # noqa: E402
-from mnist_cnn.perf import keep_freed_memory  # noqa: E402
+from mnist_cnn.process import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The honest baseline: the seed workload as a plain PyTorch loop, no Lightning, no Hydra.
+"""The honest baseline: the Keras lab workload as a plain PyTorch loop, no Lightning, no Hydra.
 
 Same data (54,000 train / 6,000 val / 10,000 test, uint8 in memory, scaled per batch), same network,
 Adam 1e-3, batch 128, 3 epochs, validation every epoch, test at the end, fp32, NCHW, eager, the
@@ -22,7 +22,7 @@ from mnist_cnn.models.simple_cnn import SimpleCNN  # noqa: E402
 
 
 class TextbookOrderCNN(SimpleCNN):
-    """The seed's network with its layers in the order Keras writes them: ReLU, then pool."""
+    """The Keras lab's network with its layers in the order Keras writes them: ReLU, then pool."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(F.relu(self.conv1(x)))

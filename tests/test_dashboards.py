@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import quiet_trainer
+from helpers.runs import quiet_trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -30,7 +30,7 @@ from mnist_cnn.callbacks.data_overview import DataOverview
 from mnist_cnn.callbacks.feature_maps import FeatureMapLogger
 from mnist_cnn.callbacks.filters import FilterLogger, sobel_similarity
 from mnist_cnn.callbacks.hparams import HParamsLogger
-from mnist_cnn.callbacks.test_analysis import TestAnalysis
+from mnist_cnn.callbacks.prediction_analysis import PredictionAnalysis
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
@@ -47,7 +47,7 @@ def dashboard_run(tiny_data_dir, tmp_path_factory):
     module = ClassifierModule(
         SimpleCNN(), functools.partial(torch.optim.Adam, lr=1e-3), config={"seed": 0}
     )
-    analysis = TestAnalysis(num_misclassified=4)
+    analysis = PredictionAnalysis(num_misclassified=4)
     callbacks = [
         DataOverview(),
         LearningCurves(),
@@ -154,9 +154,9 @@ class _Writer:
         return lambda *a, **k: None
 
 
-def test_test_analysis_on_known_predictions(tmp_path):
+def test_prediction_analysis_on_known_predictions(tmp_path):
     """Crafted logits: the mistakes, the matrix and the top confusion are known exactly."""
-    analysis = TestAnalysis(num_misclassified=3, top_confusions=2)
+    analysis = PredictionAnalysis(num_misclassified=3, top_confusions=2)
     trainer = SimpleNamespace(
         loggers=[],
         default_root_dir=str(tmp_path),
@@ -249,7 +249,7 @@ def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path,
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
     module = ClassifierModule(MLP(), functools.partial(torch.optim.Adam, lr=1e-3))
     logger = TensorBoardLogger(tmp_path, name="tb", version="")
-    callbacks = [FilterLogger(), FeatureMapLogger(), TestAnalysis(), LearningCurves()]
+    callbacks = [FilterLogger(), FeatureMapLogger(), PredictionAnalysis(), LearningCurves()]
     trainer = quiet_trainer(tmp_path, max_epochs=1, logger=logger, callbacks=callbacks)
     with caplog.at_level(logging.INFO):
         trainer.fit(module, datamodule=dm)

@@ -97,7 +97,7 @@ def test_val_split_zero_skips_validation(tiny_data_dir):
 
 @pytest.mark.reliability("H3")
 def test_val_split_leaving_no_training_sample(tmp_path):
-    from conftest import write_mnist
+    from helpers.data import write_mnist
 
     root = write_mnist(tmp_path, n_train=3, n_test=2)
     with pytest.raises(UserError, match=r"data.val_split=0.9 leaves no training sample out of 3"):

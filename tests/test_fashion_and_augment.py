@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_digits, quiet_trainer, run_train
+from helpers.data import make_digits
+from helpers.runs import quiet_trainer, run_train
 
 from mnist_cnn.data import sources
 from mnist_cnn.data.augment import RandomAffineBatch

@@ -1,4 +1,4 @@
-"""SimpleCNN mirrors the seed layer for layer; ClassifierModule trains it."""
+"""SimpleCNN mirrors the Keras lab's network layer for layer; ClassifierModule trains it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 import lightning as L
 import pytest
 import torch
-from conftest import quiet_trainer
+from helpers.runs import quiet_trainer
 
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.mlp import MLP

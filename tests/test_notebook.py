@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import HAS_REAL_MNIST, REAL_DATA
+from helpers.data import HAS_REAL_MNIST, REAL_DATA
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "mnist_lab.ipynb"

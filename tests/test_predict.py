@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import HAS_REAL_MNIST, REAL_DATA, ROOT, make_digits
+from helpers.data import HAS_REAL_MNIST, REAL_DATA, ROOT, make_digits
 from PIL import Image, ImageDraw
 
 from mnist_cnn import images
+from mnist_cnn.cli.predict import main
 from mnist_cnn.errors import UserError
 from mnist_cnn.models.simple_cnn import SimpleCNN
-from mnist_cnn.predict import main, newest_checkpoint
+from mnist_cnn.predict import newest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +224,7 @@ def test_default_checkpoint_is_the_newest_completed_run(tmp_path):
             json.dumps({"status": status, "checkpoints": {"last": "checkpoints/last.ckpt"}})
         )
         os.utime(metrics, (mtime, mtime))
-    assert newest_checkpoint(tmp_path) == tmp_path / "new" / "checkpoints" / "last.ckpt"
+    assert newest_checkpoint(tmp_path)[0] == tmp_path / "new" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="no completed training run"):
         newest_checkpoint(tmp_path / "broken")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HAS_REAL_MNIST, REAL_DATA, run_train
+from helpers.data import HAS_REAL_MNIST, REAL_DATA
+from helpers.runs import run_train
 
 pytestmark = [
     pytest.mark.real_data,

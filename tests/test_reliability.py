@@ -10,7 +10,7 @@ import ast
 import re
 
 import pytest
-from conftest import ROOT
+from helpers.data import ROOT
 
 CHECKLIST = ROOT.parent / "shared" / "RELIABILITY.md"
 ROW = re.compile(r"^\| ([A-Z]\d+) \| (.+?) \|", re.MULTILINE)

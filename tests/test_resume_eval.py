@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_train, write_mnist
+from helpers.data import ROOT, write_mnist
+from helpers.runs import run_eval, run_train
 
 from mnist_cnn import checkpoints
 from mnist_cnn.errors import UserError
@@ -36,19 +37,6 @@ def _digests(run_dir: Path) -> dict[str, str]:
         for p in sorted(run_dir.rglob("*"))
         if p.is_file()
     }
-
-
-def run_eval(
-    *overrides: str, timeout: int = 300, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +373,7 @@ def test_corrupt_checkpoints_are_named_and_refused(tmp_path):
         },
         good,
     )
-    assert checkpoints.load(good)["epoch"] == 0
+    assert checkpoints.load(good).data["epoch"] == 0
     for name, path in _bad_checkpoints(tmp_path, good).items():
         with pytest.raises(UserError) as info:
             checkpoints.load(path)
@@ -405,7 +393,7 @@ def test_wrong_structure_and_other_architecture_name_the_keys(tmp_path):
         checkpoints.load(plain)
     cnn = {f"net.{k}": v for k, v in SimpleCNN().state_dict().items()}
     with pytest.raises(UserError) as info:
-        checkpoints.load_weights(MLP(), cnn, "cnn.ckpt")
+        checkpoints.network_weights(MLP(), cnn, "cnn.ckpt")
     assert "unexpected keys ['conv1.bias'" in str(info.value)
     assert "cnn.ckpt" in str(info.value)
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_train
+from helpers.runs import run_train
 from hydra import compose, initialize_config_dir
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -91,7 +91,7 @@ def _sweep_config(sweep_dir: Path):
 
 @pytest.mark.reliability("M1")
 def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
-    from mnist_cnn.sweep import LOCK, SweepSummary
+    from mnist_cnn.hydra_callbacks import LOCK, SweepSummary
 
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_train
+from helpers.data import ROOT
+from helpers.runs import run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_cnn.perf import resolve_precision
+from mnist_cnn.precision import resolve_precision
 
 TINY = ("trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64")
 

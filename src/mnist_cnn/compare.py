@@ -18,6 +18,7 @@ from typing import Any
 
 from scipy import stats
 
+from mnist_cnn.config import flatten
 from mnist_cnn.errors import UserError
 
 METRICS = ("test/acc", "test/loss", "val/acc")
@@ -57,16 +58,6 @@ class Group:
         return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
-    return flat
-
-
 def discover(paths: list[str]) -> list[Path]:
     """Run dirs under each path (a run dir, a sweep dir or a glob), each once, in order."""
     found: dict[Path, None] = {}
@@ -91,8 +82,8 @@ def load(run_dir: Path) -> Run | str:
         return "no metrics.json (the run died before it started)"
     try:
         m = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return f"metrics.json unreadable ({exc})"
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"metrics.json unreadable ({type(exc).__name__})"
     if not isinstance(m, dict):
         return "metrics.json is not an object"
     status = m.get("status")
@@ -111,11 +102,16 @@ def load(run_dir: Path) -> Run | str:
     own = str(run_dir)
     config = {
         k: v
-        for k, v in flatten(m["config"]).items()
+        for k, v in _settings(m["config"]).items()
         if not (isinstance(v, str) and v.startswith(own))
     }
     extra = {k: m[k] for k in ("num_params", "train_seconds") if isinstance(m.get(k), (int, float))}
     return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"), extra)
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Flat `a.b` keys; lists as JSON text, so they compare and group like any value."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(config).items()}
 
 
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cnn import plots
+from mnist_cnn.compare import METRICS
 from mnist_cnn.runs import save_figure, write_json_atomic, write_text_atomic
-
-COLUMNS = ("test/acc", "test/loss", "val/acc")
 
 
 def _cell(d: dict[str, Any], pct: bool) -> str:
@@ -79,12 +78,12 @@ def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
         [
             "group",
             "n",
-            *(f"{m} {s}" for m in COLUMNS for s in ("mean", "std", "ci95_low", "ci95_high")),
+            *(f"{m} {s}" for m in METRICS for s in ("mean", "std", "ci95_low", "ci95_high")),
         ]
     )
     for g in result["groups"]:
         row = [g["group"], g["test/acc"]["n"]]
-        for m in COLUMNS:
+        for m in METRICS:
             d = g[m]
             row += [d["mean"], d["std"], *(d["ci95"] or (None, None))]
         writer.writerow(row)

@@ -55,24 +55,45 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise one UserError listing every invalid value, each with its full key and the fix."""
+def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...] = ()) -> None:
+    """Raise one UserError listing every invalid value, each with its full key and the fix.
+
+    source: where the values came from when not the command line (a checkpoint's path), named in
+    the message; ignore: keys this entry point does not use (eval.py takes the seed from the
+    checkpoint).
+    """
     problems = []
     for key, (ok, expected) in RULES.items():
-        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+        if key in ignore or OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
             continue
         value = OmegaConf.select(cfg, key)
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: expected {expected}")
     ckpt = cfg.get("ckpt_path")
-    if ckpt is not None and not Path(str(ckpt)).is_file():
+    if source is None and ckpt is not None and not Path(str(ckpt)).is_file():
         problems.append(
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
     problems += _augment_problems(cfg)
     if problems:
-        raise UserError("; ".join(problems))
+        where = f"{source}: " if source else ""
+        raise UserError(where + "; ".join(problems))
+
+
+def flatten(tree: dict[str, Any], sep: str = ".") -> dict[str, Any]:
+    """Nested mappings as one level of `a.b.c` keys; iterative, so no nesting depth is too deep."""
+    flat: dict[str, Any] = {}
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        prefix, node = stack.pop()
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                stack.append((f"{name}{sep}", value))
+            else:
+                flat[name] = value
+    return dict(sorted(flat.items()))
 
 
 def _augment_problems(cfg: DictConfig) -> list[str]:
@@ -101,9 +122,9 @@ def _augment_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_inputs(cfg: DictConfig) -> None:
-    """The files a run needs, checked before torch and Lightning load (seconds, not fifteen):
-    the data files when they cannot be fetched, and the checkpoint to resume from."""
+def check_inputs(cfg: DictConfig):
+    """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
+    when they cannot be fetched, and the checkpoint to resume from, returned as read (once)."""
     from mnist_cnn.data import sources
 
     data = cfg.get("data")
@@ -116,7 +137,8 @@ def check_inputs(cfg: DictConfig) -> None:
         if absent and not sources.has_system_copy(dataset):
             why = "data.download=false"
             raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
-    if cfg.get("ckpt_path") is not None:
-        from mnist_cnn import checkpoints  # torch only
+    if cfg.get("ckpt_path") is None:
+        return None
+    from mnist_cnn import checkpoints
 
-        checkpoints.load(cfg.ckpt_path)
+    return checkpoints.load(cfg.ckpt_path)

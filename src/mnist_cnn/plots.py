@@ -6,12 +6,15 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # figures are rendered to files and TensorBoard, never to a screen
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
+    """A Figure and its axes through matplotlib's object API: no pyplot, no backend, no global
+    figure registry, so plotting changes nothing in the caller's process (a notebook's backend)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:
@@ -37,9 +40,9 @@ def sample_grid(
     class_names: Sequence[str],
     title: str = "One training example per class",
 ) -> Figure:
-    """Images titled with their class (one per class: the seed's 2x5 figure)."""
+    """Images titled with their class (one per class: the Keras lab's 2x5 figure)."""
     rows, cols = _grid(len(images), 5)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, cols, figsize=(2 * cols, 2.2 * rows + 0.4), squeeze=False, layout="constrained"
     )
     for ax in axes.flat:
@@ -54,7 +57,7 @@ def sample_grid(
 
 def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
     """Bar chart of samples per class for each split, side by side."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(class_names)), 4))
+    fig, ax = _subplots(figsize=(max(6, 0.8 * len(class_names)), 4))
     width = 0.8 / max(1, len(counts))
     x = np.arange(len(class_names))
     for i, (split, c) in enumerate(counts.items()):
@@ -70,8 +73,8 @@ def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[s
 
 
 def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
-    """Train vs validation accuracy and loss per epoch, the seed's two panels."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Train vs validation accuracy and loss per epoch, the Keras lab's two panels."""
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("acc", "loss"), strict=True):
         for split, style in (("train", "o-"), ("val", "s--")):
             values = history.get(f"{split}/{metric}", [])
@@ -103,8 +106,8 @@ def mosaic(tiles: np.ndarray, max_cols: int = 8, pad: int = 1) -> np.ndarray:
 
 def _mosaic_figure(tiles: np.ndarray, title: str, cmap: str, **imshow) -> Figure:
     rows, cols = _grid(len(tiles), 8)
-    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.8), layout="constrained")
-    colours = plt.get_cmap(cmap).with_extremes(bad="white")  # white: the gaps between tiles
+    fig, ax = _subplots(figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.8), layout="constrained")
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")  # white: the gaps between tiles
     image = ax.imshow(mosaic(tiles), cmap=colours, **imshow)
     h, w = tiles.shape[1:]
     # index = row label + column label, read off the axes instead of drawn over the pixels
@@ -127,7 +130,7 @@ def filter_grid(weights: np.ndarray, title: str) -> Figure:
 
 
 def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = _subplots(figsize=(7, 6))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax)
     ax.set_xlabel(xlabel)
@@ -150,7 +153,7 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(class_names)
     size = max(6, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    fig, ax = _subplots(figsize=(size, size * 0.9))
     image = ax.imshow(shown, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
     if n <= 20:  # beyond that the numbers would be unreadable
@@ -183,7 +186,7 @@ def labelled_images(
 ) -> Figure:
     """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits."""
     rows, cols = _grid(max(1, len(images)), 6)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, cols, figsize=(2 * cols, 2.5 * rows + 0.4), squeeze=False, layout="constrained"
     )
     for ax in axes.flat:
@@ -200,7 +203,7 @@ def labelled_images(
 
 def group_comparison(groups: Mapping[str, Mapping]) -> Figure:
     """Per-seed test accuracies as points, each group's mean with its 95% CI as an error bar."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) + 2), 4.5), layout="constrained")
+    fig, ax = _subplots(figsize=(max(5, 1.6 * len(groups) + 2), 4.5), layout="constrained")
     for i, d in enumerate(groups.values()):
         values = np.asarray(d["values"]) * 100
         ax.scatter(

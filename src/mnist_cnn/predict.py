@@ -2,70 +2,98 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
 from mnist_cnn import checkpoints, images
-from mnist_cnn.cli import exit_on_user_error
-from mnist_cnn.data.sources import REPO_ROOT
 from mnist_cnn.errors import UserError
 
+# Trainer settings that make a run a smoke test, not a model worth predicting with
+DEBUG_SETTINGS = ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_test_batches")
 
-def newest_checkpoint(outputs: Path) -> Path:
-    """The last.ckpt (else best) of the most recently finished training run under outputs/."""
+
+def newest_checkpoint(outputs: Path) -> tuple[Path, dict[str, Any]]:
+    """The last.ckpt (else best) of the most recently finished full training run under outputs/,
+    and that run's metrics.json; debug runs (limited batches, fast_dev_run) are never chosen."""
     candidates = []
     for metrics_file in outputs.rglob("metrics.json"):
-        try:
-            m = json.loads(metrics_file.read_text())
-        except (OSError, ValueError):
+        m = _read_metrics(metrics_file)
+        if m is None or m.get("status") != "completed" or m.get("task") == "eval" or _debug(m):
             continue
-        if m.get("status") != "completed" or m.get("task") == "eval":
-            continue
-        saved = m.get("checkpoints") or {}
+        saved = m.get("checkpoints")
+        saved = saved if isinstance(saved, dict) else {}
         for name in ("last", "best"):
-            if saved.get(name):
+            if isinstance(saved.get(name), str):
                 path = metrics_file.parent / saved[name]
                 if path.is_file():
-                    candidates.append((metrics_file.stat().st_mtime, path))
+                    candidates.append((metrics_file.stat().st_mtime, str(path), m))
                     break
     if not candidates:
         raise UserError(
-            f"no completed training run with a checkpoint under {outputs}; "
-            "train one (make train) or give --ckpt PATH"
+            f"no completed training run with a checkpoint under {outputs} (debug runs are not "
+            "used); train one (make train) or give --ckpt PATH"
         )
-    return max(candidates)[1]
+    _, path, metrics = max(candidates, key=lambda c: (c[0], c[1]))
+    return Path(path), metrics
 
 
-def predict(args: argparse.Namespace) -> list[dict[str, Any]]:
-    ckpt_path = (args.ckpt or newest_checkpoint(REPO_ROOT / "outputs")).resolve()
-    ckpt = checkpoints.load(ckpt_path)  # refused (payload, corrupt) before anything else loads
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    """A run's metrics.json as a dict; None for anything else (unreadable, another shape)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _debug(metrics: dict[str, Any]) -> bool:
+    config = metrics.get("config")
+    trainer = config.get("trainer") if isinstance(config, dict) else None
+    if not isinstance(trainer, dict):
+        return False
+    for key in DEBUG_SETTINGS:
+        value = trainer.get(key)
+        if key.startswith("limit_"):  # a float 1.0 is the whole split; an int counts batches
+            if value is not None and not (isinstance(value, float) and value == 1.0):
+                return True
+        elif value:  # fast_dev_run, overfit_batches
+            return True
+    return False
+
+
+def load_network(ckpt_path: str | os.PathLike):
+    """(the network in eval mode, its config) from a checkpoint, refused if unsafe or not ours."""
+    ckpt = checkpoints.load(ckpt_path)
+    return ckpt.build_net(in_channels=1, image_size=images.SIZE).eval(), ckpt.config()
+
+
+def predict(
+    net, config: dict[str, Any], paths: list[Path], save_inputs: Path | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(one result per readable image, one message per image that could not be read)."""
     import torch
 
-    from mnist_cnn.data.batches import MEAN_STD, scale_images
+    from mnist_cnn.data.batches import scale_images
+    from mnist_cnn.data.datasets import class_names, mean_std
 
-    config = checkpoints.config_of(ckpt, ckpt_path)
-    net = checkpoints.build_net(ckpt, ckpt_path, in_channels=1, image_size=images.SIZE).eval()
     dataset = config["data"].get("dataset", "MNIST")
-    mean, std = MEAN_STD[dataset] if config["data"].get("normalize") else (None, None)
-    names = _class_names(dataset)
-
+    mean, std = mean_std(dataset, config["data"].get("normalize", False))
+    names = class_names(dataset)
     results, failures = [], []
-    for path in images.image_files([Path(p) for p in args.paths]):
+    for path in images.image_files(paths):
         try:
             digit = images.to_mnist(images.load_grey(path), source=str(path))
         except UserError as exc:
             failures.append(str(exc))
             continue
-        if args.save_inputs:
+        if save_inputs:
             from mnist_cnn.runs import save_png
 
-            args.save_inputs.mkdir(parents=True, exist_ok=True)
+            save_inputs.mkdir(parents=True, exist_ok=True)
             # basename only: an output name never climbs out of the folder asked for
-            out = args.save_inputs / f"{len(results):04d}_{path.stem}.png"
-            save_png(digit, out)
+            save_png(digit, save_inputs / f"{len(results):04d}_{path.stem}.png")
         x = scale_images(torch.from_numpy(digit)[None, None], mean, std)
         with torch.no_grad():
             probs = torch.softmax(net(x), dim=1)[0]
@@ -82,43 +110,4 @@ def predict(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ],
             }
         )
-    _report(results, failures, args.json, ckpt_path)
-    if failures:
-        raise UserError(f"{len(failures)} of {len(failures) + len(results)} images failed (above)")
-    return results
-
-
-def _class_names(dataset: str) -> list[str]:
-    from torchvision import datasets
-
-    return [c.split(" - ")[0] for c in getattr(datasets, dataset).classes]
-
-
-def _report(results, failures, as_json: bool, ckpt_path: Path) -> None:
-    for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return
-    print(f"checkpoint: {ckpt_path}", file=sys.stderr)
-    width = max([len(r["path"]) for r in results] + [4])
-    print(f"{'path':<{width}}  digit  confidence  top 3")
-    for r in results:
-        top3 = ", ".join(f"{t['label']} {100 * t['confidence']:.1f}%" for t in r["top3"])
-        print(f"{r['path']:<{width}}  {r['label']:>5}  {100 * r['confidence']:9.2f}%  {top3}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="predict.py",
-        description="Read the digit in each image (files or folders) with a trained checkpoint.",
-    )
-    parser.add_argument("paths", nargs="+", help="image files or folders of images")
-    parser.add_argument(
-        "--ckpt", type=Path, help="checkpoint (default: newest completed run under outputs/)"
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    parser.add_argument(
-        "--save-inputs", type=Path, metavar="DIR", help="save the 28x28 each image became, as PNG"
-    )
-    exit_on_user_error(predict, parser.parse_args(argv))
+    return results, failures

@@ -1,4 +1,5 @@
-"""Run artefacts: metrics.json (written atomically) and the manifest that makes a run repeatable."""
+"""Run artefacts: metrics.json (written atomically), the manifest that makes a run repeatable, and
+the result-recording step that train and eval share."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import math
 import os
 import platform
+import secrets
+import shlex
 import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -37,8 +40,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     file; on any error remove it and leave what was at path untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    while True:  # mode 0666 less the umask, as for any new file (mkstemp would make it 0600)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -147,5 +155,53 @@ class RunRecord:
 
     def failed(self, exc: BaseException) -> None:
         """status failed, with the user's message or the exception's type and text."""
-        error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        self.update(status="failed", error=error)
+        self.update(status="failed", error=error_text(exc))
+
+    @classmethod
+    def failed_before_start(cls, run_dir: str | os.PathLike, exc: BaseException) -> None:
+        """A run stopped before it began its record (bad data, bad checkpoint) still says why;
+        a record that already exists is the run's own and is left as it is."""
+        if not (Path(run_dir) / "metrics.json").exists():
+            cls(run_dir, status="failed", error=error_text(exc))
+
+
+def error_text(exc: BaseException) -> str:
+    """The user's message, or the exception's type and text."""
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+
+
+def results_from_test(test_metrics: dict[str, Any], callbacks: list) -> dict[str, Any]:
+    """What a test stage measured, in metrics.json's keys, with the dashboards' numbers; train
+    and eval both record through here."""
+    total = round(test_metrics["test/total"])  # what was tested (limit_test_batches may cut)
+    correct = round(test_metrics["test/correct"])
+    dashboards: dict[str, Any] = {}
+    for callback in callbacks:
+        dashboards.update(getattr(callback, "run_summary", {}))
+    if "test/misclassified" in dashboards and dashboards["test/misclassified"] != total - correct:
+        raise RuntimeError("confusion matrix and test/acc disagree: a bug, please report it")
+    return {
+        **dashboards,
+        "test/acc": correct / total,  # exact, where torchmetrics' value is float32
+        "test/loss": test_metrics["test/loss"],
+        "test/correct": correct,
+        "test/incorrect": total - correct,
+        "test/total": total,
+    }
+
+
+def summary(m: dict[str, Any], weights: str) -> str:
+    """The lines a person reads at the end of a run or an evaluation; weights: what was tested."""
+    return (
+        f"Test accuracy {100 * m['test/acc']:.2f}% ({m['test/correct']:,} of {m['test/total']:,} "
+        f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, {weights}\n"
+        f"Run directory: {m['run_dir']}\n"
+        f"View it: {tensorboard_command(m['run_dir'])}"
+    )
+
+
+def tensorboard_command(run_dir: str | os.PathLike) -> str:
+    """A command that serves this run's dashboards from any directory, venv activated or not."""
+    beside = Path(sys.executable).with_name("tensorboard")  # the environment's own copy
+    program = str(beside) if beside.is_file() else "tensorboard"
+    return shlex.join([program, "--logdir", str(run_dir)])

@@ -1,10 +1,16 @@
-"""run(cfg): compose the objects a config names, fit, test on the 10,000 test digits, record."""
+"""run(cfg): compose the objects a config names, fit, test on the 10,000 test digits, record.
+
+Nothing here changes the process (threads, allocator, warnings, logging): the entry point
+(mnist_cnn.cli.train) does that, so a notebook or a test can call run() as it is.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +18,14 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import checkpoints
-from mnist_cnn.callbacks.resume import GracefulInterrupt, TestInterrupted, TrainingInterrupted
-from mnist_cnn.checkpoint_io import AtomicCheckpointIO
-from mnist_cnn.config import validate
-from mnist_cnn.data.sources import REPO_ROOT
+from mnist_cnn import REPO_ROOT, checkpoints
+from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
 from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.module import ClassifierModule
-from mnist_cnn.perf import keep_freed_memory, resolve_precision, set_threads
-from mnist_cnn.runs import RunRecord, manifest, state_dict_sha256
+from mnist_cnn.precision import resolve_precision
+from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sha256, summary
 
 log = logging.getLogger(__name__)
-
-# Lightning gives its "lightning" logger a console handler of its own; under Hydra the root logger
-# already prints to the console and to <run>/train.log, so every line would appear twice.
-if logging.getLogger().handlers:
-    logging.getLogger("lightning").handlers.clear()
-
-
-def _metric(metrics: dict[str, Any], key: str) -> float | None:
-    value = metrics.get(key)
-    return float(value) if value is not None else None
 
 
 def compose_config(overrides: list[str], run_dir: str | os.PathLike) -> DictConfig:
@@ -47,32 +40,41 @@ def compose_config(overrides: list[str], run_dir: str | os.PathLike) -> DictConf
     return cfg
 
 
-def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
-    """Train and test one configuration; returns what metrics.json holds.
+@dataclass
+class Parts:
+    """What a config builds: everything fit and test need."""
 
-    parallel_jobs: how many runs share this machine (threads=auto divides the cores among them).
+    datamodule: L.LightningDataModule
+    net: Any
+    module: ClassifierModule
+    callbacks: list
+    interrupt: GracefulInterrupt
+    trainer: L.Trainer
+
+
+def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[str, Any]:
+    """Train and test one validated configuration; returns what metrics.json holds.
+
+    resume: cfg.ckpt_path as already read by the caller (read here when not given).
     """
-    validate(cfg)
-    set_threads(cfg.get("threads", "auto"), parallel_jobs)
-    if cfg.get("keep_freed_memory", True):
-        keep_freed_memory()
+    if cfg.ckpt_path is not None and resume is None:
+        resume = checkpoints.load(cfg.ckpt_path)
     # the resolved value goes into the config the checkpoint, hparams and metrics.json carry
     requested = cfg.trainer.precision
     precision, why = resolve_precision(requested, cfg.trainer.get("accelerator", "auto"))
     cfg.trainer.precision = precision
     log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
-    config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(
         run_dir,
         seed=cfg.seed,
-        config=config,
+        config=OmegaConf.to_container(cfg, resolve=True),
         manifest=manifest(REPO_ROOT),
         precision_requested=requested,
         precision_reason=why,
     )
     try:
-        metrics = _fit_and_test(cfg, config, run_dir, record)
+        metrics = _fit_and_test(cfg, run_dir, record, resume)
     except TrainingDiverged as exc:
         last = run_dir / "checkpoints" / "last.ckpt"
         lr = OmegaConf.select(cfg, "optimizer.lr")
@@ -90,7 +92,7 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
             resume_command=resume_command(exc.checkpoint),
         )
         raise
-    except TestInterrupted as exc:
+    except InterruptedDuringTest as exc:
         record.update(
             status="interrupted",
             error=f"{exc}; training had completed",
@@ -103,17 +105,53 @@ def run(cfg: DictConfig, parallel_jobs: int = 1) -> dict[str, Any]:
     except Exception as exc:
         record.failed(exc)
         raise
-    log.info(summary(metrics))
+    trained = f"{metrics['test_weights']} weights, {_epochs(metrics['epochs'])}"
+    log.info(summary(metrics, f"{trained} in {metrics['train_seconds']:.1f} s"))
     return metrics
 
 
 def _fit_and_test(
-    cfg: DictConfig, config: dict[str, Any], run_dir: Path, record: RunRecord
+    cfg: DictConfig, run_dir: Path, record: RunRecord, resume: checkpoints.Checkpoint | None
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    # refused (pickle payload, corrupt, not ours) with a clear message before any work
-    resume_from = checkpoints.load(cfg.ckpt_path) if cfg.ckpt_path is not None else None
-    # Data first: a bad or missing file should stop the run before any model or trainer exists.
+    parts = build(cfg, run_dir, resume, config=record.data["config"])
+    record.update(
+        num_params=sum(p.numel() for p in parts.net.parameters()),
+        precision=str(parts.trainer.precision),
+        setup_seconds=time.perf_counter() - start,  # data read + validated, objects built
+    )
+    start = time.perf_counter()
+    fit(parts, resume)
+    train_seconds = time.perf_counter() - start
+    fit_metrics = {k: float(v) for k, v in parts.trainer.callback_metrics.items()}
+    best, last = checkpoint_paths(parts.trainer)
+    start = time.perf_counter()
+    tested, test_metrics = test(parts, cfg.test_ckpt, best, last)
+    record.update(
+        **results_from_test(test_metrics, parts.callbacks),
+        status="completed",
+        **{k: fit_metrics.get(k) for k in ("val/acc", "val/loss", "train/acc", "train/loss")},
+        test_weights=tested,
+        epochs=parts.trainer.current_epoch,
+        global_step=parts.trainer.global_step,
+        weights_sha256=state_dict_sha256(parts.net),  # the tested weights: equal hash, equal bits
+        train_seconds=train_seconds,
+        test_seconds=time.perf_counter() - start,
+        device=str(parts.module.device),
+        checkpoints={"last": _relative(last, run_dir), "best": _relative(best, run_dir)},
+        run_dir=str(run_dir),
+    )
+    return record.data
+
+
+def build(
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: checkpoints.Checkpoint | None,
+    config: dict[str, Any],
+) -> Parts:
+    """Data first (a bad or missing file stops the run before anything else exists), then the
+    network (resume: its weights must fit, never a half-load), module, callbacks, trainer."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -123,8 +161,8 @@ def _fit_and_test(
     net = instantiate(
         cfg.model, in_channels=channels, image_size=height, num_classes=datamodule.num_classes
     )
-    if resume_from is not None:  # another architecture: name the keys, never a half-load
-        checkpoints.check_weights(net, resume_from["state_dict"], cfg.ckpt_path)
+    if resume is not None:
+        resume.weights_for(net)
     module = ClassifierModule(
         net=net,
         optimizer=instantiate(cfg.optimizer),
@@ -142,73 +180,49 @@ def _fit_and_test(
     interrupt = GracefulInterrupt(run_dir / "checkpoints")
     callbacks.append(interrupt)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()]
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=[checkpoints.checkpoint_io(resume)],
     )
+    return Parts(datamodule, net, module, callbacks, interrupt, trainer)
 
-    num_params = sum(p.numel() for p in net.parameters())
-    setup_seconds = time.perf_counter() - start
-    record.update(num_params=num_params, precision=str(trainer.precision))
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    if interrupt.received is not None:  # the signal came after the last training batch
-        last = _checkpoint_paths(trainer)[1]
-        raise TrainingInterrupted(interrupt.received, Path(last or interrupt.path))
-    train_seconds = time.perf_counter() - start
-    fit_metrics = dict(trainer.callback_metrics)
 
-    best, last = _checkpoint_paths(trainer)
-    test_ckpt = "best" if cfg.test_ckpt == "best" and best else None
-    if cfg.test_ckpt == "best" and not best:
+def fit(parts: Parts, resume: checkpoints.Checkpoint | None) -> None:
+    """Train; a signal after the last training batch still stops with a checkpoint to resume."""
+    ckpt_path = str(resume.path) if resume is not None else None
+    parts.trainer.fit(
+        parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True
+    )
+    received = parts.interrupt.received
+    if received is not None:
+        last = checkpoint_paths(parts.trainer)[1]
+        raise TrainingInterrupted(received, Path(last or parts.interrupt.path))
+
+
+def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[str, float]]:
+    """Test the final weights, or the best checkpoint's (test_ckpt=best); returns which, and the
+    test stage's metrics."""
+    use_best = test_ckpt == "best" and bool(best)
+    if test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
-    start = time.perf_counter()
     try:
-        test_metrics = trainer.test(
-            module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False, weights_only=True
+        metrics = parts.trainer.test(
+            parts.module,
+            datamodule=parts.datamodule,
+            ckpt_path="best" if use_best else None,
+            verbose=False,
+            weights_only=True,
         )[0]
-    except TestInterrupted as exc:
-        tested = best if test_ckpt else last  # "" when callbacks= kept no checkpoint
+    except InterruptedDuringTest as exc:
+        tested = best if use_best else last  # "" when callbacks= kept no checkpoint
         exc.checkpoint = Path(tested) if tested else None
         raise
-    test_seconds = time.perf_counter() - start
-
-    total = round(test_metrics["test/total"])  # what was tested (limit_test_batches may cut)
-    correct = round(test_metrics["test/correct"])
-    dashboards = _callback_summaries(callbacks)
-    if "test/misclassified" in dashboards and dashboards["test/misclassified"] != total - correct:
-        raise RuntimeError("confusion matrix and test/acc disagree: a bug, please report it")
-    record.update(
-        **dashboards,
-        status="completed",
-        **{
-            "test/acc": correct / total,  # exact, where torchmetrics' value is float32
-            "test/loss": test_metrics["test/loss"],
-            "test/correct": correct,
-            "test/incorrect": total - correct,
-            "test/total": total,
-            "val/acc": _metric(fit_metrics, "val/acc"),
-            "val/loss": _metric(fit_metrics, "val/loss"),
-            "train/acc": _metric(fit_metrics, "train/acc"),
-            "train/loss": _metric(fit_metrics, "train/loss"),
-        },
-        test_weights="best" if test_ckpt else "final",
-        epochs=trainer.current_epoch,
-        global_step=trainer.global_step,
-        weights_sha256=state_dict_sha256(net),  # the tested weights: equal hash, equal bits
-        setup_seconds=setup_seconds,  # data read + validated, objects built
-        train_seconds=train_seconds,
-        test_seconds=test_seconds,
-        device=str(module.device),
-        checkpoints={
-            "last": _relative(last, run_dir),
-            "best": _relative(best, run_dir),
-        },
-        run_dir=str(run_dir),
-    )
-    return record.data
+    return ("best" if use_best else "final"), metrics
 
 
-def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """(best by the monitored metric, latest) checkpoint paths; "" where none was kept."""
     best = last = ""
     for callback in trainer.checkpoint_callbacks:
@@ -219,13 +233,6 @@ def _checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     return best, last
 
 
-def _callback_summaries(callbacks: list) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for callback in callbacks:
-        summary.update(getattr(callback, "run_summary", {}))
-    return summary
-
-
 def _relative(path: str, root: Path) -> str | None:
     if not path:
         return None
@@ -233,10 +240,12 @@ def _relative(path: str, root: Path) -> str | None:
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def resume_command(checkpoint: Path) -> str:
     """The command that continues this run: the same overrides plus ckpt_path."""
-    import shlex
-
     from hydra.core.hydra_config import HydraConfig
 
     overrides = []
@@ -247,21 +256,4 @@ def resume_command(checkpoint: Path) -> str:
 
 def eval_command(checkpoint: Path | None) -> str | None:
     """The command that tests a checkpoint on its own (None when there is no checkpoint)."""
-    import shlex
-
     return shlex.join(["python", "eval.py", f"ckpt_path={checkpoint}"]) if checkpoint else None
-
-
-def summary(m: dict[str, Any]) -> str:
-    """The lines a person reads at the end of a run."""
-    trained = (
-        f"{m['test_weights']} weights, {m['epochs']} epochs in {m['train_seconds']:.1f} s"
-        if m.get("task") != "eval"
-        else f"checkpoint {m['checkpoint']} (epoch {m['epochs']}, step {m['global_step']})"
-    )
-    return (
-        f"Test accuracy {100 * m['test/acc']:.2f}% ({m['test/correct']:,} of {m['test/total']:,} "
-        f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, {trained}\n"
-        f"Run directory: {m['run_dir']}\n"
-        f"View it: tensorboard --logdir {m['run_dir']}"
-    )

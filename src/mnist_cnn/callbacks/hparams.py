@@ -8,19 +8,19 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mnist_cnn.config import flatten
+
 # config subtrees that describe the experiment (not where files go or how progress is drawn)
 SECTIONS = ("seed", "data", "model", "optimizer", "trainer", "channels_last", "test_ckpt")
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}/"))
-        elif not key.startswith("_"):
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
+def hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as TensorBoard's HParams take it: `a/b` keys, scalar values, no `_target_`."""
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else str(value)
+        for key, value in flatten(config, sep="/").items()
+        if not key.rsplit("/", 1)[-1].startswith("_")
+    }
 
 
 class HParamsLogger(L.Callback):
@@ -42,7 +42,7 @@ class HParamsLogger(L.Callback):
                 metrics[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger):
-                lg.log_hyperparams(flatten(config), metrics)
+                lg.log_hyperparams(hparams(config), metrics)
                 # Lightning wrote an empty hparams.yaml at fit end and never overwrites it
                 (Path(lg.log_dir) / lg.NAME_HPARAMS_FILE).unlink(missing_ok=True)
                 lg.save()

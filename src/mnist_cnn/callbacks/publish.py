@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import matplotlib.pyplot as plt
 import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mnist_cnn.runs import save_png
@@ -25,23 +25,21 @@ def figures_dir(trainer: L.Trainer) -> Path:
 def figure(
     trainer: L.Trainer, tag: str | None, fig: Figure, step: int, png: str | None = None
 ) -> None:
-    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>; close it.
+    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>.
 
     The figure is rendered once and the same pixels go to both places: rendering is most of
     what the dashboards cost.
     """
     targets = writers(trainer) if tag else []
-    try:
-        if not targets and not (png and trainer.is_global_zero):
-            return
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-        for writer in targets:
-            writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
-        if png and trainer.is_global_zero:
-            save_png(rgb, figures_dir(trainer) / png)
-    finally:
-        plt.close(fig)
+    if not targets and not (png and trainer.is_global_zero):
+        return
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    for writer in targets:
+        writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
+    if png and trainer.is_global_zero:
+        save_png(rgb, figures_dir(trainer) / png)
 
 
 def text(trainer: L.Trainer, tag: str, markdown: str, step: int) -> None:

@@ -19,32 +19,32 @@ import torch
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
 
 
-class TrainingInterrupted(Exception):
+class Interrupted(Exception):
+    """A signal stopped the run; its exit code is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1)
+
+
+class TrainingInterrupted(Interrupted):
     """Fit stopped on a signal after saving `checkpoint`."""
 
     def __init__(self, signum: int, checkpoint: Path) -> None:
-        super().__init__(f"{signal.Signals(signum).name} received")
-        self.signum = signum
+        super().__init__(signum, f"{signal.Signals(signum).name} received")
         self.checkpoint = checkpoint
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 1)
 
-
-class TestInterrupted(Exception):
+class InterruptedDuringTest(Interrupted):
     """The test stage stopped on a signal; `checkpoint` (set by the caller) holds the weights."""
 
-    __test__ = False  # not a pytest test class
-
     def __init__(self, signum: int) -> None:
-        super().__init__(f"{signal.Signals(signum).name} received during the test")
-        self.signum = signum
+        super().__init__(signum, f"{signal.Signals(signum).name} received during the test")
         self.checkpoint: Path | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 1)
 
 
 class GracefulInterrupt(L.Callback):
@@ -60,7 +60,7 @@ class GracefulInterrupt(L.Callback):
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stage == "test":
-            raise TestInterrupted(signum)  # not a KeyboardInterrupt: Lightning would exit(1)
+            raise InterruptedDuringTest(signum)  # not a KeyboardInterrupt: Lightning would exit(1)
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
         self.received = signum

@@ -13,8 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-MEAN_STD = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
-
 
 def scale_images(images: torch.Tensor, mean: float | None = None, std: float | None = None):
     """uint8 (N, C, H, W) in 0..255 -> float32 in [0, 1], optionally standardised."""

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
-from torchvision import datasets
 
 from mnist_cnn.data import sources
 from mnist_cnn.data.augment import RandomAffineBatch
-from mnist_cnn.data.batches import MEAN_STD, EpochBatchSampler, InMemoryBatches, scale_images
+from mnist_cnn.data.batches import EpochBatchSampler, InMemoryBatches, scale_images
+from mnist_cnn.data.datasets import class_names, dataset_class, mean_std
 from mnist_cnn.data.idx import read_split
 from mnist_cnn.errors import UserError
-
-# The whole dataset is in memory and batches are one index operation: workers only add overhead.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -38,9 +34,7 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not hasattr(datasets, dataset) or not hasattr(getattr(datasets, dataset), "classes"):
-            raise UserError(f"data.dataset={dataset!r} is not a torchvision MNIST-style dataset")
-        self.dataset_cls = getattr(datasets, dataset)
+        self.dataset_cls = dataset_class(dataset)
         self.dataset = dataset
         self.data_dir = (
             Path(data_dir).expanduser().resolve() if data_dir else sources.default_data_dir(dataset)
@@ -50,12 +44,12 @@ class MNISTDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.val_split = val_split
         self.num_workers = num_workers
-        self.mean, self.std = MEAN_STD.get(dataset, (None, None)) if normalize else (None, None)
+        self.mean, self.std = mean_std(dataset, normalize)
         self.seed = seed
         self._resume_at: tuple[int, int] | None = None
         # training batches only: random affine per digit (degrees, translate, scale)
         self.augment = RandomAffineBatch(**augment, seed=seed) if augment else None
-        self.class_names = [c.split(" - ")[0] for c in self.dataset_cls.classes]
+        self.class_names = class_names(dataset)
         self.splits: dict[str, InMemoryBatches] = {}
 
     @property

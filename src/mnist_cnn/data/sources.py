@@ -12,13 +12,13 @@ import shutil
 import socket
 from pathlib import Path
 
+from mnist_cnn import REPO_ROOT
 from mnist_cnn.data.idx import md5sum
 from mnist_cnn.errors import UserError
 from mnist_cnn.runs import atomic_path
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DOWNLOAD_TIMEOUT_S = 5.0
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,8 +1,8 @@
-"""The seed's layout made stronger: batch norm after every layer, dropout before the classifier.
+"""The Keras lab's layout made stronger: batch norm after every layer, dropout before the output.
 
 conv(3x3)+BN+ReLU, pool, conv(3x3)+BN+ReLU, pool, dropout, dense+BN+ReLU, dropout, output.
-About the seed's cost per step, so it fits many more epochs into minutes on a CPU; pair it with
-augmentation and a one-cycle schedule (experiment=bn_cnn).
+About the Keras lab network's cost per step, so many more epochs fit into minutes on a CPU; pair it
+with augmentation and a one-cycle schedule (experiment=bn_cnn).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnist_cnn.models.simple_cnn import initialise
+from mnist_cnn.models.init import conv_pool_side, initialise
 
 
 def conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -36,7 +36,7 @@ class BatchNormCNN(nn.Module):
         self.conv2 = conv_bn(conv1_channels, conv2_channels)
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        side = ((image_size - 2) // 2 - 2) // 2
+        side = conv_pool_side(image_size)
         self.dropout1 = nn.Dropout(dropout)
         self.dense1 = nn.Sequential(
             nn.Linear(conv2_channels * side * side, dense_units, bias=False),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_cnn.models.simple_cnn import initialise
+from mnist_cnn.models.init import initialise
 
 
 class MLP(nn.Module):

@@ -1,4 +1,4 @@
-"""The seed lab's network, layer for layer: conv32-conv64-dense128 (225,034 parameters)."""
+"""The Keras lab's network, layer for layer: conv32-conv64-dense128 (225,034 parameters)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def keras_init(module: nn.Module) -> None:
-    """Keras' defaults, as in the seed: Glorot-uniform kernels and zero biases."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-def initialise(net: nn.Module, init: str) -> None:
-    """init='keras' (the seed's) re-initialises every layer; 'torch' keeps PyTorch's defaults."""
-    if init == "keras":
-        net.apply(keras_init)
-    elif init != "torch":
-        raise ValueError(f"init={init!r}: expected 'keras' (the seed's) or 'torch'")
+from mnist_cnn.models.init import conv_pool_side, initialise
 
 
 class SimpleCNN(nn.Module):
@@ -42,9 +28,7 @@ class SimpleCNN(nn.Module):
         self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        side = ((image_size - 2) // 2 - 2) // 2  # two valid 3x3 convs, each followed by a 2x2 pool
-        if side < 1:
-            raise ValueError(f"image_size={image_size} is too small for two conv+pool stages")
+        side = conv_pool_side(image_size)
         self.dense1 = nn.Linear(conv2_channels * side * side, dense_units)
         self.output = nn.Linear(dense_units, num_classes)
         initialise(self, init)
@@ -56,4 +40,4 @@ class SimpleCNN(nn.Module):
         x = F.relu(self.pool1(self.conv1(x)))
         x = F.relu(self.pool2(self.conv2(x)))
         x = F.relu(self.dense1(self.flatten(x)))
-        return self.output(x)  # logits: cross-entropy applies the seed's softmax
+        return self.output(x)  # logits: cross-entropy applies the Keras lab's softmax

@@ -11,14 +11,15 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import quiet_trainer
+from helpers.runs import quiet_trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_cnn import perf
+from mnist_cnn import precision as auto_precision
+from mnist_cnn import process
 from mnist_cnn.callbacks.feature_maps import FeatureMapLogger
 from mnist_cnn.callbacks.filters import FilterLogger
-from mnist_cnn.callbacks.test_analysis import TestAnalysis
+from mnist_cnn.callbacks.prediction_analysis import PredictionAnalysis
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
@@ -31,27 +32,27 @@ def no_gpu(monkeypatch):
 
 @pytest.mark.parametrize("native,expected", [(True, "bf16-mixed"), (False, "32-true")])
 def test_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, no_gpu, native, expected):
-    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: native)
-    precision, why = perf.resolve_precision("auto")
+    monkeypatch.setattr(auto_precision, "cpu_has_native_bf16", lambda: native)
+    precision, why = auto_precision.resolve_precision("auto")
     assert precision == expected and why.startswith("auto: ")
-    assert perf.resolve_precision("auto", "cpu")[0] == expected
+    assert auto_precision.resolve_precision("auto", "cpu")[0] == expected
 
 
 def test_an_explicit_precision_is_kept_whatever_the_hardware(monkeypatch, no_gpu):
-    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: True)
-    assert perf.resolve_precision("32-true") == ("32-true", "asked for")
-    assert perf.resolve_precision(32)[0] == "32"
+    monkeypatch.setattr(auto_precision, "cpu_has_native_bf16", lambda: True)
+    assert auto_precision.resolve_precision("32-true") == ("32-true", "asked for")
+    assert auto_precision.resolve_precision(32)[0] == "32"
 
 
 def test_auto_on_a_gpu_follows_the_gpu(monkeypatch):
-    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(auto_precision, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for has_bf16, expected in ((True, "bf16-mixed"), (False, "32-true")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda v=has_bf16: v)
-        assert perf.resolve_precision("auto")[0] == expected
+        assert auto_precision.resolve_precision("auto")[0] == expected
     # accelerator=cpu asked for explicitly: the GPU is not used, the CPU decides
-    assert perf.resolve_precision("auto", "cpu")[0] == "32-true"
-    assert perf.resolve_precision("auto", "mps")[0] == "32-true"
+    assert auto_precision.resolve_precision("auto", "cpu")[0] == "32-true"
+    assert auto_precision.resolve_precision("auto", "mps")[0] == "32-true"
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="needs /proc/cpuinfo")
@@ -60,7 +61,7 @@ def test_native_bf16_detection_agrees_with_the_cpu_flags():
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):
             flags |= set(line.split(":", 1)[1].split())
-    assert perf.cpu_has_native_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
+    assert auto_precision.cpu_has_native_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
 
 
 def test_pooling_before_relu_gives_the_textbook_outputs_and_gradients_bit_for_bit():
@@ -85,7 +86,7 @@ def test_pooling_before_relu_gives_the_textbook_outputs_and_gradients_bit_for_bi
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_keep_freed_memory_takes_effect_with_glibc():
-    assert perf.keep_freed_memory() is True
+    assert process.keep_freed_memory() is True
 
 
 def test_bf16_mixed_training_learns_and_the_dashboards_draw(tiny_data_dir, tmp_path):
@@ -93,7 +94,7 @@ def test_bf16_mixed_training_learns_and_the_dashboards_draw(tiny_data_dir, tmp_p
     L.seed_everything(0)
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64, eval_batch_size=64)
     module = ClassifierModule(SimpleCNN(), functools.partial(torch.optim.Adam, lr=3e-3))
-    analysis = TestAnalysis(num_misclassified=4)
+    analysis = PredictionAnalysis(num_misclassified=4)
     logger = TensorBoardLogger(tmp_path, name="tb", version="", default_hp_metric=False)
     trainer = quiet_trainer(
         tmp_path,
@@ -117,6 +118,7 @@ def test_bf16_mixed_training_learns_and_the_dashboards_draw(tiny_data_dir, tmp_p
 def test_eval_takes_the_precision_the_checkpoint_was_trained_in():
     from omegaconf import OmegaConf
 
+    from mnist_cnn.config import validate
     from mnist_cnn.errors import UserError
     from mnist_cnn.eval import _precision
 
@@ -131,7 +133,7 @@ def test_eval_takes_the_precision_the_checkpoint_was_trained_in():
     assert _precision(asked("auto"), {})[0] == "32-true"  # trained before precision=auto
     assert _precision(asked("32-true"), bf16_run) == ("32-true", "asked for")
     with pytest.raises(UserError, match=r"^trainer.precision='half' is invalid: expected one of"):
-        _precision(asked("half"), bf16_run)
+        validate(asked("half"))  # eval.py's one validation path, before _precision
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
@@ -144,28 +146,91 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_exit_now_keeps_the_exit_code_output_and_atexit_handlers(tmp_path):
+QUICK_EXIT = "import atexit\nfrom mnist_cnn import process\nprocess.install_quick_exit()\n"
+
+
+def test_finish_keeps_the_exit_code_output_and_atexit_handlers(tmp_path):
     marker = tmp_path / "atexit-ran"
     proc = _run_python(
-        "import atexit\n"
-        "from mnist_cnn.cli import exit_now\n"
-        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        QUICK_EXIT + f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
         "print('buffered output', end='')\n"
-        "exit_now(3)\n"
+        "process.finish(3)\n"
     )
     assert proc.returncode == 3 and proc.stdout == "buffered output"
     assert marker.read_text() == "yes"
 
 
-def test_exit_now_waits_for_a_running_thread_like_a_normal_exit(tmp_path):
+def test_finish_waits_for_a_running_thread_like_a_normal_exit(tmp_path):
     done = tmp_path / "thread-finished"
     proc = _run_python(
-        "import threading, time\n"
-        "from mnist_cnn.cli import exit_now\n"
+        QUICK_EXIT + "import threading, time\n"
         "def work():\n"
         "    time.sleep(0.5)\n"
         f"    open({str(done)!r}, 'w').write('yes')\n"
         "threading.Thread(target=work).start()\n"
-        "exit_now(0)\n"
+        "process.finish(0)\n"
     )
     assert proc.returncode == 0 and done.read_text() == "yes"
+
+
+@pytest.mark.parametrize("ending", ["process.finish(0)", "import sys; sys.exit(0)"])
+def test_finish_skips_only_the_module_teardown(ending):
+    """A module-level object is finalised by the interpreter's teardown: finish() skips that (the
+    point), a plain exit does not (the control)."""
+    proc = _run_python(
+        QUICK_EXIT + "import os\n"
+        "class Held:\n"
+        "    def __del__(self, write=os.write): write(1, b'finalised')\n"
+        f"held = Held()\n{ending}\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout == "finalised") == ("sys.exit" in ending), proc.stderr
+
+
+def test_thread_count_follows_the_cpus_this_process_may_use():
+    import os
+
+    allowed = len(os.sched_getaffinity(0))
+    assert 1 <= process.available_cpus() <= allowed
+    assert process.thread_count("auto") == process.available_cpus()
+    assert process.thread_count("auto", parallel_jobs=64) == 1
+    assert process.thread_count(3) == 3
+    proc = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", "from mnist_cnn import process\n"
+         "print(process.thread_count('auto'))"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr
+
+
+PROCESS_WIDE = {
+    # (object, attribute) calls that change the whole process: allowed in process.py only
+    ("torch", "set_num_threads"),
+    ("warnings", "filterwarnings"),
+    ("matplotlib", "use"),
+    ("os", "_exit"),
+    ("atexit", "register"),
+    ("atexit", "_run_exitfuncs"),
+    ("logging", "basicConfig"),
+}
+
+
+def test_process_wide_settings_live_in_one_module():
+    """The library changes nothing process-wide (a notebook can call run() safely): every such
+    call is in mnist_cnn/process.py, and no private torch or CPython API is used anywhere."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*(root / "src").rglob("*.py"), *root.glob("*.py")]:
+        if path.name == "process.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                call = (node.value.id, node.attr)
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
+                if call in PROCESS_WIDE or (private and node.value.id in ("torch", "atexit")):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno} {'.'.join(call)}")
+            if isinstance(node, ast.Name) and node.id == "mallopt":
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} mallopt")
+    assert not offenders

@@ -17,10 +17,9 @@ from mnist_cnn import plots
 from mnist_cnn.callbacks import publish
 
 
-class TestAnalysis(L.Callback):
-    """Needs test_step to return {"logits": ...}; the batch gives the images and labels."""
-
-    __test__ = False  # not a pytest class, despite the name
+class PredictionAnalysis(L.Callback):
+    """The test set's confusion matrix, mistakes, PR curves and per-class table. Needs test_step
+    to return {"logits": ...}; the batch gives the images and labels."""
 
     def __init__(self, num_misclassified: int = 12, top_confusions: int = 5) -> None:
         self.num_misclassified = num_misclassified

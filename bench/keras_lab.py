@@ -1,4 +1,4 @@
-"""The seed lab's Keras workload, side by side: `python bench/keras_seed.py RAW_DIR [EPOCHS]`.
+"""The Keras lab's Keras workload, side by side: `python bench/keras_lab.py RAW_DIR [EPOCHS]`.
 
 Runs under an interpreter that has TensorFlow (not a project dependency; `make bench-keras` makes
 a separate environment). Same work as train.py's defaults: conv32-pool-conv64-pool-dense128-10,

@@ -1,0 +1,50 @@
+"""`python eval.py ckpt_path=PATH [key=value ...]`: test a checkpoint in a run dir of its own."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mnist_cnn import REPO_ROOT, process
+from mnist_cnn.cli import user_errors
+
+
+def main() -> None:
+    process.install_quick_exit()
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
+    completed = []
+
+    @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="eval")
+    def task(cfg) -> float:
+        acc = evaluate_checkpoint(cfg)
+        completed.append(HydraConfig.get().mode == RunMode.RUN)
+        return acc
+
+    task()
+    if completed and completed[0]:
+        process.finish(0)
+
+
+def evaluate_checkpoint(cfg) -> float:
+    """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
+    the process, test; an interrupt exits 130/143."""
+    from mnist_cnn import checkpoints
+    from mnist_cnn.config import validate
+
+    with user_errors():
+        validate(cfg, ignore=("seed",))  # the seed comes from the checkpoint
+        checkpoint = checkpoints.load(cfg.ckpt_path)
+    process.configure(cfg.threads)
+    from mnist_cnn.callbacks.resume import InterruptedDuringTest
+    from mnist_cnn.eval import evaluate
+
+    try:
+        with user_errors():
+            return evaluate(cfg, checkpoint)["test/acc"]
+    except InterruptedDuringTest as exc:
+        print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,131 @@
+"""Process-wide settings, all in one place. Only the entry points (mnist_cnn.cli) call this module.
+
+Library code (`run`, `evaluate`, callbacks, plots) changes nothing process-wide, so a notebook or
+a test can call it without its interpreter changing under it. The figures behind each lever are
+in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+# warnings that say nothing a user of this project can act on
+QUIET_WARNINGS = (
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.15 deprecates
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    # the data lives in memory and a batch is one index operation: loader workers only add cost
+    r".*does not have many workers.*",
+)
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_exit_code: int | None = None
+
+
+def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: bool = True) -> int:
+    """Set everything process-wide that a run wants; returns the torch threads used."""
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    _one_console_handler()
+    import torch
+
+    count = thread_count(threads, parallel_jobs)
+    torch.set_num_threads(count)
+    if keep_freed:
+        keep_freed_memory()
+    return count
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers,
+    SLURM). os.cpu_count() counts the machine's cores and ignores both."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def thread_count(threads: int | str, parallel_jobs: int = 1) -> int:
+    """threads='auto' gives each of parallel_jobs runs an equal share of the usable CPUs."""
+    if threads == "auto":
+        return max(1, available_cpus() // max(1, parallel_jobs))
+    return int(threads)
+
+
+def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
+    """Let glibc reuse freed blocks up to limit_bytes instead of handing them back to the kernel.
+
+    A training step frees and re-allocates the same activations (11 MB for conv1's output at batch
+    128). By default glibc serves blocks that size with fresh mmap()s and unmaps them on free, so
+    every step pays page faults and the kernel zeroing the pages again. Raising the mmap and trim
+    thresholds keeps those pages in the process; numerics are untouched. No Python library exposes
+    mallopt, hence ctypes. Returns False where there is no glibc (macOS, musl): nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, limit_bytes)
+    )
+
+
+def _one_console_handler() -> None:
+    """Under Hydra the root logger prints to the console and to <run>/<task>.log; the console
+    handler that `import lightning` adds to its logger would print each of its lines twice."""
+    if not logging.getLogger().handlers:
+        return
+    import lightning  # noqa: F401  (its import adds the handler; removed below)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # not Hydra's file handler
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def install_quick_exit() -> None:
+    """Register the handler that `finish` arms. Call it first, before torch is imported: atexit
+    runs handlers last-registered-first, so this one runs after every library's own."""
+    atexit.unregister(_skip_teardown)
+    atexit.register(_skip_teardown)
+
+
+def finish(code: int = 0) -> NoReturn:
+    """End a completed single run without the interpreter's module-by-module teardown.
+
+    With torch and Lightning loaded, finalisation takes over a second after every file is
+    written. sys.exit runs the usual shutdown (waits for non-daemon threads, then every atexit
+    handler); the handler install_quick_exit registered runs last and ends the process there.
+    """
+    global _exit_code
+    _exit_code = code
+    sys.exit(code)
+
+
+def _skip_teardown() -> None:
+    if _exit_code is None:  # errors, interrupts, sweeps: the usual exit
+        return
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.active_children():  # children still to reap: let Python do it
+        return
+    logging.shutdown()  # in case logging's own handler was registered before ours
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_code)

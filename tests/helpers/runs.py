@@ -1,0 +1,47 @@
+"""The project's commands run as a user runs them (subprocesses), and a quiet in-process Trainer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers.data import ROOT
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300):
+    """`python SCRIPT ARGS` from the repository; returns the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_train(*overrides: str, run_dir: Path | None = None, env: dict | None = None, timeout=300):
+    """`python train.py OVERRIDES [hydra.run.dir=RUN_DIR]`."""
+    extra = [f"hydra.run.dir={run_dir}"] if run_dir is not None else []
+    return run_script("train.py", *overrides, *extra, env=env, timeout=timeout)
+
+
+def run_eval(*overrides: str, timeout: int = 300, env: dict | None = None):
+    """`python eval.py OVERRIDES`."""
+    return run_script("eval.py", *overrides, env=env, timeout=timeout)
+
+
+def quiet_trainer(root: Path, **kwargs):
+    """A Lightning Trainer for in-process tests: no progress bar, summary or checkpoints."""
+    import lightning as L
+
+    defaults = dict(
+        logger=False,
+        default_root_dir=root,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})
