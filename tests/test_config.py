@@ -58,8 +58,8 @@ def test_exact_fp32_is_one_override_away():
 
 
 def test_any_trainer_argument_can_be_added():
-    cfg = compose_train("+trainer.limit_train_batches=0.1", "+trainer.devices=1")
-    assert cfg.trainer.limit_train_batches == 0.1 and cfg.trainer.devices == 1
+    cfg = compose_train("+trainer.limit_train_batches=0.1", "+trainer.accumulate_grad_batches=2")
+    assert cfg.trainer.limit_train_batches == 0.1 and cfg.trainer.accumulate_grad_batches == 2
 
 
 @pytest.mark.reliability("C1", "C3", "H6")
@@ -110,6 +110,10 @@ def test_dropout_outside_its_range_is_rejected(dropout):
         ("channels_last=1", "channels_last"),
         ("trainer.precision=bf17", "trainer.precision"),
         ("trainer.precision=fp32", "trainer.precision"),
+        ("trainer.devices=2", "trainer.devices"),
+        ("trainer.devices=auto", "trainer.devices"),
+        ("trainer.devices=[0,1]", "trainer.devices"),
+        ("trainer.num_nodes=2", "trainer.num_nodes"),
     ],
 )
 @pytest.mark.reliability("C2", "H1", "H2", "H3", "H4", "H5")
@@ -137,3 +141,35 @@ def test_missing_resume_checkpoint_is_an_error(tmp_path):
 def test_edge_values_are_accepted():
     validate(compose_train("seed=0", "data.val_split=0.0", "optimizer.lr=1e-9"))
     validate(compose_train("seed=4294967295", "data.batch_size=1", "trainer.max_epochs=1"))
+
+
+def test_one_device_is_the_default_and_a_single_index_is_accepted():
+    cfg = compose_train()
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (1, 1)
+    validate(compose_train("trainer.devices=[0]"))
+
+
+def test_eval_runs_go_under_outputs_eval(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt"], return_hydra_config=True)
+    assert cfg.hydra.run.dir.startswith(f"{cfg.paths.log_dir}/eval/")
+    validate(cfg, ignore=("seed", "ckpt_path"))
+
+
+def test_a_checkpoints_bad_value_names_the_checkpoint_not_the_command_line():
+    from omegaconf import OmegaConf
+
+    trained = OmegaConf.create({"data": {"eval_batch_size": 0}, "seed": 3})
+    with pytest.raises(UserError, match=r"^run/last.ckpt \(its hyper_parameters\): data.eval_"):
+        validate(trained, source="run/last.ckpt (its hyper_parameters)")
+
+
+def test_flatten_takes_any_depth():
+    from mnist_cnn.config import flatten
+
+    deep: dict = {"leaf": 1}
+    for _ in range(5000):  # far past Python's recursion limit
+        deep = {"a": deep}
+    flat = flatten(deep)
+    assert list(flat.values()) == [1] and list(flat)[0].count(".") == 5000
+    assert flatten({"x": {"y": 2}, "z": [1]}, sep="/") == {"x/y": 2, "z": [1]}

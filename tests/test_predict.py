@@ -229,6 +229,56 @@ def test_default_checkpoint_is_the_newest_completed_run(tmp_path):
         newest_checkpoint(tmp_path / "broken")
 
 
+@pytest.mark.parametrize(
+    "trainer",
+    [
+        {"fast_dev_run": True},
+        {"limit_train_batches": 0.1},
+        {"limit_test_batches": 5},
+        {"overfit_batches": 3},
+    ],
+)
+def test_the_default_checkpoint_is_never_a_debug_run(tmp_path, trainer):
+    for name, settings, mtime in (("full", {"max_epochs": 3}, 100), ("smoke", trainer, 200)):
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        metrics = run / "metrics.json"
+        metrics.write_text(
+            json.dumps(
+                {
+                    "status": "completed",
+                    "checkpoints": {"last": "checkpoints/last.ckpt"},
+                    "config": {"trainer": settings},
+                    "test/acc": 0.99 if name == "full" else 0.5,
+                }
+            )
+        )
+        os.utime(metrics, (mtime, mtime))
+    path, metrics = newest_checkpoint(tmp_path)
+    assert path == tmp_path / "full" / "checkpoints" / "last.ckpt" and metrics["test/acc"] == 0.99
+
+
+def test_metrics_files_of_another_shape_are_skipped(tmp_path):
+    """Valid JSON that is not a run record, at any depth, never stops the search."""
+    rng = np.random.default_rng(0)
+    hostile = [
+        "[]",
+        "null",
+        '"completed"',
+        json.dumps({"status": "completed", "checkpoints": ["last.ckpt"]}),
+        json.dumps({"status": "completed", "checkpoints": {"last": 5}, "config": []}),
+        json.dumps({"status": "completed", "config": {"trainer": "fast"}}),
+        "[" * 100_000 + "]" * 100_000,  # deeper than any JSON parser's recursion
+        bytes(rng.integers(0, 256, 300, dtype=np.uint8)).decode("latin-1"),
+    ]
+    for i, text in enumerate(hostile):
+        (tmp_path / f"run{i}").mkdir()
+        (tmp_path / f"run{i}" / "metrics.json").write_text(text)
+    with pytest.raises(UserError, match="no completed training run"):
+        newest_checkpoint(tmp_path)
+
+
 @pytest.mark.reliability("K2")
 @pytest.mark.slow
 def test_predict_refuses_a_pickle_payload(tmp_path):

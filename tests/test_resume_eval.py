@@ -450,3 +450,77 @@ def test_a_full_disk_on_metrics_keeps_the_previous_file(tmp_path, monkeypatch):
     not_a_dir.write_text("x")
     with pytest.raises(UserError, match=f"{not_a_dir / 'fig.png'}: cannot write"):
         runs.write_text_atomic(not_a_dir / "fig.png", "x")
+
+
+def _count_torch_loads(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = torch.load
+
+    def counting(f, *args, **kwargs):
+        calls.append(str(f))
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    return calls
+
+
+def test_a_resume_and_an_eval_each_read_their_checkpoint_once(tiny_data_dir, tmp_path, monkeypatch):
+    """In process, as the entry points call them: the checkpoint read (and checked) before the
+    run is the one Lightning resumes from, and the one eval tests; no second read."""
+    from hydra import compose, initialize_config_dir
+
+    from mnist_cnn.eval import evaluate
+    from mnist_cnn.train import compose_config, run
+
+    common = [f"data.data_dir={tiny_data_dir}", "callbacks=minimal", "~logger"]
+    first = run(compose_config([*common, "trainer.max_epochs=1"], tmp_path / "first"))
+    last = tmp_path / "first" / first["checkpoints"]["last"]
+
+    calls = _count_torch_loads(monkeypatch)
+    cfg = compose_config([*common, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "two")
+    resumed = run(cfg, checkpoints.load(last))
+    assert resumed["epochs"] == 2 and resumed["status"] == "completed"
+    assert len(calls) == 1, calls
+
+    calls.clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        eval_cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={last}",
+                f"paths.output_dir={tmp_path / 'eval'}",
+                f"data.data_dir={tiny_data_dir}",
+                "callbacks=none",
+                "~logger",
+            ],
+        )
+    checkpoint = checkpoints.load(last)
+    result = evaluate(eval_cfg, checkpoint)
+    assert len(calls) == 1 and result["checkpoint_sha256"] == checkpoint.sha256
+    assert result["checkpoint_sha256"] == hashlib.sha256(last.read_bytes()).hexdigest()
+
+
+@pytest.mark.reliability("K1")
+def test_what_a_checkpoint_inflates_to_is_bounded_before_inflating(tmp_path, monkeypatch):
+    import zipfile
+
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (8 * 1024**2))  # 8 MiB of zeros: ~8 KB
+    assert bomb.stat().st_size < 64 * 1024
+    monkeypatch.setattr(checkpoints, "MAX_INFLATED_BYTES", 4 * 1024**2)
+    with pytest.raises(UserError, match=rf"^{bomb}: its entries inflate to 8,388,608 bytes"):
+        checkpoints.load(bomb)
+
+
+def test_run_records_are_created_with_the_umask(tmp_path):
+    from mnist_cnn import runs
+
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(umask)
+        try:
+            path = tmp_path / f"metrics-{umask:o}.json"
+            runs.write_json_atomic(path, {"status": "completed"})
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == mode

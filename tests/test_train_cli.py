@@ -195,3 +195,22 @@ def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path):
     assert len(run_dirs) == 2 and run_dirs[0] != run_dirs[1]
     # what keeps runs of the same second apart: microseconds in the name
     assert all(re.fullmatch(r"\d\d-\d\d-\d\d-\d{6}", d.name) for d in run_dirs), run_dirs
+
+
+def test_more_than_one_device_is_refused_before_anything_loads(tmp_path):
+    proc = run_train("trainer.devices=2", run_dir=tmp_path / "run", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "trainer.devices=2 is invalid" in proc.stderr and "not supported yet" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_keras_labs_old_name_still_runs_and_says_so(tiny_data_dir, tmp_path):
+    proc = run_train(
+        "experiment=seed_lab", "debug=fast_dev_run", f"data.data_dir={tiny_data_dir}",
+        run_dir=tmp_path / "run",
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "experiment=seed_lab is deprecated" in out and "use experiment=keras_lab" in out
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert config["optimizer"]["lr"] == 0.001 and config.get("scheduler") is None

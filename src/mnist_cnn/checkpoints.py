@@ -28,7 +28,7 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.models import MODELS
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "epoch", "global_step")
-# our checkpoints are 1-15 MB on disk and inflate to about as much; anything this big is not one
+# far above any checkpoint of this project, on disk or inflated: anything this big is not one
 MAX_BYTES = 1024**3
 MAX_INFLATED_BYTES = 1024**3
 FIX = "use an intact .ckpt that train.py wrote (e.g. <run>/checkpoints/last.ckpt)"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.errors import UserError
 
@@ -46,6 +46,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         f"one of {', '.join(PRECISIONS)} (auto: bf16-mixed where the CPU or GPU has bf16, "
         "else 32-true)",
     ),
+    "trainer.devices": (
+        lambda v: v in (1, "1") or (isinstance(v, (list, ListConfig)) and len(v) == 1),
+        "1, or a list of one device index such as [0]: training in several processes is not "
+        "supported yet (the test-set counts and dashboards would cover one process's share)",
+    ),
+    "trainer.num_nodes": (lambda v: v == 1, "1: training on several nodes is not supported yet"),
     "model.init": (lambda v: v in ("keras", "torch"), "keras or torch"),
     "model.dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),
@@ -69,8 +75,8 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         value = OmegaConf.select(cfg, key)
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: expected {expected}")
-    ckpt = cfg.get("ckpt_path")
-    if source is None and ckpt is not None and not Path(str(ckpt)).is_file():
+    ckpt = None if source or "ckpt_path" in ignore else cfg.get("ckpt_path")
+    if ckpt is not None and not Path(str(ckpt)).is_file():
         problems.append(
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"

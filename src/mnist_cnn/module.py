@@ -34,8 +34,8 @@ class ClassifierModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # NHWC layout for oneDNN's CPU convolutions: bf16 steps 1.6x faster than in NCHW on an
-        # AVX512-BF16 CPU (fp32: 1.06x on AVX2, 0.94x on AVX-512); the values are the same math
+        # NHWC layout for oneDNN's CPU convolutions: what makes bf16 steps fast on a CPU with
+        # bf16 instructions (docs/performance.md); the values are the same math
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net.to(memory_format=self.memory_format)
@@ -81,8 +81,8 @@ class ClassifierModule(L.LightningModule):
         if stage == "train":
             self.log("train/batch_loss", loss.detach(), on_step=True, on_epoch=False)
         # Lightning keeps a reference to a logged Metric and computes it at the epoch's end, but
-        # walks the whole object on every self.log call (~1 ms each on this CPU, 3 per step):
-        # registering the objects once per epoch gives the same values, ~10% faster training
+        # walks the whole object on every self.log call, a cost paid three times a step:
+        # registering the objects once per epoch gives the same values, for less
         if stage not in self._registered:
             self._registered.add(stage)
             self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)

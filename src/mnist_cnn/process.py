@@ -92,6 +92,7 @@ def _one_console_handler() -> None:
     if not logging.getLogger().handlers:
         return
     import lightning  # noqa: F401  (its import adds the handler; removed below)
+
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):

@@ -36,7 +36,8 @@ def evaluate_checkpoint(cfg) -> float:
     from mnist_cnn.config import validate
 
     with user_errors():
-        validate(cfg, ignore=("seed",))  # the seed comes from the checkpoint
+        # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
+        validate(cfg, ignore=("seed", "ckpt_path"))
         checkpoint = checkpoints.load(cfg.ckpt_path)
     process.configure(cfg.threads)
     from mnist_cnn.callbacks.resume import InterruptedDuringTest

@@ -36,7 +36,7 @@ class SimpleCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # max-pool and ReLU commute (both monotone; a window's max is <= 0 exactly when all of it
         # is), so pooling first gives the same outputs and the same gradients, bit for bit, while
-        # ReLU and its backward touch a quarter of the values: ~25% of a training step on CPU.
+        # ReLU and its backward touch a quarter of the values (docs/performance.md).
         x = F.relu(self.pool1(self.conv1(x)))
         x = F.relu(self.pool2(self.conv2(x)))
         x = F.relu(self.dense1(self.flatten(x)))
