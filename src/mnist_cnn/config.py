@@ -126,25 +126,3 @@ def _augment_problems(cfg: DictConfig) -> list[str]:
         if value is not None and not ok(value):
             problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
     return problems
-
-
-def check_inputs(cfg: DictConfig):
-    """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
-    when they cannot be fetched, and the checkpoint to resume from, returned as read (once)."""
-    from mnist_cnn.data import sources
-
-    data = cfg.get("data")
-    if data is not None and not data.get("download", True):
-        dataset = data.get("dataset", "MNIST")
-        root = data.get("data_dir")
-        data_dir = Path(root).expanduser().resolve() if root else sources.default_data_dir(dataset)
-        raw_dir = data_dir / dataset / "raw"
-        absent = sources.missing(raw_dir)
-        if absent and not sources.has_system_copy(dataset):
-            why = "data.download=false"
-            raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
-    if cfg.get("ckpt_path") is None:
-        return None
-    from mnist_cnn import checkpoints
-
-    return checkpoints.load(cfg.ckpt_path)

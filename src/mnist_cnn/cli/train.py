@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
 from mnist_cnn.cli import user_errors
@@ -42,7 +43,7 @@ def main() -> None:
 def single_run(cfg) -> float | None:
     """Validate, check the inputs (both before Lightning loads: a typo answers in seconds), set
     up the process, train and test; interrupts exit 130/143 with the command that continues."""
-    from mnist_cnn.config import check_inputs, validate
+    from mnist_cnn.config import validate
 
     with user_errors():
         validate(cfg)
@@ -81,7 +82,7 @@ def sweep_job(cfg) -> float | None:
     """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
     from hydra.core.hydra_config import HydraConfig
 
-    from mnist_cnn.config import check_inputs, validate
+    from mnist_cnn.config import validate
 
     job = HydraConfig.get().job.num
     try:
@@ -98,6 +99,28 @@ def sweep_job(cfg) -> float | None:
         log.exception("job %s failed", job)
         _record_failure(exc)
     return None
+
+
+def check_inputs(cfg):
+    """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
+    when they cannot be fetched, and the checkpoint to resume from, returned as read (once)."""
+    from mnist_cnn.data import sources  # NumPy only
+
+    data = cfg.get("data")
+    if data is not None and not data.get("download", True):
+        dataset = data.get("dataset", "MNIST")
+        root = data.get("data_dir")
+        data_dir = Path(root).expanduser().resolve() if root else sources.default_data_dir(dataset)
+        raw_dir = data_dir / dataset / "raw"
+        absent = sources.missing(raw_dir)
+        if absent and not sources.has_system_copy(dataset):
+            why = "data.download=false"
+            raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
+    if cfg.get("ckpt_path") is None:
+        return None
+    from mnist_cnn import checkpoints  # torch, not Lightning
+
+    return checkpoints.load(cfg.ckpt_path)
 
 
 def _record_failure(exc: BaseException) -> None:
