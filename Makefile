@@ -36,6 +36,9 @@ $(KERAS): # TensorFlow for the Keras side of the bench only: its own environment
 	$(UV) venv --quiet --python 3.11 .bench-keras
 	$(UV) pip install --quiet --python $(KERAS) --compile-bytecode tensorflow-cpu==2.21.0 numpy
 
+adversarial: install ## hostile inputs to every entry point, as typed: exit codes, tracebacks, files kept, peak memory
+	$(PY) scripts/adversarial_pass.py
+
 lint: install ## ruff check + format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -54,4 +57,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train bench test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench adversarial test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs

@@ -105,7 +105,31 @@ def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
     stale.mkdir()
     (stale / LOCK).write_text("999999999")  # no such process: a killed sweep's leftover
     SweepSummary().on_multirun_start(_sweep_config(stale))
-    assert (stale / LOCK).read_text() == str(os.getpid())
+    assert (stale / LOCK).read_text().split()[0] == str(os.getpid())
+
+
+@pytest.mark.reliability("DIR3")
+def test_a_lock_naming_a_recycled_pid_or_not_a_file_is_handled(tmp_path, capsys):
+    from mnist_cnn.hydra_callbacks import LOCK, SweepSummary
+
+    recycled = tmp_path / "recycled"
+    recycled.mkdir()
+    # a live pid (ours) with another start time: the sweep that wrote it is gone
+    (recycled / LOCK).write_text(f"{os.getpid()} 1\n")
+    SweepSummary().on_multirun_start(_sweep_config(recycled))
+    held = (recycled / LOCK).read_text().split()
+    assert held[0] == str(os.getpid()) and held[1] != "1"
+    with pytest.raises(SystemExit) as info:  # and now it is held by a live sweep (this one)
+        SweepSummary().on_multirun_start(_sweep_config(recycled))
+    assert info.value.code == 2
+
+    odd = tmp_path / "odd"
+    (odd / LOCK).mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        SweepSummary().on_multirun_start(_sweep_config(odd))
+    assert info.value.code == 2
+    assert f"{odd / LOCK}: not a lock file" in capsys.readouterr().err
+    assert (odd / LOCK).is_dir()  # nothing removed
 
 
 @pytest.mark.reliability("M1")

@@ -62,7 +62,10 @@ def discover(paths: list[str]) -> list[Path]:
     """Run dirs under each path (a run dir, a sweep dir or a glob), each once, in order."""
     found: dict[Path, None] = {}
     for pattern in paths:
-        matches = sorted(glob.glob(os.path.expanduser(pattern))) or [pattern]
+        literal = Path(os.path.expanduser(pattern))
+        # an existing path is taken as it is, even where its name holds glob characters
+        matches = [str(literal)] if literal.exists() else sorted(glob.glob(str(literal)))
+        matches = matches or [pattern]
         for match in map(Path, matches):
             if not match.exists():
                 raise UserError(f"{match}: no such run or sweep directory")
@@ -219,6 +222,11 @@ def compare(
             f"no completed run under {', '.join(paths)}; see the excluded list: {excluded}"
         )
     groups, differing = group_runs(runs)
+    if baseline is not None and not 0 <= baseline < len(groups):
+        raise UserError(
+            f"--baseline {baseline}: there are {len(groups)} groups, numbered 0 to "
+            f"{len(groups) - 1} in the table's order; give one of those"
+        )
     if label_keys:
         names = [
             ", ".join(_setting(k, g.runs[0].config.get(k)) for k in label_keys) for g in groups

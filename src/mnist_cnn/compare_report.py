@@ -10,6 +10,7 @@ from typing import Any
 
 from mnist_cnn import plots
 from mnist_cnn.compare import METRICS
+from mnist_cnn.errors import UserError
 from mnist_cnn.runs import save_figure, write_json_atomic, write_text_atomic
 
 
@@ -70,7 +71,12 @@ def default_out_dir(result: dict[str, Any]) -> Path:
 
 def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
     """comparison.json, comparison.csv and comparison.png in out_dir; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: not a directory; give a directory (new or existing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot create it ({exc.strerror or exc})") from None
     write_json_atomic(out_dir / "comparison.json", result)
     buffer = io.StringIO()
     writer = csv.writer(buffer)

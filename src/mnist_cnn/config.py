@@ -26,6 +26,24 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _positive_int(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _fraction(v: Any) -> bool:
+    return _is_real(v) and 0 <= v < 1
+
+
+def _batches(v: Any, zero: bool) -> bool:
+    """Lightning's limit_*_batches: a fraction of the split (float) or a count (int)."""
+    if _is_int(v):
+        return v >= (0 if zero else 1)
+    return _is_real(v) and (0 <= v <= 1 if zero else 0 < v <= 1)
+
+
+LIMIT = "a fraction in (0, 1] of the split or a number of batches >= 1"
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
 # key -> (predicate, what a valid value is); a missing key is skipped (other models/optimizers)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}"),
@@ -52,6 +70,53 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "supported yet (the test-set counts and dashboards would cover one process's share)",
     ),
     "trainer.num_nodes": (lambda v: v == 1, "1: training on several nodes is not supported yet"),
+    "trainer.accelerator": (lambda v: v in ACCELERATORS, f"one of {', '.join(ACCELERATORS)}"),
+    "trainer.log_every_n_steps": (_positive_int, "an integer >= 1"),
+    "trainer.limit_train_batches": (lambda v: _batches(v, zero=False), LIMIT),
+    "trainer.limit_test_batches": (lambda v: _batches(v, zero=False), LIMIT),
+    "trainer.limit_val_batches": (
+        lambda v: _batches(v, zero=True),
+        f"0 (no validation) or {LIMIT}",
+    ),
+    "trainer.overfit_batches": (lambda v: _batches(v, zero=True), f"0 (off) or {LIMIT}"),
+    "trainer.fast_dev_run": (
+        lambda v: isinstance(v, bool) or (_is_int(v) and v >= 1),
+        "true, false or a number of batches >= 1",
+    ),
+    "model.conv1_channels": (_positive_int, "an integer >= 1"),
+    "model.conv2_channels": (_positive_int, "an integer >= 1"),
+    "model.dense_units": (_positive_int, "an integer >= 1"),
+    "model.hidden": (
+        lambda v: isinstance(v, (list, ListConfig)) and all(_positive_int(x) for x in v),
+        "a list of layer widths, each an integer >= 1 (e.g. [256,128])",
+    ),
+    "optimizer.momentum": (_fraction, "a number in [0, 1), e.g. 0.9"),
+    "optimizer.nesterov": (lambda v: isinstance(v, bool), "true or false"),
+    "optimizer.eps": (lambda v: _is_real(v) and math.isfinite(v) and v > 0, "a finite number > 0"),
+    "optimizer.betas": (
+        lambda v: isinstance(v, (list, ListConfig)) and len(v) == 2 and all(map(_fraction, v)),
+        "two numbers in [0, 1), e.g. [0.9,0.999]",
+    ),
+    "scheduler.max_lr": (
+        lambda v: _is_real(v) and math.isfinite(v) and v > 0,
+        "a finite number > 0",
+    ),
+    "scheduler.pct_start": (lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.eta_min": (lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a number >= 0"),
+    "callbacks.filters.top_k": (_positive_int, "an integer >= 1"),
+    "callbacks.feature_maps.index": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "callbacks.prediction_analysis.num_misclassified": (
+        lambda v: _is_int(v) and v >= 0,
+        "an integer >= 0",
+    ),
+    "callbacks.prediction_analysis.top_confusions": (
+        lambda v: _is_int(v) and v >= 0,
+        "an integer >= 0",
+    ),
+    "callbacks.progress_bar.refresh_rate": (
+        lambda v: _is_int(v) and v >= 0,
+        "an integer >= 0 (0: no progress bar)",
+    ),
     "model.init": (lambda v: v in ("keras", "torch"), "keras or torch"),
     "model.dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),
@@ -126,3 +191,21 @@ def _augment_problems(cfg: DictConfig) -> list[str]:
         if value is not None and not ok(value):
             problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
     return problems
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """trainer.accelerator names a device this process can use (imports torch, not Lightning)."""
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+
+    if accelerator == "mps":
+        available, what = torch.backends.mps.is_available(), "no Apple GPU (MPS)"
+    else:
+        available, what = torch.cuda.is_available(), "no CUDA GPU"
+    if not available:
+        raise UserError(
+            f"trainer.accelerator={accelerator}: {what} is visible to this process; use "
+            "trainer.accelerator=auto (a GPU where there is one, else the CPU) or cpu"
+        )

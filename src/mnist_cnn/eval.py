@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.errors import Stopped
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sha256, summary
@@ -50,6 +51,9 @@ def evaluate(cfg: DictConfig, checkpoint: checkpoints.Checkpoint | None = None) 
         metrics = _test(cfg, ckpt, trained, run_dir, record)
     except InterruptedDuringTest as exc:
         record.update(status="interrupted", error=str(exc))
+        raise
+    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
+        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
         raise
     except Exception as exc:
         record.failed(exc)

@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 LOCK = ".sweep.lock"
 
 
+RUN_MARKERS = ("metrics.json", ".hydra", "checkpoints", "tensorboard")
+
+
 def check_writable(directory: str | os.PathLike, key: str) -> None:
-    """UserError unless `directory` exists as a writable dir or could be created."""
+    """UserError unless `directory` exists as a writable dir or can be created; it is created."""
     path = Path(directory).absolute()
     probe = path
     # the nearest part of the path that exists decides (lexists: a dangling link is not a dir)
@@ -39,54 +42,99 @@ def check_writable(directory: str | os.PathLike, key: str) -> None:
         raise UserError(
             f"{key}={path}: {probe} is not writable by this user; {fix}, or fix its permissions"
         )
+    try:  # what access() cannot tell: a name too long, /proc, a read-only or full filesystem
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{key}={path}: cannot create it ({exc.strerror or exc}); {fix}") from None
+
+
+def check_unused(directory: str | os.PathLike, key: str) -> None:
+    """UserError when `directory` already holds a run: nothing already written is replaced."""
+    path = Path(directory).absolute()
+    held = [name for name in RUN_MARKERS if os.path.lexists(path / name)]
+    if held:
+        raise UserError(
+            f"{key}={path} already holds a run ({', '.join(held)}); nothing was changed; "
+            f"choose another {key} (the default is unique per start), or delete that run first"
+        )
 
 
 class WritableOutputDir(Callback):
+    """Before Hydra creates the run or sweep dir: it must be writable and must not hold a run."""
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        exit_on_user_error(check_writable, config.hydra.run.dir, "hydra.run.dir")
+        for check in (check_unused, check_writable):
+            exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        exit_on_user_error(check_writable, config.hydra.sweep.dir, "hydra.sweep.dir")
+        for check in (check_unused, check_writable):
+            exit_on_user_error(check, config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot): with the pid, it names one process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _lock_holder(lock: Path) -> int | None:
+    """The pid of the live sweep holding `lock`, or None when the lock is stale. A pid alone can
+    be recycled by an unrelated process: the lock also records the holder's start time."""
+    parts = lock.read_text().split()
+    if not parts or not parts[0].isdigit():
+        return None
+    pid = int(parts[0])
+    started = _start_time(pid)
+    if started is None:
+        return None
+    return pid if len(parts) < 2 or parts[1] == started else None
 
 
 class SweepSummary(Callback):
     """Guards the sweep dir while jobs run; then prints the compare table and writes
-    comparison.* there."""
+    comparison.* there. Hydra turns an exception in a callback into a warning (and exit 0), so
+    every failure here is reported and exits explicitly."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            self._lock(sweep_dir)
+        except OSError as exc:
+            _refuse(f"{sweep_dir / LOCK}: cannot use the sweep lock ({exc.strerror or exc})")
+
+    def _lock(self, sweep_dir: Path) -> None:
         # Hydra would reuse <sweep dir>/0, 1, ... and overwrite an earlier sweep's runs, or
         # interleave two sweeps started at once: both are refused before any job starts
-        sweep_dir = Path(config.hydra.sweep.dir)
         lock = sweep_dir / LOCK
         fix = "choose another hydra.sweep.dir (the default is unique per start)"
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(lock) and not lock.is_file():
+            _refuse(f"{lock}: not a lock file (a directory or a link?); remove it, or {fix}")
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            text = lock.read_text().strip()
-            pid = int(text) if text.isdigit() else 0
-            if pid and _alive(pid):
-                _refuse(f"{sweep_dir}: another sweep (pid {pid}) is running in it; {fix}")
+            holder = _lock_holder(lock)
+            if holder is not None:
+                _refuse(f"{sweep_dir}: another sweep (pid {holder}) is running in it; {fix}")
             lock.unlink(missing_ok=True)  # left by a sweep that was killed
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        earlier = sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json"))
+            f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+        earlier = sorted(
+            {
+                p.parent.name
+                for marker in ("*/metrics.json", "*/.hydra")
+                for p in sweep_dir.glob(marker)
+            }
+        )
         if earlier:
             lock.unlink(missing_ok=True)
             _refuse(
@@ -95,24 +143,28 @@ class SweepSummary(Callback):
             )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        (Path(config.hydra.sweep.dir) / LOCK).unlink(missing_ok=True)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            (sweep_dir / LOCK).unlink(missing_ok=True)
+            self._summarise(sweep_dir)
+        except UserError as exc:
+            _refuse(f"sweep {sweep_dir}: {exc}", code=1)
+        except Exception as exc:  # a bug: still never an exit 0
+            log.exception("the sweep summary failed")
+            _refuse(f"sweep {sweep_dir}: the summary failed ({type(exc).__name__}: {exc})", 1)
+
+    @staticmethod
+    def _summarise(sweep_dir: Path) -> None:
         # imported here: Hydra builds its callbacks for single runs too, which need none of this
         from mnist_cnn.compare import compare
         from mnist_cnn.compare_report import markdown, write
-        from mnist_cnn.errors import UserError
 
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            result = compare([str(sweep_dir)])
-        except UserError as exc:
-            print(f"error: sweep {sweep_dir}: {exc}", file=sys.stderr)
-            sys.exit(1)
+        result = compare([str(sweep_dir)])
         print(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}", flush=True)
         write(result, sweep_dir)
         if result["excluded"]:
-            print(
-                f"error: {len(result['excluded'])} job(s) of the sweep did not complete; "
+            _refuse(
+                f"{len(result['excluded'])} job(s) of the sweep did not complete; "
                 "see the Excluded list above and each job's metrics.json",
-                file=sys.stderr,
+                code=1,
             )
-            sys.exit(1)

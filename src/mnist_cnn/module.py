@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,10 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_cnn.errors import TrainingDiverged
+
+# Cross-entropy over 10 classes starts near ln(10) = 2.3 and falls; a loss this high means logits
+# hundreds apart in the wrong direction: the run has blown up even where the numbers stay finite
+DIVERGED_LOSS = 1000.0
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -103,10 +108,11 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")[0]
-        if not torch.isfinite(loss):
-            # stop before the optimizer step: the weights (and any checkpoint) stay finite
+        value = loss.item()
+        if not math.isfinite(value) or value > DIVERGED_LOSS:
+            # stop before the optimizer step: the weights (and any checkpoint) stay as they were
             raise TrainingDiverged(
-                f"training diverged: train loss {loss.item()} at epoch {self.current_epoch}, "
+                f"training diverged: train loss {value:.4g} at epoch {self.current_epoch}, "
                 f"step {self.global_step}",
                 epoch=self.current_epoch,
                 step=self.global_step,

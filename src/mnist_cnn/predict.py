@@ -63,6 +63,19 @@ def _debug(metrics: dict[str, Any]) -> bool:
     return False
 
 
+MAX_NAME = 200  # bytes of a saved input's name, under every filesystem's 255
+
+
+def _prepare_folder(folder: Path) -> None:
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise UserError(f"--save-inputs {folder}: not a directory; give a folder (new or existing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UserError(f"--save-inputs {folder}: cannot create it ({reason})") from None
+
+
 def load_network(ckpt_path: str | os.PathLike):
     """(the network in eval mode, its config) from a checkpoint, refused if unsafe or not ours."""
     ckpt = checkpoints.load(ckpt_path)
@@ -81,6 +94,8 @@ def predict(
     dataset = config["data"].get("dataset", "MNIST")
     mean, std = mean_std(dataset, config["data"].get("normalize", False))
     names = class_names(dataset)
+    if save_inputs:
+        _prepare_folder(save_inputs)
     results, failures = [], []
     for path in images.image_files(paths):
         try:
@@ -91,9 +106,14 @@ def predict(
         if save_inputs:
             from mnist_cnn.runs import save_png
 
-            save_inputs.mkdir(parents=True, exist_ok=True)
-            # basename only: an output name never climbs out of the folder asked for
-            save_png(digit, save_inputs / f"{len(results):04d}_{path.stem}.png")
+            # basename only, cut to fit a file name: it never climbs out of the folder asked for
+            name = f"{len(results):04d}_{path.stem}"[:MAX_NAME].encode()[:MAX_NAME].decode(
+                errors="ignore"
+            )
+            try:
+                save_png(digit, save_inputs / f"{name}.png")
+            except UserError as exc:  # this image's copy only; its prediction still counts
+                failures.append(f"--save-inputs: {exc}")
         x = scale_images(torch.from_numpy(digit)[None, None], mean, std)
         with torch.no_grad():
             probs = torch.softmax(net(x), dim=1)[0]

@@ -11,7 +11,9 @@ import atexit
 import ctypes
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import NoReturn
@@ -40,7 +42,21 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
     torch.set_num_threads(count)
     if keep_freed:
         keep_freed_memory()
+    _stop_on_signals()
     return count
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    from mnist_cnn.errors import Stopped
+
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> None:
+    """Signals outside a training or test step raise errors.Stopped (see there)."""
+    if threading.current_thread() is threading.main_thread():  # the only place Python allows it
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _raise_stopped)
 
 
 def available_cpus() -> int:

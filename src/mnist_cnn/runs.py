@@ -8,6 +8,7 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
 import shlex
 import subprocess
@@ -64,8 +65,8 @@ def written(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
     except OSError as exc:
         raise UserError(
-            f"{path}: cannot write ({exc.strerror or exc}); free disk space or point "
-            "paths.log_dir at a writable place; the previous version of the file is intact"
+            f"{path}: cannot write ({exc.strerror or exc}); free disk space or choose a "
+            "writable place for it; the previous version of the file is intact"
         ) from None
 
 
@@ -205,3 +206,49 @@ def tensorboard_command(run_dir: str | os.PathLike) -> str:
     beside = Path(sys.executable).with_name("tensorboard")  # the environment's own copy
     program = str(beside) if beside.is_file() else "tensorboard"
     return shlex.join([program, "--logdir", str(run_dir)])
+
+
+def script_command(script: str, *overrides: str) -> str:
+    """A shell command that runs one of the repository's scripts with this Python, as printed,
+    from the directory it is printed in (relative paths from the repository root, else absolute)."""
+    from mnist_cnn import REPO_ROOT
+
+    python, path = Path(sys.executable), REPO_ROOT / script
+    if Path.cwd().resolve() == REPO_ROOT.resolve():
+        path = Path(script)
+        if python.is_relative_to(REPO_ROOT):
+            python = python.relative_to(REPO_ROOT)
+    return shlex.join([str(python), str(path), *overrides])
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./-]+")
+# a run of backslashes is literal in a quoted Hydra value unless it precedes a quote, the end of
+# the value or an interpolation: there it must be doubled
+_BACKSLASHES = re.compile(r"\\+(?='|$|\$\{)")
+
+
+def hydra_override(key: str, value: str) -> str:
+    """`key=value` that Hydra's override grammar (and OmegaConf's interpolation) read back as
+    exactly `value`, whatever characters a path holds."""
+    if "/" in value and _PLAIN.fullmatch(value):  # a plain path; "null", "1e3" would not be strings
+        return f"{key}={value}"
+    quoted = _BACKSLASHES.sub(lambda m: m.group(0) * 2, value)
+    quoted = quoted.replace("'", "\\'").replace("${", "\\${")
+    return f"{key}='{quoted}'"
+
+
+def resume_command(checkpoint: Path) -> str:
+    """The command that continues this run: the same overrides plus ckpt_path."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    return script_command("train.py", *overrides, hydra_override("ckpt_path", str(checkpoint)))
+
+
+def eval_command(checkpoint: Path | None) -> str | None:
+    """The command that tests a checkpoint on its own (None when there is no checkpoint)."""
+    if not checkpoint:
+        return None
+    return script_command("eval.py", hydra_override("ckpt_path", str(checkpoint)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
-from mnist_cnn.errors import TrainingDiverged
+from mnist_cnn.errors import Stopped, TrainingDiverged
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.precision import resolve_precision
-from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sha256, summary
+from mnist_cnn.runs import (
+    RunRecord,
+    eval_command,
+    manifest,
+    results_from_test,
+    resume_command,
+    state_dict_sha256,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +106,15 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
             eval_command=eval_command(exc.checkpoint),
         )
         raise
-    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
-        record.update(status="interrupted")
+    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
+        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
         raise
     except Exception as exc:
         record.failed(exc)
         raise
     trained = f"{metrics['test_weights']} weights, {_epochs(metrics['epochs'])}"
+    if metrics.get("stopped_early"):
+        trained += f" ({metrics['stopped_early']})"
     log.info(summary(metrics, f"{trained} in {metrics['train_seconds']:.1f} s"))
     return metrics
 
@@ -123,6 +132,9 @@ def _fit_and_test(
     start = time.perf_counter()
     fit(parts, resume)
     train_seconds = time.perf_counter() - start
+    stopped = stopped_early(parts.trainer, cfg)
+    if stopped:
+        record.update(stopped_early=stopped)
     fit_metrics = {k: float(v) for k, v in parts.trainer.callback_metrics.items()}
     best, last = checkpoint_paths(parts.trainer)
     start = time.perf_counter()
@@ -222,6 +234,18 @@ def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[
     return ("best" if use_best else "final"), metrics
 
 
+def stopped_early(trainer: L.Trainer, cfg: DictConfig) -> str | None:
+    """Why fit ended before the steps it planned (None when it did not): trainer.max_time, or a
+    callback such as early stopping. max_steps is a plan, not an early stop."""
+    planned = int(trainer.estimated_stepping_batches)
+    if trainer.global_step >= planned:
+        return None
+    done = f"stopped after {trainer.global_step:,} of {planned:,} steps"
+    if OmegaConf.select(cfg, "trainer.max_time") is not None:
+        return f"{done} by trainer.max_time"
+    return f"{done} by a callback (e.g. early stopping)"
+
+
 def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
     """(best by the monitored metric, latest) checkpoint paths; "" where none was kept."""
     best = last = ""
@@ -242,18 +266,3 @@ def _relative(path: str, root: Path) -> str | None:
 
 def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def resume_command(checkpoint: Path) -> str:
-    """The command that continues this run: the same overrides plus ckpt_path."""
-    from hydra.core.hydra_config import HydraConfig
-
-    overrides = []
-    if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
-    return shlex.join(["python", "train.py", *overrides, f"ckpt_path={checkpoint}"])
-
-
-def eval_command(checkpoint: Path | None) -> str | None:
-    """The command that tests a checkpoint on its own (None when there is no checkpoint)."""
-    return shlex.join(["python", "eval.py", f"ckpt_path={checkpoint}"]) if checkpoint else None

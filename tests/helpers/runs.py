@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from helpers.data import ROOT
+from mnist_cnn.runs import hydra_override
 
 
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300):
@@ -23,8 +24,8 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 
 
 
 def run_train(*overrides: str, run_dir: Path | None = None, env: dict | None = None, timeout=300):
-    """`python train.py OVERRIDES [hydra.run.dir=RUN_DIR]`."""
-    extra = [f"hydra.run.dir={run_dir}"] if run_dir is not None else []
+    """`python train.py OVERRIDES [hydra.run.dir=RUN_DIR]` (RUN_DIR quoted for Hydra)."""
+    extra = [hydra_override("hydra.run.dir", str(run_dir))] if run_dir is not None else []
     return run_script("train.py", *overrides, *extra, env=env, timeout=timeout)
 
 

@@ -1,4 +1,4 @@
-"""A test callback: the process signals itself at a chosen training step or test batch."""
+"""A test callback: the process signals itself at setup, a training step or a test batch."""
 
 import os
 import signal
@@ -11,6 +11,11 @@ class SignalAt(L.Callback):
         self.step = step
         self.signum = getattr(signal, signum)
         self.stage = stage
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # before training starts (setup), or before an evaluation's test (test_setup)
+        if (self.stage, stage) in (("setup", "fit"), ("test_setup", "test")):
+            os.kill(os.getpid(), self.signum)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if self.stage == "fit" and trainer.global_step == self.step:

@@ -16,7 +16,8 @@ from typing import Any
 import lightning as L
 import torch
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+# the shell's 128 + signal number; SIGHUP: the terminal or SSH session that started the run closed
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 class Interrupted(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import Stopped, UserError
 
 
 @contextmanager
@@ -34,3 +34,14 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) inside user_errors()."""
     with user_errors():
         return fn(*args)
+
+
+@contextmanager
+def stopped_by_signal() -> Iterator[None]:
+    """errors.Stopped (a signal outside a training or test step) exits 128 + its number, with one
+    line; the run's record already says interrupted."""
+    try:
+        yield
+    except Stopped as exc:
+        print(f"interrupted: {exc} received outside a training or test step", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -6,7 +6,7 @@ import os
 import sys
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import user_errors
+from mnist_cnn.cli import stopped_by_signal, user_errors
 
 
 def main() -> None:
@@ -24,7 +24,8 @@ def main() -> None:
         completed.append(HydraConfig.get().mode == RunMode.RUN)
         return acc
 
-    task()
+    with stopped_by_signal():
+        task()
     if completed and completed[0]:
         process.finish(0)
 
@@ -33,11 +34,12 @@ def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
     from mnist_cnn import checkpoints
-    from mnist_cnn.config import validate
+    from mnist_cnn.config import check_accelerator, validate
 
     with user_errors():
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
+        check_accelerator(cfg)
         checkpoint = checkpoints.load(cfg.ckpt_path)
     process.configure(cfg.threads)
     from mnist_cnn.callbacks.resume import InterruptedDuringTest
@@ -49,3 +51,4 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+

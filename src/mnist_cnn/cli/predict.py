@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"error: {failure}", file=sys.stderr)
     print(json.dumps(results, indent=2) if args.json else table(results))
     if failures:
-        raise UserError(f"{len(failures)} of {len(failures) + len(results)} images failed (above)")
+        raise UserError(
+            f"{len(failures)} problem(s) (above); the {len(results)} images read are predicted"
+        )
     return results
 
 

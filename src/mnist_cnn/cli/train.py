@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import user_errors
+from mnist_cnn.cli import stopped_by_signal, user_errors
 from mnist_cnn.errors import UserError
 
 log = logging.getLogger("train")
@@ -35,7 +35,8 @@ def main() -> None:
         completed.append(True)
         return objective
 
-    task()
+    with stopped_by_signal():
+        task()
     if completed:  # errors, interrupts and sweeps leave with the usual teardown
         process.finish(0)
 
@@ -51,7 +52,8 @@ def single_run(cfg) -> float | None:
         resume = check_inputs(cfg)
     process.configure(cfg.threads, keep_freed=cfg.keep_freed_memory)
     from mnist_cnn.callbacks.resume import InterruptedDuringTest, TrainingInterrupted
-    from mnist_cnn.train import eval_command, resume_command, run
+    from mnist_cnn.runs import eval_command, resume_command
+    from mnist_cnn.train import run
 
     try:
         with user_errors():
@@ -72,8 +74,8 @@ def single_run(cfg) -> float | None:
         )
         print(f"interrupted: {exc}; training had completed; {then}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # before the first training batch (data, setup): nothing to keep
-        print("interrupted before training started; nothing to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C in fit: Lightning exits 1 by itself
+        print("interrupted; metrics.json says interrupted", file=sys.stderr)
         sys.exit(130)
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
@@ -103,9 +105,12 @@ def sweep_job(cfg) -> float | None:
 
 def check_inputs(cfg):
     """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
-    when they cannot be fetched, and the checkpoint to resume from, returned as read (once)."""
+    when they cannot be fetched, the device, and the checkpoint to resume from, returned as read
+    (once)."""
+    from mnist_cnn.config import check_accelerator
     from mnist_cnn.data import sources  # NumPy only
 
+    check_accelerator(cfg)
     data = cfg.get("data")
     if data is not None and not data.get("download", True):
         dataset = data.get("dataset", "MNIST")

@@ -20,6 +20,8 @@ LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 _HEADER_BYTES = {IMAGES_MAGIC: 16, LABELS_MAGIC: 8}
 _KIND = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
 _GZIP_MAGIC = b"\x1f\x8b"
+# MNIST's training images are 47 MB; nothing MNIST-style comes near this
+MAX_BYTES = 1024**3
 _FIX = "restore it from the original MNIST distribution (or delete it and set data.download=true)"
 
 
@@ -27,9 +29,10 @@ class IDXError(UserError):
     """An IDX file that is missing, unreadable or malformed."""
 
 
-def _read_bytes(path: Path) -> bytearray:
+def _open(path: Path) -> int:
+    """The file's size, after checking it is a regular file; errors name the file."""
     try:
-        mode = path.stat().st_mode
+        mode, size = path.stat().st_mode, path.stat().st_size
     except FileNotFoundError:
         if path.is_symlink():
             raise IDXError(f"{path}: dangling symbolic link; point it at the real file") from None
@@ -38,42 +41,62 @@ def _read_bytes(path: Path) -> bytearray:
         raise IDXError(f"{path}: cannot access ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
         raise IDXError(f"{path}: not a regular file; expected an IDX data file here")
-    try:
-        # bytearray, so the arrays built on it are writable and torch.from_numpy needs no copy
-        return bytearray(path.read_bytes())
-    except OSError as exc:
-        raise IDXError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
+    return size
 
 
 def _parse(path: Path, expected_magic: int) -> tuple[tuple[int, ...], np.ndarray]:
-    """Check magic, header and total size; return the dimensions and the body as uint8."""
-    raw = _read_bytes(path)
+    """Check magic, header and total size, all before the body is read (a file's size is
+    checked against what its header declares, and both against MAX_BYTES, so memory stays
+    bounded whatever the file claims); return the dimensions and the body as uint8."""
+    size = _open(path)
     kind = _KIND[expected_magic]
     header_len = _HEADER_BYTES[expected_magic]
-    if raw[:2] == _GZIP_MAGIC:
-        raise IDXError(f"{path}: file is gzip-compressed; gunzip it (gunzip -k '{path}.gz')")
-    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(header_len)
+            if head[:2] == _GZIP_MAGIC:
+                raise IDXError(
+                    f"{path}: file is gzip-compressed; gunzip it (gunzip -k '{path}.gz')"
+                )
+            dims = _header(path, head, expected_magic)
+            expected_size = header_len + int(np.prod(dims, dtype=np.int64))
+            if size != expected_size:
+                what = "truncated" if size < expected_size else "has trailing bytes"
+                raise IDXError(
+                    f"{path}: {what}: header declares {'x'.join(map(str, dims))} {kind} = "
+                    f"{expected_size} bytes, found {size}; {_FIX}"
+                )
+            if size > MAX_BYTES:
+                raise IDXError(
+                    f"{path}: {size:,} bytes is more than an MNIST-style file holds "
+                    f"({MAX_BYTES:,} at most); {_FIX}"
+                )
+            # bytearray, so the arrays built on it are writable and torch.from_numpy needs no copy
+            body = bytearray(size - header_len)
+            if f.readinto(body) != len(body):
+                raise IDXError(f"{path}: changed while it was read; read it again")
+    except OSError as exc:
+        raise IDXError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
+    return dims, np.frombuffer(body, dtype=np.uint8)
+
+
+def _header(path: Path, head: bytes, expected_magic: int) -> tuple[int, ...]:
+    kind = _KIND[expected_magic]
+    magic = int.from_bytes(head[:4], "big") if len(head) >= 4 else None
     if magic is not None and magic != expected_magic:
         other = _KIND.get(magic)
         hint = f" (that is an IDX {other} file: images and labels swapped?)" if other else ""
         raise IDXError(
             f"{path}: wrong magic number {magic}, expected {expected_magic} for IDX {kind}{hint}"
         )
-    if len(raw) < header_len:
+    header_len = _HEADER_BYTES[expected_magic]
+    if len(head) < header_len:
         raise IDXError(
-            f"{path}: header incomplete: {len(raw)} bytes, an IDX {kind} header needs "
+            f"{path}: header incomplete: {len(head)} bytes, an IDX {kind} header needs "
             f"{header_len}; {_FIX}"
         )
     ndim = 3 if expected_magic == IMAGES_MAGIC else 1
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_size = header_len + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected_size:
-        what = "truncated" if len(raw) < expected_size else "has trailing bytes"
-        raise IDXError(
-            f"{path}: {what}: header declares {'x'.join(map(str, dims))} {kind} = "
-            f"{expected_size} bytes, found {len(raw)}; {_FIX}"
-        )
-    return dims, np.frombuffer(raw, dtype=np.uint8, offset=header_len)
+    return tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
 
 
 def read_images(path: str | os.PathLike, shape: tuple[int, int] = (28, 28)) -> np.ndarray:

@@ -68,6 +68,8 @@ class MNISTDataModule(L.LightningDataModule):
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise UserError(f"data.data_dir={self.data_dir} is a file, not a directory")
         absent = sources.missing(self.raw_dir)
+        if absent and (self.download or sources.has_system_copy(self.dataset)):
+            sources.check_download_target(self.data_dir)  # both below create the raw dir
         if absent:
             sources.copy_from_system(self.dataset, self.raw_dir, absent)
             absent = sources.missing(self.raw_dir)

@@ -91,6 +91,7 @@ def copy_from_system(dataset: str, raw_dir: Path, names: list[str]) -> None:
 
 def download(dataset_cls, data_dir: Path, raw_dir: Path, names: list[str]) -> None:
     """torchvision's download with a short socket timeout; leftovers of a failure are removed."""
+    check_download_target(data_dir)
     before = set(raw_dir.iterdir()) if raw_dir.is_dir() else set()
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # no network must fail fast, not hang
@@ -109,14 +110,42 @@ def download(dataset_cls, data_dir: Path, raw_dir: Path, names: list[str]) -> No
 
 
 def missing_message(dataset: str, raw_dir: Path, names: list[str], why: str) -> str:
+    """What is missing and every way to fix it that applies (a download only where it was off)."""
     package = SYSTEM_PACKAGES.get(dataset)
     system = f"; or apt-get install {package}" if package else ""
+    gzipped = [n for n in names if (raw_dir / f"{n}.gz").is_file()]
+    found = (
+        f" Found compressed copies of {', '.join(gzipped)}: decompress them in place "
+        f"(gunzip -k {raw_dir}/*.gz)."
+        if gzipped
+        else ""
+    )
+    download = (
+        "or set data.download=true on a machine with network access"
+        if why == "data.download=false"
+        else "or run again where the download can reach the network"
+    )
     return (
-        f"{dataset} files missing in {raw_dir}: {', '.join(names)} ({why}). "
+        f"{dataset} files missing in {raw_dir}: {', '.join(names)} ({why}).{found} "
         f"Fix: point data.data_dir (or the MNIST_DATA_DIR environment variable) at a "
         f"directory holding {dataset}/raw/; or copy the four files into {raw_dir}{system}; "
-        "or set data.download=true on a machine with network access."
+        f"{download}."
     )
+
+
+SYSTEM_DIRS = (Path("/dev"), Path("/proc"), Path("/sys"), Path("/run"))
+
+
+def check_download_target(data_dir: Path) -> None:
+    """A download creates <data_dir>/<dataset>/raw: never inside the system's pseudo-filesystems,
+    where root could create it and a run would leave a dataset in /dev."""
+    resolved = data_dir.resolve()
+    for system in SYSTEM_DIRS:
+        if resolved == system or resolved.is_relative_to(system):
+            raise UserError(
+                f"data.data_dir={data_dir}: {system} is a system directory, not a place for a "
+                "dataset; point data.data_dir at a directory of yours (or leave it unset)"
+            )
 
 
 def check_canonical(dataset: str, raw_dir: Path) -> None:
