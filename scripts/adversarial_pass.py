@@ -62,10 +62,12 @@ def setup(tmp: Path) -> None:
         "data": {"dataset": "MNIST", "eval_batch_size": 0},
         "trainer": {"precision": "32-true"},
     }
-    torch.save(
-        {"state_dict": state, "hyper_parameters": config, "epoch": 0, "global_step": 1},
-        tmp / "bad-hparams.ckpt",
-    )
+    for name, eval_batch_size in (("bad-hparams.ckpt", 0), ("good.ckpt", 256)):
+        config["data"]["eval_batch_size"] = eval_batch_size
+        torch.save(
+            {"state_dict": state, "hyper_parameters": config, "epoch": 0, "global_step": 1},
+            tmp / name,
+        )
     with zipfile.ZipFile(tmp / "bomb.ckpt", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/data.pkl", b"\0" * 1024)
     raw = bytearray((tmp / "bomb.ckpt").read_bytes())
@@ -266,7 +268,7 @@ CASES = [
         lambda t: [
             str(t / "digit.png"),
             "--ckpt",
-            str(t / "bad-hparams.ckpt"),
+            str(t / "good.ckpt"),
             "--save-inputs",
             str(t / "a-file"),
         ],

@@ -218,8 +218,9 @@ def compare(
             else excluded.append({"path": str(run_dir), "reason": loaded})
         )
     if not runs:
+        first = f"; e.g. {excluded[0]['path']}: {excluded[0]['reason']}" if excluded else ""
         raise UserError(
-            f"no completed run under {', '.join(paths)}; see the excluded list: {excluded}"
+            f"no completed run under {', '.join(paths)} ({len(excluded)} run dirs excluded{first})"
         )
     groups, differing = group_runs(runs)
     if baseline is not None and not 0 <= baseline < len(groups):

@@ -107,8 +107,10 @@ def predict(
             from mnist_cnn.runs import save_png
 
             # basename only, cut to fit a file name: it never climbs out of the folder asked for
-            name = f"{len(results):04d}_{path.stem}"[:MAX_NAME].encode()[:MAX_NAME].decode(
-                errors="ignore"
+            name = (
+                f"{len(results):04d}_{path.stem}"[:MAX_NAME]
+                .encode()[:MAX_NAME]
+                .decode(errors="ignore")
             )
             try:
                 save_png(digit, save_inputs / f"{name}.png")

@@ -51,4 +51,3 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-
