@@ -164,3 +164,81 @@ def test_cli_prints_the_table_and_writes_artefacts(sweep, tmp_path):
     assert (
         bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     )
+
+
+def _recipe_run(path: Path, seed: int, acc: float, **config) -> Path:
+    path.mkdir(parents=True)
+    metrics = {
+        "status": "completed", "seed": seed, "test/acc": acc, "test/loss": 0.05, "val/acc": 0.98,
+        "weights_sha256": f"w{seed}{config}", "manifest": {"torch_threads": 2},
+        "config": {"seed": seed, "optimizer": {"lr": 0.001}, **config},
+    }  # fmt: skip
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+def test_dashboard_and_path_settings_do_not_split_a_group(tmp_path):
+    from mnist_cnn.compare_report import markdown
+
+    callbacks = {f"c{i}": {"_target_": f"x.C{i}", "k": i} for i in range(10)}
+    _recipe_run(tmp_path / "a", 1, 0.99, callbacks=callbacks, paths={"output_dir": "a"})
+    _recipe_run(tmp_path / "b", 2, 0.98, callbacks={"c0": callbacks["c0"]}, data={"data_dir": "b"})
+    result = compare([str(tmp_path)])
+    assert len(result["groups"]) == 1 and result["differing_keys"] == []
+    assert any(k.startswith("callbacks.") for k in result["ignored_differences"])
+    text = markdown(result)
+    assert "Not grouped by (no effect on the arithmetic): callbacks (" in text
+    assert len([line for line in text.splitlines() if "callbacks" in line]) == 1
+
+
+def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):
+    d = describe([0.9999, 0.95], bounds=(0.0, 1.0))  # n=2: the raw t-interval passes 1
+    assert d["ci95_clipped"] is True and 0.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0
+    assert describe([0.98, 0.99, 0.985], bounds=(0.0, 1.0))["ci95_clipped"] is False
+
+
+def test_several_comparisons_are_judged_after_holms_correction():
+    from mnist_cnn.significance import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.2, None]) == [0.2, None]
+
+
+def test_three_groups_get_holm_adjusted_verdicts(tmp_path):
+    for g, lr in enumerate((0.001, 0.002, 0.003)):
+        for seed in range(3):
+            path = tmp_path / f"g{g}s{seed}"
+            _recipe_run(path, seed, 0.98 + 0.005 * g + 0.001 * seed)
+            m = json.loads((path / "metrics.json").read_text())
+            m["config"]["optimizer"]["lr"] = lr
+            (path / "metrics.json").write_text(json.dumps(m))
+    tests = compare([str(tmp_path)])["tests"]
+    assert len(tests) == 3
+    for t in tests:
+        assert t["p_holm"] >= t["p"] and "Holm's correction for 3 comparisons" in t["verdict"]
+
+
+def test_a_rerun_that_differs_names_the_recorded_cause(tmp_path):
+    from mnist_cnn.compare_report import markdown
+
+    _recipe_run(tmp_path / "serial", 0, 0.99)
+    other = _recipe_run(tmp_path / "joblib", 0, 0.985)
+    m = json.loads((other / "metrics.json").read_text())
+    m["manifest"]["torch_threads"] = 1
+    m["weights_sha256"] = "other"
+    (other / "metrics.json").write_text(json.dumps(m))
+    (check,) = compare([str(tmp_path)])["reproducibility"]
+    (cause,) = check["recorded_differences"]  # discovery order decides which run comes first
+    assert not check["bit_identical"] and cause in ("torch threads 2 vs 1", "torch threads 1 vs 2")
+    assert cause in markdown(compare([str(tmp_path)]))
+
+
+def test_runs_on_part_of_the_test_set_are_kept_apart_unless_asked(tmp_path):
+    _recipe_run(tmp_path / "full", 0, 0.99)
+    _recipe_run(tmp_path / "smoke", 1, 0.80, trainer={"limit_test_batches": 0.1})
+    result = compare([str(tmp_path)])
+    assert [g["runs"] for g in result["groups"]] == [[str(tmp_path / "full")]]
+    (excluded,) = result["excluded"]
+    assert "trainer.limit_test_batches=0.1" in excluded["reason"]
+    pooled = compare([str(tmp_path)], include_subsets=True)
+    assert sum(len(g["runs"]) for g in pooled["groups"]) == 2

@@ -260,3 +260,33 @@ def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path,
     events.Reload()
     images = set(events.Tags()["images"])
     assert "test/confusion_counts" in images and not any(t.startswith("filters/") for t in images)
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_a_terminal_gets_a_bar_and_a_file_gets_lines(tiny_data_dir, tmp_path, caplog):
+    import logging
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from mnist_cnn.callbacks.progress import EpochLines, progress_bar
+
+    assert isinstance(progress_bar(20, _Stream(True)), TQDMProgressBar)
+    assert isinstance(progress_bar(20, _Stream(False)), EpochLines)
+    assert not progress_bar(0, _Stream(True)).is_enabled
+    lines = EpochLines(long_epoch=4, steps_per_epoch=2)  # 17 batches: long, 2 lines on the way
+    datamodule = MNISTDataModule(data_dir=tiny_data_dir, batch_size=32)
+    module = ClassifierModule(SimpleCNN(), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    trainer = quiet_trainer(tmp_path, max_epochs=2, callbacks=[lines], enable_progress_bar=True)
+    with caplog.at_level(logging.INFO, logger="progress"):
+        trainer.fit(module, datamodule=datamodule)
+    messages = [r.getMessage() for r in caplog.records if r.name == "progress"]
+    epochs = [m for m in messages if "val/acc" in m]
+    assert [m.split(":")[0] for m in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert sum("batch 8/17" in m for m in messages) == 2

@@ -227,3 +227,17 @@ def test_the_keras_labs_old_name_still_runs_and_says_so(tiny_data_dir, tmp_path)
     assert "experiment=seed_lab is deprecated" in out and "use experiment=keras_lab" in out
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
     assert config["optimizer"]["lr"] == 0.001 and config.get("scheduler") is None
+
+
+@pytest.mark.slow
+def test_a_log_file_gets_plain_lines_one_per_epoch(trained):
+    """Output to a pipe (as to make's log or SLURM's file): no progress-bar refreshes, no
+    advertisement; each epoch one line with its metrics, in train.log too."""
+    run_dir, proc = trained
+    out = proc.stdout + proc.stderr
+    assert "\r" not in out and "Tip:" not in out and "litlogger" not in out
+    epochs = [line for line in out.splitlines() if "[progress]" in line]
+    assert [line.split(" - ", 1)[1].split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val/acc" in line and "train/loss" in line for line in epochs)
+    logged = (run_dir / "train.log").read_text().splitlines()
+    assert sum("[progress]" in line for line in logged) == 2

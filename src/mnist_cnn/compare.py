@@ -11,20 +11,32 @@ import itertools
 import json
 import math
 import os
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
 from mnist_cnn.config import flatten
 from mnist_cnn.errors import UserError
+from mnist_cnn.significance import correct_for_several, describe, welch
 
 METRICS = ("test/acc", "test/loss", "val/acc")
+BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
 IGNORED = ("seed", "data.seed", "ckpt_path")  # the seed is what a group varies over
 IGNORED_PREFIXES = ("paths.", "hydra.")
-ALPHA = 0.05
+# settings that change neither the arithmetic nor the recipe: runs that differ only in them are
+# one group, and the differences are listed in one line
+NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
+NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
+# what a run records about how it computed: named when same config and seed give other bits
+RECORDED = {
+    "torch threads": ("manifest", "torch_threads"),
+    "precision": ("precision",),
+    "device": ("device",),
+    "world size": ("world_size",),
+    "commit": ("manifest", "git", "commit"),
+}
+# Trainer settings that test on part of the test set (or train on part of the data)
+SUBSET_SETTINGS = ("limit_test_batches", "fast_dev_run", "overfit_batches", "limit_train_batches")
 
 
 @dataclass
@@ -35,6 +47,7 @@ class Run:
     config: dict[str, Any]
     weights: str | None
     extra: dict[str, Any] = field(default_factory=dict)  # num_params, train_seconds (if known)
+    recorded: dict[str, Any] = field(default_factory=dict)  # threads, precision, device, ...
 
 
 def _setting(key: str, value: Any) -> str:
@@ -109,7 +122,26 @@ def load(run_dir: Path) -> Run | str:
         if not (isinstance(v, str) and v.startswith(own))
     }
     extra = {k: m[k] for k in ("num_params", "train_seconds") if isinstance(m.get(k), (int, float))}
-    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"), extra)
+    recorded = {name: _dig(m, path) for name, path in RECORDED.items()}
+    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"), extra, recorded)
+
+
+def _dig(tree: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def subset_reason(run: Run) -> str | None:
+    """Why a run's metrics do not describe the whole test set (or a whole training), if so."""
+    for key in SUBSET_SETTINGS:
+        value = run.config.get(f"trainer.{key}")
+        if key.startswith("limit_"):
+            if value is not None and not (isinstance(value, float) and value == 1.0):
+                return f"trainer.{key}={value}"
+        elif value not in (None, False, 0, 0.0):
+            return f"trainer.{key}={value}"
+    return None
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -117,59 +149,22 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(config).items()}
 
 
-def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
-    """Group by the config values that differ across runs (the seed excepted)."""
+def _recipe(key: str) -> bool:
+    return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
+
+
+def group_runs(runs: list[Run]) -> tuple[list[Group], list[str], list[str]]:
+    """Group by the recipe's config values that differ across runs (the seed excepted); also
+    returns the keys that differ but change neither arithmetic nor recipe (dashboards, paths)."""
     keys = sorted(set().union(*(r.config for r in runs)))
     keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
-    differing = [k for k in keys if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+    changed = [k for k in keys if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+    differing = [k for k in changed if _recipe(k)]
     groups: dict[str, Group] = {}
     for run in runs:
         key = {k: run.config.get(k) for k in differing}
         groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
-    return list(groups.values()), differing
-
-
-def describe(values: list[float]) -> dict[str, Any]:
-    """n, mean, std (n-1), min, max and the 95% t confidence interval of the mean."""
-    n = len(values)
-    out: dict[str, Any] = {
-        "n": n,
-        "mean": sum(values) / n,
-        "min": min(values),
-        "max": max(values),
-        "values": list(values),
-    }
-    if n < 2:
-        out.update(std=None, ci95=None, note="n=1: no spread or interval")
-        return out
-    out["std"] = statistics.stdev(values)  # exact for equal values, where SciPy's warns
-    sem = out["std"] / math.sqrt(n)
-    if sem == 0:
-        out["ci95"] = [out["mean"], out["mean"]]
-    else:
-        out["ci95"] = list(stats.t.interval(0.95, n - 1, loc=out["mean"], scale=sem))
-    return out
-
-
-def welch(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Welch's t-test (unequal variances) of two groups' values, with a plain verdict."""
-    diff = sum(a) / len(a) - sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return {"diff": diff, "p": None, "verdict": "too few runs for a test (need n >= 2 each)"}
-    if statistics.stdev(a) == 0 and statistics.stdev(b) == 0:
-        same = diff == 0
-        return {
-            "diff": diff,
-            "p": None,
-            "verdict": "identical" if same else "no spread: untestable",
-        }
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    n = f"n={len(a)}" if len(a) == len(b) else f"n={len(a)} and {len(b)}"
-    if p < ALPHA:
-        verdict = f"{'higher' if diff > 0 else 'lower'}, significant at {ALPHA} ({n})"
-    else:
-        verdict = f"not distinguishable from seed noise at {n}"
-    return {"diff": diff, "p": p, "verdict": verdict}
+    return list(groups.values()), differing, [k for k in changed if not _recipe(k)]
 
 
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
@@ -191,38 +186,51 @@ def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
         for other in group[1:]:
             deltas = {m: abs(first.metrics[m] - other.metrics[m]) for m in METRICS}
             identical = first.weights == other.weights and not any(deltas.values())
+            causes = [
+                f"{name} {first.recorded.get(name)} vs {other.recorded.get(name)}"
+                for name in RECORDED
+                if first.recorded.get(name) != other.recorded.get(name)
+            ]
             checks.append(
                 {
                     "runs": [str(first.path), str(other.path)],
                     "seed": first.seed,
                     "bit_identical": identical and first.weights is not None,
                     "max_metric_diff": max(deltas.values()),
+                    "recorded_differences": causes,
                 }
             )
     return checks
 
 
 def compare(
-    paths: list[str], baseline: int | None = None, label_keys: list[str] | None = None
+    paths: list[str],
+    baseline: int | None = None,
+    label_keys: list[str] | None = None,
+    include_subsets: bool = False,
 ) -> dict[str, Any]:
     """Everything compare.py prints and writes, as plain data.
 
     label_keys: name groups by these config keys only (they are still formed by every key that
-    differs); ignored when those names would not tell the groups apart."""
+    differs); ignored when those names would not tell the groups apart. include_subsets: pool
+    runs tested on part of the test set (limited batches, fast_dev_run) instead of leaving them
+    out."""
     excluded, runs = [], []
     for run_dir in discover(paths):
         loaded = load(run_dir)
-        (
+        if not isinstance(loaded, Run):
+            excluded.append({"path": str(run_dir), "reason": loaded})
+        elif (subset := subset_reason(loaded)) and not include_subsets:
+            reason = f"run on part of the data ({subset}); --include-subsets pools it"
+            excluded.append({"path": str(run_dir), "reason": reason})
+        else:
             runs.append(loaded)
-            if isinstance(loaded, Run)
-            else excluded.append({"path": str(run_dir), "reason": loaded})
-        )
     if not runs:
         first = f"; e.g. {excluded[0]['path']}: {excluded[0]['reason']}" if excluded else ""
         raise UserError(
             f"no completed run under {', '.join(paths)} ({len(excluded)} run dirs excluded{first})"
         )
-    groups, differing = group_runs(runs)
+    groups, differing, not_recipe = group_runs(runs)
     if baseline is not None and not 0 <= baseline < len(groups):
         raise UserError(
             f"--baseline {baseline}: there are {len(groups)} groups, numbered 0 to "
@@ -240,7 +248,7 @@ def compare(
     table = [
         {
             "group": g.label,
-            **{m: describe([r.metrics[m] for r in g.runs]) for m in METRICS},
+            **{m: describe([r.metrics[m] for r in g.runs], BOUNDS[m]) for m in METRICS},
             "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
             "train_seconds": describe(fits)
             if (fits := [r.extra["train_seconds"] for r in g.runs if "train_seconds" in r.extra])
@@ -267,8 +275,10 @@ def compare(
         }
         for i, j in pairs
     ]
+    correct_for_several(tests)
     return {
         "differing_keys": differing,
+        "ignored_differences": not_recipe,
         "groups": table,
         "tests": tests,
         "reproducibility": reproducibility(runs),

@@ -19,9 +19,19 @@ def _cell(d: dict[str, Any], pct: bool) -> str:
     if d["std"] is None:
         return f"{scale * d['mean']:.2f}{unit} (n=1)" if pct else f"{d['mean']:.4f} (n=1)"
     lo, hi = (scale * v for v in d["ci95"])
+    mark = "*" if d.get("ci95_clipped") else ""
     if pct:
-        return f"{scale * d['mean']:.2f} ± {scale * d['std']:.2f}{unit} [{lo:.2f}, {hi:.2f}]"
-    return f"{d['mean']:.4f} ± {d['std']:.4f} [{lo:.4f}, {hi:.4f}]"
+        return f"{scale * d['mean']:.2f} ± {scale * d['std']:.2f}{unit} [{lo:.2f}, {hi:.2f}]{mark}"
+    return f"{d['mean']:.4f} ± {d['std']:.4f} [{lo:.4f}, {hi:.4f}]{mark}"
+
+
+def _sections(result: dict[str, Any]) -> str:
+    """callbacks (10 settings), logger.name: one line, however many keys."""
+    counts: dict[str, int] = {}
+    for key in result["ignored_differences"]:
+        section = key.split(".")[0] if key.startswith(("callbacks.", "logger.")) else key
+        counts[section] = counts.get(section, 0) + 1
+    return ", ".join(f"{k} ({n} settings)" if n > 1 else k for k, n in counts.items())
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -46,18 +56,29 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fit['mean']:.0f}" if fit else "?",
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if any(g[m].get("ci95_clipped") for g in result["groups"] for m in ("test/acc", "val/acc")):
+        lines += [
+            "",
+            "* the t-interval passed 100% at this n and is clipped to the possible range.",
+        ]
     if result["differing_keys"]:
         lines += ["", f"Grouped by: {', '.join(result['differing_keys'])} (seeds pooled)."]
+    if result.get("ignored_differences"):
+        lines.append(f"Not grouped by (no effect on the arithmetic): {_sections(result)}.")
     for t in result["tests"]:
         p = "n/a" if t["p"] is None else f"{t['p']:.3g}"
+        holm = f", Holm-adjusted {t['p_holm']:.3g}" if t.get("p_holm") is not None else ""
         lines.append(
             f"- {t['a']} vs {t['b']}: test acc difference {100 * t['diff']:+.3f} points, "
-            f"Welch p = {p}: {t['verdict']}"
+            f"Welch p = {p}{holm}: {t['verdict']}"
         )
     for c in result["reproducibility"]:
         state = (
             "bit-identical" if c["bit_identical"] else f"differ (max {c['max_metric_diff']:.3g})"
         )
+        if not c["bit_identical"]:
+            causes = c.get("recorded_differences") or []
+            state += f": {'; '.join(causes)}" if causes else ": no recorded cause"
         lines.append(f"- same config and seed {c['seed']}: {state}: {' and '.join(c['runs'])}")
     if result["excluded"]:
         lines += ["", "Excluded:"] + [f"- {e['path']}: {e['reason']}" for e in result["excluded"]]

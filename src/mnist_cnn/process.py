@@ -24,6 +24,17 @@ QUIET_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     # the data lives in memory and a batch is one index operation: loader workers only add cost
     r".*does not have many workers.*",
+    # a limited run (debug=limit) has fewer steps than the logging interval: nothing to act on
+    r".*smaller than the logging interval.*",
+    # the model summary cannot count bf16 sizes; the parameter counts it prints stay right
+    r"Precision .* is not supported by the model summary.*",
+)
+# Lightning's info lines that say nothing about this run
+QUIET_INFO = (
+    "💡 Tip:",
+    "Trainer already configured with model summary callbacks",
+    "TPU available:",
+    "Loading `train_dataloader` to estimate number of stepping batches",
 )
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -36,6 +47,7 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     _one_console_handler()
+    _drop_lines(QUIET_INFO)
     import torch
 
     count = thread_count(threads, parallel_jobs)
@@ -100,6 +112,19 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(
         mallopt(_M_TRIM_THRESHOLD, limit_bytes)
     )
+
+
+def _drop_lines(prefixes: tuple[str, ...]) -> None:
+    """Lightning says these through its rank-zero logger; a filter there drops them."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    for old in [f for f in logger.filters if getattr(f, "quiet_prefixes", None)]:
+        logger.removeFilter(old)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith(prefixes)
+
+    keep.quiet_prefixes = prefixes  # type: ignore[attr-defined]
+    logger.addFilter(keep)
 
 
 def _one_console_handler() -> None:

@@ -112,7 +112,7 @@ class PredictionAnalysis(L.Callback):
         return [
             {
                 "class": names[k],
-                **{m: float(v[k]) for m, v in scores.items()},
+                **{m: round(float(v[k]), 6) for m, v in scores.items()},  # no float32 noise
                 "support": int(cm[k].sum()),
             }
             for k in range(n)

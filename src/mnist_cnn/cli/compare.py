@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> None:
         "--label",
         help="name groups by these comma-separated config keys (e.g. model._target_)",
     )
+    parser.add_argument(
+        "--include-subsets",
+        action="store_true",
+        help="pool runs tested on part of the test set (limited batches) with the others",
+    )
     args = parser.parse_args(argv)
     with user_errors():
         run(args)
@@ -31,7 +36,9 @@ def run(args: argparse.Namespace) -> None:
     from mnist_cnn.compare_report import default_out_dir, markdown, write
 
     labels = [k.strip() for k in args.label.split(",")] if args.label else None
-    result = compare(args.paths, baseline=args.baseline, label_keys=labels)
+    result = compare(
+        args.paths, baseline=args.baseline, label_keys=labels, include_subsets=args.include_subsets
+    )
     print(markdown(result))
     written = write(result, args.out or default_out_dir(result))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
