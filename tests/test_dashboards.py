@@ -290,3 +290,26 @@ def test_a_terminal_gets_a_bar_and_a_file_gets_lines(tiny_data_dir, tmp_path, ca
     epochs = [m for m in messages if "val/acc" in m]
     assert [m.split(":")[0] for m in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert sum("batch 8/17" in m for m in messages) == 2
+
+
+def test_hparams_columns_are_the_recipe_only():
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mnist_cnn.callbacks.hparams import hparams
+
+    root = Path(__file__).resolve().parents[1]
+    os.environ.setdefault("PROJECT_ROOT", str(root))
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        default = compose("train", overrides=["paths.output_dir=/tmp/x"])
+        lab = compose("train", overrides=["paths.output_dir=/tmp/x", "experiment=keras_lab"])
+    columns = hparams(OmegaConf.to_container(default, resolve=True))
+    assert {"model", "optimizer", "optimizer/lr", "data/batch_size", "trainer/max_epochs",
+            "scheduler", "seed", "trainer/precision"} <= set(columns)  # fmt: skip
+    assert columns["model"] == "SimpleCNN" and columns["optimizer"] == "Adam"
+    assert not [k for k in columns if k.split("/")[0] in ("paths", "callbacks", "logger")]
+    assert not [k for k in columns if "dir" in k or k.endswith("_target_")]
+    assert None not in columns.values() and "None" not in columns.values()
+    assert hparams(OmegaConf.to_container(lab, resolve=True))["scheduler"] == "constant"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,33 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mnist_cnn.config import flatten
 
-# config subtrees that describe the experiment (not where files go or how progress is drawn)
-SECTIONS = ("seed", "data", "model", "optimizer", "trainer", "channels_last", "test_ckpt")
+# the settings that define a run's recipe; paths, dashboard switches, loader and device plumbing
+# are left out (the whole config stays in .hydra/ and metrics.json)
+RECIPE = ("seed", "model", "optimizer", "scheduler", "data", "trainer", "test_ckpt")
+NOT_RECIPE = (
+    "data/data_dir", "data/download", "data/num_workers", "data/seed", "data/eval_batch_size",
+    "trainer/default_root_dir", "trainer/accelerator", "trainer/deterministic",
+    "trainer/log_every_n_steps", "trainer/devices", "trainer/num_nodes",
+    "data/_target_", "trainer/_target_",
+)  # fmt: skip
 
 
 def hparams(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as TensorBoard's HParams take it: `a/b` keys, scalar values, no `_target_`."""
-    return {
-        key: value if isinstance(value, (int, float, str, bool)) else str(value)
-        for key, value in flatten(config, sep="/").items()
-        if not key.rsplit("/", 1)[-1].startswith("_")
-    }
+    """The recipe as TensorBoard's HParams take it: `a/b` keys, scalar values, classes by their
+    short name (`model` SimpleCNN), no None-valued leaves; the schedule is `constant` when off."""
+    recipe = {k: v for k, v in config.items() if k in RECIPE}
+    recipe.setdefault("scheduler", None)
+    out: dict[str, Any] = {}
+    for key, value in flatten(recipe, sep="/").items():
+        if key in NOT_RECIPE or value is None and key != "scheduler":
+            continue
+        if key.endswith("/_target_"):
+            out[key.removesuffix("/_target_")] = str(value).rsplit(".", 1)[-1]
+        elif key == "scheduler":
+            out[key] = "constant"
+        elif not key.rsplit("/", 1)[-1].startswith("_"):
+            out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
 
 
 class HParamsLogger(L.Callback):
@@ -28,6 +45,13 @@ class HParamsLogger(L.Callback):
 
     def __init__(self) -> None:
         self._val: dict[str, float] = {}
+        self._fit_started = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val["hp/fit_seconds"] = time.perf_counter() - self._fit_started
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for name in ("val/acc", "val/loss"):
@@ -35,7 +59,7 @@ class HParamsLogger(L.Callback):
                 self._val[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        config = {k: v for k, v in pl_module.hparams.items() if k in SECTIONS}
+        config = dict(pl_module.hparams)
         metrics = dict(self._val)
         for name in ("test/acc", "test/loss"):
             if name in trainer.callback_metrics:
