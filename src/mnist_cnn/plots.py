@@ -67,7 +67,8 @@ def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[s
     ax.set_xlabel("class")
     ax.set_ylabel("samples")
     ax.set_title("Class distribution")
-    ax.legend()
+    # beside the axes, not over them: inside, it covered the bars of the last classes
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -161,14 +162,18 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool
         for (i, j), v in np.ndenumerate(shown):
             text = f"{v:.2f}" if normalize else f"{int(v)}"
             color = "white" if v > threshold else "black"
-            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
+            # large: TensorBoard shows the image scaled down to its card's width
+            ax.text(
+                j, i, text, ha="center", va="center", color=color, fontsize=13 if n <= 10 else 9
+            )
     tilt = n > 10 or max(map(len, class_names)) > 3  # long names (Fashion-MNIST) slant
     ax.set_xticks(
         range(n), class_names, rotation=40 if tilt else 0, ha="right" if tilt else "center"
     )
     ax.set_yticks(range(n), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.tick_params(labelsize=12)
+    ax.set_xlabel("predicted", fontsize=12)
+    ax.set_ylabel("true", fontsize=12)
     total, correct = int(cm.sum()), int(np.trace(cm))
     kind = "row-normalised" if normalize else "counts"
     ax.set_title(f"Confusion matrix ({kind}): {correct:,} of {total:,} correct")
