@@ -215,6 +215,29 @@ def compare(
     differs); ignored when those names would not tell the groups apart. include_subsets: pool
     runs tested on part of the test set (limited batches, fast_dev_run) instead of leaving them
     out."""
+    runs, excluded = load_all(paths, include_subsets)
+    groups, differing, not_recipe = group_runs(runs)
+    if baseline is not None and not 0 <= baseline < len(groups):
+        raise UserError(
+            f"--baseline {baseline}: there are {len(groups)} groups, numbered 0 to "
+            f"{len(groups) - 1} in the table's order; give one of those"
+        )
+    if label_keys:
+        _name_groups(groups, label_keys)
+    for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
+        g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
+    return {
+        "differing_keys": differing,
+        "ignored_differences": not_recipe,
+        "groups": [_summary(g) for g in groups],
+        "tests": _tests(groups, baseline),
+        "reproducibility": reproducibility(runs),
+        "excluded": excluded,
+    }
+
+
+def load_all(paths: list[str], include_subsets: bool) -> tuple[list[Run], list[dict[str, str]]]:
+    """The usable runs under paths, and every other run dir with the reason it is left out."""
     excluded, runs = [], []
     for run_dir in discover(paths):
         loaded = load(run_dir)
@@ -230,34 +253,30 @@ def compare(
         raise UserError(
             f"no completed run under {', '.join(paths)} ({len(excluded)} run dirs excluded{first})"
         )
-    groups, differing, not_recipe = group_runs(runs)
-    if baseline is not None and not 0 <= baseline < len(groups):
-        raise UserError(
-            f"--baseline {baseline}: there are {len(groups)} groups, numbered 0 to "
-            f"{len(groups) - 1} in the table's order; give one of those"
-        )
-    if label_keys:
-        names = [
-            ", ".join(_setting(k, g.runs[0].config.get(k)) for k in label_keys) for g in groups
-        ]
-        if len(set(names)) == len(names):
-            for g, name in zip(groups, names, strict=True):
-                g.name = name
-    for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
-        g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
-    table = [
-        {
-            "group": g.label,
-            **{m: describe([r.metrics[m] for r in g.runs], BOUNDS[m]) for m in METRICS},
-            "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
-            "train_seconds": describe(fits)
-            if (fits := [r.extra["train_seconds"] for r in g.runs if "train_seconds" in r.extra])
-            else None,
-            "seeds": [r.seed for r in g.runs],
-            "runs": [str(r.path) for r in g.runs],
-        }
-        for g in groups
-    ]
+    return runs, excluded
+
+
+def _name_groups(groups: list[Group], label_keys: list[str]) -> None:
+    names = [", ".join(_setting(k, g.runs[0].config.get(k)) for k in label_keys) for g in groups]
+    if len(set(names)) == len(names):  # only names that tell the groups apart
+        for g, name in zip(groups, names, strict=True):
+            g.name = name
+
+
+def _summary(g: Group) -> dict[str, Any]:
+    fits = [r.extra["train_seconds"] for r in g.runs if "train_seconds" in r.extra]
+    return {
+        "group": g.label,
+        **{m: describe([r.metrics[m] for r in g.runs], BOUNDS[m]) for m in METRICS},
+        "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
+        "train_seconds": describe(fits) if fits else None,
+        "seeds": [r.seed for r in g.runs],
+        "runs": [str(r.path) for r in g.runs],
+    }
+
+
+def _tests(groups: list[Group], baseline: int | None) -> list[dict[str, Any]]:
+    """Welch's test of test/acc for each pair (or each against the baseline), Holm-corrected."""
     pairs = (
         [(baseline, i) for i in range(len(groups)) if i != baseline]
         if baseline is not None
@@ -276,11 +295,4 @@ def compare(
         for i, j in pairs
     ]
     correct_for_several(tests)
-    return {
-        "differing_keys": differing,
-        "ignored_differences": not_recipe,
-        "groups": table,
-        "tests": tests,
-        "reproducibility": reproducibility(runs),
-        "excluded": excluded,
-    }
+    return tests
