@@ -40,7 +40,10 @@ def test_too_few_runs_say_so_instead_of_nan():
     assert welch([0.5], [0.6, 0.7])["p"] is None
 
 
-def write_run(path: Path, seed: int, acc: float | None, lr: float = 1e-3, **extra) -> Path:
+def write_run(
+    path: Path, seed: int, acc: float | None, lr: float = 1e-3, config: dict | None = None, **extra
+) -> Path:
+    """A completed run's metrics.json; `config` is merged into its config, `extra` beside it."""
     path.mkdir(parents=True)
     metrics = {
         "status": "completed",
@@ -57,6 +60,11 @@ def write_run(path: Path, seed: int, acc: float | None, lr: float = 1e-3, **extr
         },
         **extra,
     }
+    for section, values in (config or {}).items():
+        existing = metrics["config"].get(section)
+        metrics["config"][section] = (
+            {**existing, **values} if isinstance(existing, dict) else values
+        )
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -166,23 +174,19 @@ def test_cli_prints_the_table_and_writes_artefacts(sweep, tmp_path):
     )
 
 
-def _recipe_run(path: Path, seed: int, acc: float, **config) -> Path:
-    path.mkdir(parents=True)
-    metrics = {
-        "status": "completed", "seed": seed, "test/acc": acc, "test/loss": 0.05, "val/acc": 0.98,
-        "weights_sha256": f"w{seed}{config}", "manifest": {"torch_threads": 2},
-        "config": {"seed": seed, "optimizer": {"lr": 0.001}, **config},
-    }  # fmt: skip
-    (path / "metrics.json").write_text(json.dumps(metrics))
-    return path
-
-
 def test_dashboard_and_path_settings_do_not_split_a_group(tmp_path):
     from mnist_cnn.compare_report import markdown
 
     callbacks = {f"c{i}": {"_target_": f"x.C{i}", "k": i} for i in range(10)}
-    _recipe_run(tmp_path / "a", 1, 0.99, callbacks=callbacks, paths={"output_dir": "a"})
-    _recipe_run(tmp_path / "b", 2, 0.98, callbacks={"c0": callbacks["c0"]}, data={"data_dir": "b"})
+    write_run(
+        tmp_path / "a", 1, 0.99, config={"callbacks": callbacks, "paths": {"output_dir": "a"}}
+    )
+    write_run(
+        tmp_path / "b",
+        2,
+        0.98,
+        config={"callbacks": {"c0": callbacks["c0"]}, "data": {"data_dir": "b"}},
+    )
     result = compare([str(tmp_path)])
     assert len(result["groups"]) == 1 and result["differing_keys"] == []
     assert any(k.startswith("callbacks.") for k in result["ignored_differences"])
@@ -207,11 +211,7 @@ def test_several_comparisons_are_judged_after_holms_correction():
 def test_three_groups_get_holm_adjusted_verdicts(tmp_path):
     for g, lr in enumerate((0.001, 0.002, 0.003)):
         for seed in range(3):
-            path = tmp_path / f"g{g}s{seed}"
-            _recipe_run(path, seed, 0.98 + 0.005 * g + 0.001 * seed)
-            m = json.loads((path / "metrics.json").read_text())
-            m["config"]["optimizer"]["lr"] = lr
-            (path / "metrics.json").write_text(json.dumps(m))
+            write_run(tmp_path / f"g{g}s{seed}", seed, 0.98 + 0.005 * g + 0.001 * seed, lr=lr)
     tests = compare([str(tmp_path)])["tests"]
     assert len(tests) == 3
     for t in tests:
@@ -221,8 +221,8 @@ def test_three_groups_get_holm_adjusted_verdicts(tmp_path):
 def test_a_rerun_that_differs_names_the_recorded_cause(tmp_path):
     from mnist_cnn.compare_report import markdown
 
-    _recipe_run(tmp_path / "serial", 0, 0.99)
-    other = _recipe_run(tmp_path / "joblib", 0, 0.985)
+    write_run(tmp_path / "serial", 0, 0.99, manifest={"torch_threads": 2})
+    other = write_run(tmp_path / "joblib", 0, 0.985, manifest={"torch_threads": 2})
     m = json.loads((other / "metrics.json").read_text())
     m["manifest"]["torch_threads"] = 1
     m["weights_sha256"] = "other"
@@ -234,8 +234,8 @@ def test_a_rerun_that_differs_names_the_recorded_cause(tmp_path):
 
 
 def test_runs_on_part_of_the_test_set_are_kept_apart_unless_asked(tmp_path):
-    _recipe_run(tmp_path / "full", 0, 0.99)
-    _recipe_run(tmp_path / "smoke", 1, 0.80, trainer={"limit_test_batches": 0.1})
+    write_run(tmp_path / "full", 0, 0.99)
+    write_run(tmp_path / "smoke", 1, 0.80, config={"trainer": {"limit_test_batches": 0.1}})
     result = compare([str(tmp_path)])
     assert [g["runs"] for g in result["groups"]] == [[str(tmp_path / "full")]]
     (excluded,) = result["excluded"]

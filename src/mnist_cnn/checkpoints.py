@@ -16,7 +16,7 @@ import io
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,19 @@ class Checkpoint:
     path: Path
     sha256: str
     data: dict[str, Any]
+    _checked: bool = field(default=False, repr=False)  # config() validated it already
 
     def config(self) -> dict[str, Any]:
         """The training config stored in the checkpoint, checked like a command line's values."""
+        config = self.data["hyper_parameters"]
+        if self._checked:
+            return config
         from omegaconf import OmegaConf
 
         from mnist_cnn.config import validate
 
-        config = self.data["hyper_parameters"]
         for key in ("model", "data"):
-            if not isinstance(config.get(key), dict):
+            if not isinstance(config, dict) or not isinstance(config.get(key), dict):
                 raise UserError(
                     f"{self.path}: its hyper_parameters have no {key!r} settings; {FIX}"
                 )
@@ -58,6 +61,7 @@ class Checkpoint:
             validate(OmegaConf.create(config), source=f"{self.path} (its hyper_parameters)")
         except ValueError as exc:  # not a config OmegaConf can hold
             raise UserError(f"{self.path}: unreadable hyper_parameters ({exc}); {FIX}") from None
+        self._checked = True
         return config
 
     def build_net(self, in_channels: int, image_size: int) -> nn.Module:

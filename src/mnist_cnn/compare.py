@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_cnn.config import flatten
+from mnist_cnn.config import flatten, partial_run
 from mnist_cnn.errors import UserError
 from mnist_cnn.significance import correct_for_several, describe, welch
 
@@ -35,8 +35,6 @@ RECORDED = {
     "world size": ("world_size",),
     "commit": ("manifest", "git", "commit"),
 }
-# Trainer settings that test on part of the test set (or train on part of the data)
-SUBSET_SETTINGS = ("limit_test_batches", "fast_dev_run", "overfit_batches", "limit_train_batches")
 
 
 @dataclass
@@ -48,6 +46,7 @@ class Run:
     weights: str | None
     extra: dict[str, Any] = field(default_factory=dict)  # num_params, train_seconds (if known)
     recorded: dict[str, Any] = field(default_factory=dict)  # threads, precision, device, ...
+    partial: str | None = None  # the setting that made it use part of the data, if any
 
 
 def _setting(key: str, value: Any) -> str:
@@ -123,25 +122,15 @@ def load(run_dir: Path) -> Run | str:
     }
     extra = {k: m[k] for k in ("num_params", "train_seconds") if isinstance(m.get(k), (int, float))}
     recorded = {name: _dig(m, path) for name, path in RECORDED.items()}
-    return Run(run_dir, m.get("seed"), values, config, m.get("weights_sha256"), extra, recorded)
+    partial = partial_run(m["config"].get("trainer"))
+    weights = m.get("weights_sha256")
+    return Run(run_dir, m.get("seed"), values, config, weights, extra, recorded, partial)
 
 
 def _dig(tree: Any, path: tuple[str, ...]) -> Any:
     for key in path:
         tree = tree.get(key) if isinstance(tree, dict) else None
     return tree
-
-
-def subset_reason(run: Run) -> str | None:
-    """Why a run's metrics do not describe the whole test set (or a whole training), if so."""
-    for key in SUBSET_SETTINGS:
-        value = run.config.get(f"trainer.{key}")
-        if key.startswith("limit_"):
-            if value is not None and not (isinstance(value, float) and value == 1.0):
-                return f"trainer.{key}={value}"
-        elif value not in (None, False, 0, 0.0):
-            return f"trainer.{key}={value}"
-    return None
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -243,8 +232,8 @@ def load_all(paths: list[str], include_subsets: bool) -> tuple[list[Run], list[d
         loaded = load(run_dir)
         if not isinstance(loaded, Run):
             excluded.append({"path": str(run_dir), "reason": loaded})
-        elif (subset := subset_reason(loaded)) and not include_subsets:
-            reason = f"run on part of the data ({subset}); --include-subsets pools it"
+        elif loaded.partial and not include_subsets:
+            reason = f"run on part of the data ({loaded.partial}); --include-subsets pools it"
             excluded.append({"path": str(run_dir), "reason": reason})
         else:
             runs.append(loaded)

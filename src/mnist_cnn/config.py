@@ -152,6 +152,26 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         raise UserError(where + "; ".join(problems))
 
 
+# Trainer settings that train or test on part of the data: smoke tests, not results
+PARTIAL_SETTINGS = ("limit_train_batches", "limit_test_batches", "fast_dev_run", "overfit_batches")
+
+
+def partial_run(trainer: Any) -> str | None:
+    """The setting (`trainer.limit_test_batches=0.1`) that made a run use part of the data, given
+    its trainer config as a plain dict; None for a full run (or anything that is not a dict)."""
+    if not isinstance(trainer, dict):
+        return None
+    for key in PARTIAL_SETTINGS:
+        value = trainer.get(key)
+        if key.startswith("limit_"):  # a float 1.0 is the whole split; an int counts batches
+            partial = value is not None and not (isinstance(value, float) and value == 1.0)
+        else:
+            partial = value not in (None, False, 0)
+        if partial:
+            return f"trainer.{key}={value}"
+    return None
+
+
 def flatten(tree: dict[str, Any], sep: str = ".") -> dict[str, Any]:
     """Nested mappings as one level of `a.b.c` keys; iterative, so no nesting depth is too deep."""
     flat: dict[str, Any] = {}

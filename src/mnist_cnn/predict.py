@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cnn import checkpoints, images
+from mnist_cnn.config import partial_run
 from mnist_cnn.errors import UserError
-
-# Trainer settings that make a run a smoke test, not a model worth predicting with
-DEBUG_SETTINGS = ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_test_batches")
 
 
 def newest_checkpoint(outputs: Path) -> tuple[Path, dict[str, Any]]:
@@ -50,17 +48,7 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
 
 def _debug(metrics: dict[str, Any]) -> bool:
     config = metrics.get("config")
-    trainer = config.get("trainer") if isinstance(config, dict) else None
-    if not isinstance(trainer, dict):
-        return False
-    for key in DEBUG_SETTINGS:
-        value = trainer.get(key)
-        if key.startswith("limit_"):  # a float 1.0 is the whole split; an int counts batches
-            if value is not None and not (isinstance(value, float) and value == 1.0):
-                return True
-        elif value:  # fast_dev_run, overfit_batches
-            return True
-    return False
+    return partial_run(config.get("trainer") if isinstance(config, dict) else None) is not None
 
 
 MAX_NAME = 200  # bytes of a saved input's name, under every filesystem's 255
