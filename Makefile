@@ -16,8 +16,16 @@ install: ## create .venv from uv.lock, bytecode compiled (halves every start whe
 train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
 	$(PY) train.py $(ARGS)
 
-test: install ## the whole suite: fast, slow (train.py subprocesses) and real-MNIST tiers
+test: install browser ## the whole suite: fast, slow (train.py subprocesses, a real browser) and real-MNIST tiers
 	$(PY) -m pytest $(ARGS)
+
+browser: ## headless Chromium for the TensorBoard page tests and `make screenshots` (Debian's package; installed when root)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "make browser: no Chromium and not root; install it (apt-get install chromium) or the browser test fails"
+
+screenshots: install browser ## TensorBoard's pages of the newest run under outputs/ as PNGs in outputs/screenshots/ (RUN=<run dir> for another)
+	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-$$(ls -td outputs/*/*/tensorboard outputs/multirun/*/*/*/tensorboard 2>/dev/null | head -1)}" outputs/screenshots
 
 test-fast: install ## only the fast tier (seconds)
 	$(PY) -m pytest -m "not slow and not real_data" $(ARGS)
@@ -57,4 +65,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train bench adversarial test test-fast notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench adversarial test test-fast browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs

@@ -35,6 +35,7 @@ from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
+from mnist_cnn.tensorboard import RunLogger
 
 EPOCHS = 2
 
@@ -45,7 +46,9 @@ def dashboard_run(tiny_data_dir, tmp_path_factory):
     L.seed_everything(0)
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64, eval_batch_size=64)
     module = ClassifierModule(
-        SimpleCNN(), functools.partial(torch.optim.Adam, lr=1e-3), config={"seed": 0}
+        SimpleCNN(),
+        functools.partial(torch.optim.Adam, lr=1e-3),
+        config={"seed": 0, "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3}},
     )
     analysis = PredictionAnalysis(num_misclassified=4)
     callbacks = [
@@ -56,14 +59,19 @@ def dashboard_run(tiny_data_dir, tmp_path_factory):
         analysis,
         HParamsLogger(),
     ]
-    logger = TensorBoardLogger(root, name="tensorboard", version="", default_hp_metric=False)
+    logger = RunLogger(root, seed=0, overrides=["optimizer.lr=0.001", "paths.log_dir=/x"])
     trainer = quiet_trainer(root, max_epochs=EPOCHS, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=dm)
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
-    events = EventAccumulator(str(root / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     return SimpleNamespace(
-        root=root, module=module, events=events, result=result, summary=analysis.run_summary
+        root=root,
+        module=module,
+        events=events,
+        result=result,
+        summary=analysis.run_summary,
+        log_dir=Path(logger.log_dir),
     )
 
 
@@ -75,13 +83,12 @@ def test_every_image_tag_with_its_step_count(dashboard_run):
         "curves/summary": 1,
         "filters/conv1": EPOCHS + 1,  # the initial kernels, then one per epoch
         "filters/conv2_norms": 1,
-        "features/input": 1,
         "features/conv1": 1,
         "features/conv2": 1,
-        "test/confusion_counts": 1,
-        "test/confusion_normalised": 1,
-        "test/misclassified": 1,
-        "test/most_confident_mistakes": 1,
+        "confusion/counts": 1,
+        "confusion/normalised": 1,
+        "mistakes/first": 1,
+        "mistakes/most_confident": 1,
     }
     for tag, count in expected.items():
         assert len(dashboard_run.events.Images(tag)) == count, tag
@@ -138,15 +145,34 @@ def test_figure_files_exist_and_decode(dashboard_run):
 
 
 def test_hparams_logged_with_final_metrics(dashboard_run):
-    hparams = (dashboard_run.root / "tensorboard" / "hparams.yaml").read_text()
+    hparams = (dashboard_run.log_dir / "hparams.yaml").read_text()
     assert "seed: 0" in hparams
-    scalars = set(dashboard_run.events.Tags()["scalars"])
-    assert {"hp/test_acc", "hp/test_loss", "hp/val_acc", "hp/val_loss"} <= scalars
     content = dashboard_run.events.PluginTagToContent("hparams")
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} >= {"hp/test_acc", "hp/val_acc"}
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    # the HParams metric columns are tags the run logs anyway: no one-point hp/ duplicates
+    assert metric_tags == {"acc/val", "loss/val", "test/acc", "test/loss", "time/fit_seconds"}
+    assert metric_tags <= set(dashboard_run.events.Tags()["scalars"])
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    assert start.session_start_info.hparams["seed"].number_value == 0
+    columns = start.session_start_info.hparams
+    assert columns["seed"].number_value == 0 and columns["lr"].number_value == 0.001
+    assert not [k for k in columns if k.startswith("paths")]
+
+
+def test_scalars_open_on_the_curves(dashboard_run):
+    """TensorBoard expands the first two tag groups by name: they must be the epoch curves."""
+    scalars = set(dashboard_run.events.Tags()["scalars"])
+    assert {"acc/train", "acc/val", "loss/train", "loss/val", "test/acc", "test/loss"} <= scalars
+    groups = sorted({t.split("/")[0] for t in scalars})
+    assert groups[:2] == ["acc", "loss"], groups
+    # Lightning's epoch counter and the one-point count charts are not logged
+    assert not scalars & {"epoch", "test/correct", "test/total", "train/acc", "val/acc"}
+    assert not [t for t in scalars if t.startswith("hp/")]
+    images = sorted({t.split("/")[0] for t in dashboard_run.events.Tags()["images"]})
+    assert images[:2] == ["confusion", "curves"], images
+    # the run's name in TensorBoard: its own overrides, no paths
+    assert dashboard_run.log_dir.name == "optimizer.lr=0.001,seed=0"
+    assert dashboard_run.log_dir.parent.name == "tensorboard"
 
 
 class _Writer:
@@ -227,18 +253,19 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
     base = f"http://127.0.0.1:{port}/data/plugin"
     try:
         deadline, scalars = time.monotonic() + 90, {}
-        while time.monotonic() < deadline and "val/acc" not in scalars.get("tensorboard", {}):
+        run = f"tensorboard/{dashboard_run.log_dir.name}"
+        while time.monotonic() < deadline and "acc/val" not in scalars.get(run, {}):
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             with contextlib.suppress(OSError):  # not listening yet
                 scalars = _get(f"{base}/scalars/tags")
             time.sleep(0.5)
-        assert {"train/acc", "val/acc", "test/acc"} <= set(scalars["tensorboard"])
-        images = _get(f"{base}/images/tags")["tensorboard"]
-        assert {"filters/conv1", "test/confusion_counts", "test/misclassified"} <= set(images)
-        assert "test/top_confusions/text_summary" in _get(f"{base}/text/tags")["tensorboard"]
+        assert {"acc/train", "acc/val", "test/acc"} <= set(scalars[run])
+        images = _get(f"{base}/images/tags")[run]
+        assert {"filters/conv1", "confusion/counts", "mistakes/first"} <= set(images)
+        assert "test/top_confusions/text_summary" in _get(f"{base}/text/tags")[run]
         experiment = _get(f"{base}/hparams/experiment", {"experimentName": ""})
         assert "seed" in {h["name"] for h in experiment["hparamInfos"]}
-        assert "hp/test_acc" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert "test/acc" in {m["name"]["tag"] for m in experiment["metricInfos"]}
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -259,7 +286,7 @@ def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path,
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     images = set(events.Tags()["images"])
-    assert "test/confusion_counts" in images and not any(t.startswith("filters/") for t in images)
+    assert "confusion/counts" in images and not any(t.startswith("filters/") for t in images)
 
 
 class _Stream:
@@ -306,10 +333,47 @@ def test_hparams_columns_are_the_recipe_only():
         default = compose("train", overrides=["paths.output_dir=/tmp/x"])
         lab = compose("train", overrides=["paths.output_dir=/tmp/x", "experiment=keras_lab"])
     columns = hparams(OmegaConf.to_container(default, resolve=True))
-    assert {"model", "optimizer", "optimizer/lr", "data/batch_size", "trainer/max_epochs",
-            "scheduler", "seed", "trainer/precision"} <= set(columns)  # fmt: skip
+    assert list(columns)[:8] == [
+        "model", "optimizer", "lr", "batch_size", "epochs", "schedule", "precision", "seed",
+    ]  # fmt: skip
     assert columns["model"] == "SimpleCNN" and columns["optimizer"] == "Adam"
-    assert not [k for k in columns if k.split("/")[0] in ("paths", "callbacks", "logger")]
-    assert not [k for k in columns if "dir" in k or k.endswith("_target_")]
+    assert columns["world_size"] == 1 and len(columns) == 9
     assert None not in columns.values() and "None" not in columns.values()
-    assert hparams(OmegaConf.to_container(lab, resolve=True))["scheduler"] == "constant"
+    assert hparams(OmegaConf.to_container(lab, resolve=True))["schedule"] == "constant"
+    # what a sweep varies becomes a column too, by its config key; paths and switches never do
+    overrides = ["model.dense_units=64", "seed=3", "callbacks=minimal", "threads=1",
+                 "paths.log_dir=/tmp/x", "+data.augment.degrees=10", "debug=limit"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        swept_cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp/x"])
+    swept = hparams(OmegaConf.to_container(swept_cfg, resolve=True), overrides)
+    assert swept["model.dense_units"] == 64 and swept["seed"] == 3
+    assert swept["data.augment.degrees"] == 10 and swept["debug"] == "limit"
+    assert not {"paths.log_dir", "callbacks", "threads"} & set(swept)
+
+
+def _pixels(path: Path, box: tuple[int, int, int, int]) -> np.ndarray:
+    """RGB pixels of a screenshot inside box = (left, top, right, bottom)."""
+    return np.asarray(Image.open(path).convert("RGB").crop(box)).reshape(-1, 3).astype(int)
+
+
+@pytest.mark.slow
+def test_tensorboard_pages_in_a_real_browser(dashboard_run, tmp_path):
+    """HParams, Scalars and Images as a person opens them: headless Chromium, 1600x1200."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from tensorboard_screenshots import SIZE, take
+
+    pages = ("hparams", "scalars", "images")
+    shots = dict(zip(pages, take(dashboard_run.log_dir.parent, tmp_path, pages), strict=True))
+    main = (360, 130, SIZE[0], SIZE[1])  # right of the side panel, below the tab bar
+    for page, shot in shots.items():
+        assert Image.open(shot).size == SIZE
+        pixels = _pixels(shot, main)
+        assert len(np.unique(pixels, axis=0)) > 50, f"{page} page looks blank"
+    r, g, b = _pixels(shots["scalars"], (360, 130, SIZE[0], 480)).T
+    # the opened acc/ group draws the run's orange curves (SVG: forceSVG, no WebGL here)
+    assert ((r > 200) & (g > 70) & (g < 150) & (b < 110)).sum() > 200, "no curve in acc/"
+    r, g, b = _pixels(shots["images"], (360, 130, SIZE[0], 620)).T
+    # the opened confusion/ group shows the matrix: its diagonal in dark blue
+    assert ((b > 100) & (r < 60) & (g < 110)).sum() > 300, "no confusion matrix on Images"
+    r, g, b = _pixels(shots["hparams"], (330, 180, SIZE[0], 230)).T
+    assert ((r < 100) & (g < 100) & (b < 100)).sum() > 100, "no row in the HParams table"

@@ -45,7 +45,7 @@ def test_confusion_matrix_title_counts_and_cells():
     cm[4, 9] = 3
     fig = plots.confusion_matrix(cm, NAMES, normalize=False)
     ax = fig.axes[0]
-    assert ax.get_title() == "Confusion matrix (counts): 50 of 53 correct"
+    assert ax.get_title() == "Confusion matrix (counts)\n50 of 53 correct"
     texts = {t.get_text() for t in ax.texts}
     assert {"5", "3", "0"} <= texts and not any("." in t for t in texts)  # integers
     assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
@@ -57,7 +57,7 @@ def test_labelled_images_titles_and_empty_case():
     images = np.zeros((2, 1, 28, 28), np.uint8)
     fig = plots.labelled_images(images, [4, 7], [9, 1], [0.5, 0.987], NAMES, "mistakes")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["true 4 / pred 9\n(50.0%)", "true 7 / pred 1\n(98.7%)"]
+    assert titles == ["true 4\npred 9 50%", "true 7\npred 1 99%"]
     empty = plots.labelled_images(images[:0], [], [], [], NAMES, "none here")
     assert any(t.get_text() == "none" for ax in empty.axes for t in ax.texts)
 

@@ -268,7 +268,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     figures = {p.name for p in (run_dir / "figures").iterdir()}
     assert {"confusion_counts.png", "misclassified.png"} <= figures
     assert any(name.startswith("filters_conv1") for name in figures)
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "tensorboard").glob("*/events.out.tfevents.*"))
 
 
 @pytest.mark.reliability("N1")

@@ -37,7 +37,10 @@ def test_run_dir_holds_config_checkpoints_events_and_log(trained):
     assert (run_dir / "train.log").stat().st_size > 0
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and any(n.startswith("best-epoch") for n in ckpts)
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    # one events dir, named by the run's own recipe overrides: no path in the name
+    (label,) = (run_dir / "tensorboard").iterdir()
+    assert label.name.endswith(",seed=3") and "data_dir" not in label.name
+    assert list(label.glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow
@@ -72,16 +75,17 @@ def test_checkpoints_load_with_weights_only(trained):
 @pytest.mark.slow
 def test_tensorboard_events_read_back(trained):
     run_dir, _ = trained
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    (label,) = (run_dir / "tensorboard").iterdir()
+    events = EventAccumulator(str(label))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss"} <= tags
-    assert [e.step for e in events.Scalars("val/acc")] == sorted(
-        {e.step for e in events.Scalars("val/acc")}
+    assert {"loss/train", "acc/train", "loss/val", "acc/val", "test/acc", "test/loss"} <= tags
+    assert [e.step for e in events.Scalars("acc/val")] == sorted(
+        {e.step for e in events.Scalars("acc/val")}
     )
-    assert len(events.Scalars("val/acc")) == 2  # one point per epoch
+    assert len(events.Scalars("acc/val")) == 2  # one point per epoch
     m = json.loads((run_dir / "metrics.json").read_text())
-    assert events.Scalars("val/acc")[-1].value == pytest.approx(m["val/acc"])
+    assert events.Scalars("acc/val")[-1].value == pytest.approx(m["val/acc"])
 
 
 @pytest.mark.slow
@@ -89,7 +93,7 @@ def test_summary_names_accuracy_run_dir_and_tensorboard(trained):
     run_dir, proc = trained
     out = proc.stdout + proc.stderr
     assert "Test accuracy" in out and "of 200 correct" in out
-    assert f"tensorboard --logdir {run_dir}" in out
+    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in out
     assert "225 K" in out  # Lightning's model summary of the 225,034 parameters
 
 

@@ -99,7 +99,11 @@ def _test(cfg, ckpt, trained, run_dir, record) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     # Ctrl-C / SIGTERM: InterruptedDuringTest and exit 130 / 143, not Lightning's exit 1
     callbacks.append(GracefulInterrupt(run_dir))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = False
+    if cfg.get("logger"):
+        # the run is named by the seed the checkpoint was trained with
+        named = {"seed": trained.get("seed")} if "seed" in cfg.logger else {}
+        logger = instantiate(cfg.logger, **named)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     start = time.perf_counter()
     result = trainer.test(module, datamodule=datamodule, verbose=False)[0]

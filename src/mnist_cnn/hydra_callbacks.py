@@ -160,7 +160,10 @@ class SweepSummary(Callback):
         from mnist_cnn.compare_report import markdown, write
 
         result = compare([str(sweep_dir)])
+        from mnist_cnn.runs import tensorboard_command
+
         print(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}", flush=True)
+        print(f"View the sweep: {tensorboard_command(sweep_dir)}", flush=True)
         write(result, sweep_dir)
         if result["excluded"]:
             _refuse(

@@ -105,9 +105,20 @@ def mosaic(tiles: np.ndarray, max_cols: int = 8, pad: int = 1) -> np.ndarray:
     return out
 
 
-def _mosaic_figure(tiles: np.ndarray, title: str, cmap: str, **imshow) -> Figure:
+def _mosaic_figure(
+    tiles: np.ndarray, title: str, cmap: str, beside: tuple[np.ndarray, str] | None = None, **imshow
+) -> Figure:
+    """Tiles in one mosaic; beside: an (image, caption) drawn to the left at tile scale (the
+    input the maps came from), so it shows at the same scale as its neighbours in TensorBoard."""
     rows, cols = _grid(len(tiles), 8)
-    fig, ax = _subplots(figsize=(1.1 * cols + 1.6, 1.1 * rows + 0.8), layout="constrained")
+    width = 1.1 * cols + 1.6 + (1.6 if beside is not None else 0)
+    fig = Figure(figsize=(width, 1.1 * rows + 0.8), layout="constrained")
+    if beside is None:
+        ax = fig.subplots()
+    else:
+        left, ax = fig.subplots(1, 2, width_ratios=[1.3, 1.1 * cols])
+        _show(left, beside[0])
+        left.set_title(beside[1], fontsize=10)
     colours = matplotlib.colormaps[cmap].with_extremes(bad="white")  # white: the gaps between tiles
     image = ax.imshow(mosaic(tiles), cmap=colours, **imshow)
     h, w = tiles.shape[1:]
@@ -141,11 +152,17 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
     return fig
 
 
-def feature_maps(maps: np.ndarray, title: str) -> Figure:
-    """Activations (C, H, W) of one input, one tile per channel, each scaled to its own max."""
+def feature_maps(
+    maps: np.ndarray, title: str, input_image: np.ndarray | None = None, input_title: str = "input"
+) -> Figure:
+    """Activations (C, H, W) of one input, one tile per channel, each scaled to its own max;
+    the input image itself on the left when given."""
     peak = maps.reshape(len(maps), -1).max(axis=1)
     scaled = maps / np.where(peak > 0, peak, 1)[:, None, None]
-    return _mosaic_figure(scaled, f"{title}\n(each map scaled to its own maximum)", "viridis")
+    beside = None if input_image is None else (input_image, input_title)
+    return _mosaic_figure(
+        scaled, f"{title}\n(each map scaled to its own maximum)", "viridis", beside=beside
+    )
 
 
 def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool) -> Figure:
@@ -153,30 +170,33 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool
     cm = np.asarray(cm)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(class_names)
-    size = max(6, 0.6 * n + 2)
+    # small figure, large type: TensorBoard shows it scaled to a card about 400 pixels wide
+    size = max(5.5, 0.55 * n + 1.5)
     fig, ax = _subplots(figsize=(size, size * 0.9))
     image = ax.imshow(shown, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
     if n <= 20:  # beyond that the numbers would be unreadable
         threshold = shown.max() / 2
         for (i, j), v in np.ndenumerate(shown):
+            if normalize and cm[i, j] == 0:
+                continue  # blank, not a wall of 0.00: the eye finds the non-zero cells
             text = f"{v:.2f}" if normalize else f"{int(v)}"
             color = "white" if v > threshold else "black"
             # large: TensorBoard shows the image scaled down to its card's width
             ax.text(
-                j, i, text, ha="center", va="center", color=color, fontsize=13 if n <= 10 else 9
+                j, i, text, ha="center", va="center", color=color, fontsize=14 if n <= 10 else 9
             )
     tilt = n > 10 or max(map(len, class_names)) > 3  # long names (Fashion-MNIST) slant
     ax.set_xticks(
         range(n), class_names, rotation=40 if tilt else 0, ha="right" if tilt else "center"
     )
     ax.set_yticks(range(n), class_names)
-    ax.tick_params(labelsize=12)
-    ax.set_xlabel("predicted", fontsize=12)
-    ax.set_ylabel("true", fontsize=12)
+    ax.tick_params(labelsize=13)
+    ax.set_xlabel("predicted", fontsize=13)
+    ax.set_ylabel("true", fontsize=13)
     total, correct = int(cm.sum()), int(np.trace(cm))
     kind = "row-normalised" if normalize else "counts"
-    ax.set_title(f"Confusion matrix ({kind}): {correct:,} of {total:,} correct")
+    ax.set_title(f"Confusion matrix ({kind})\n{correct:,} of {total:,} correct", fontsize=13)
     fig.tight_layout()
     return fig
 
@@ -189,20 +209,21 @@ def labelled_images(
     class_names: Sequence[str],
     title: str,
 ) -> Figure:
-    """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits."""
-    rows, cols = _grid(max(1, len(images)), 6)
+    """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits: four columns,
+    large titles, readable in a TensorBoard card about 400 pixels wide."""
+    rows, cols = _grid(max(1, len(images)), 4)
     fig, axes = _subplots(
-        rows, cols, figsize=(2 * cols, 2.5 * rows + 0.4), squeeze=False, layout="constrained"
+        rows, cols, figsize=(1.6 * cols, 2.0 * rows + 0.5), squeeze=False, layout="constrained"
     )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p, c in zip(axes.flat, images, true, pred, confidence, strict=False):
         ax.axis("on")
         _show(ax, image)
-        ax.set_title(f"true {class_names[t]} / pred {class_names[p]}\n({100 * c:.1f}%)", fontsize=9)
+        ax.set_title(f"true {class_names[t]}\npred {class_names[p]} {100 * c:.0f}%", fontsize=13)
     if not len(images):
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=13)
     return fig
 
 

@@ -202,10 +202,13 @@ def summary(m: dict[str, Any], weights: str) -> str:
 
 
 def tensorboard_command(run_dir: str | os.PathLike) -> str:
-    """A command that serves this run's dashboards from any directory, venv activated or not."""
+    """A command that serves the dashboards of a run (or of a sweep's runs) from any directory,
+    venv activated or not. A run's own tensorboard/ dir: TensorBoard then names the run by its
+    label alone (`seed=42`), not by the path to it."""
     beside = Path(sys.executable).with_name("tensorboard")  # the environment's own copy
     program = str(beside) if beside.is_file() else "tensorboard"
-    return shlex.join([program, "--logdir", str(run_dir)])
+    events = Path(run_dir) / "tensorboard"
+    return shlex.join([program, "--logdir", str(events if events.is_dir() else run_dir)])
 
 
 def script_command(script: str, *overrides: str) -> str:

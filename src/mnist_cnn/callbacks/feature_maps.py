@@ -50,16 +50,9 @@ class FeatureMapLogger(L.Callback):
             pl_module.train(was_training)
         step = trainer.global_step
         label = dm.class_names[int(y[0])]
-        digit = test.images[self.index : self.index + 1].numpy()
-        fig = plots.sample_grid(digit, [int(y[0])], dm.class_names, f"Test digit #{self.index}")
-        publish.figure(trainer, "features/input", fig, step)
+        digit = test.images[self.index].numpy()
         for name, out in captured.items():
             maps = F.relu(out[0]).float().cpu().numpy()
             title = f"{name} activations (after ReLU) for test digit #{self.index} ({label})"
-            publish.figure(
-                trainer,
-                f"features/{name}",
-                plots.feature_maps(maps, title),
-                step,
-                f"features_{name}.png",
-            )
+            fig = plots.feature_maps(maps, title, digit, f"input: #{self.index} ({label})")
+            publish.figure(trainer, f"features/{name}", fig, step, f"features_{name}.png")

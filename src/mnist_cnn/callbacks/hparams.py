@@ -1,42 +1,68 @@
-"""HParams dashboard: the run's settings beside its final metrics, one row per run of a sweep."""
+"""HParams dashboard: the run's recipe beside its final metrics, one row per run of a sweep."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
 
-from mnist_cnn.config import flatten
+from mnist_cnn import tensorboard
 
-# the settings that define a run's recipe; paths, dashboard switches, loader and device plumbing
-# are left out (the whole config stays in .hydra/ and metrics.json)
-RECIPE = ("seed", "model", "optimizer", "scheduler", "data", "trainer", "test_ckpt")
-NOT_RECIPE = (
-    "data/data_dir", "data/download", "data/num_workers", "data/seed", "data/eval_batch_size",
-    "trainer/default_root_dir", "trainer/accelerator", "trainer/deterministic",
-    "trainer/log_every_n_steps", "trainer/devices", "trainer/num_nodes",
-    "data/_target_", "trainer/_target_",
-)  # fmt: skip
+# The columns every run has, short names first (TensorBoard shows the settings that differ
+# across the runs shown first, then the rest by name; the first five are ticked).
+# name -> config path; a `_target_` shows as its class name (`model` SimpleCNN)
+CORE = {
+    "model": "model._target_",
+    "optimizer": "optimizer._target_",
+    "lr": "optimizer.lr",
+    "batch_size": "data.batch_size",
+    "epochs": "trainer.max_epochs",
+    "schedule": "scheduler._target_",
+    "precision": "trainer.precision",
+    "seed": "seed",
+}
+# the HParams metric columns: tags the run logs anyway (TensorBoard takes their last value)
+METRICS = ("val/acc", "val/loss", "test/acc", "test/loss", "time/fit_seconds")
 
 
-def hparams(config: dict[str, Any]) -> dict[str, Any]:
-    """The recipe as TensorBoard's HParams take it: `a/b` keys, scalar values, classes by their
-    short name (`model` SimpleCNN), no None-valued leaves; the schedule is `constant` when off."""
-    recipe = {k: v for k, v in config.items() if k in RECIPE}
-    recipe.setdefault("scheduler", None)
+def _value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return None if value is None else str(value)
+
+
+def hparams(config: dict[str, Any], overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The recipe as HParams columns: CORE, the world size, and every setting the job's own
+    overrides changed (a sweep's parameters) by its config key; never paths, dashboard
+    switches or None-valued leaves. The full config stays in .hydra/ and metrics.json."""
+    cfg = OmegaConf.create(config)
     out: dict[str, Any] = {}
-    for key, value in flatten(recipe, sep="/").items():
-        if key in NOT_RECIPE or value is None and key != "scheduler":
+    for name, path in CORE.items():
+        value = OmegaConf.select(cfg, path, default=None)
+        if path.endswith("._target_"):
+            value = str(value).rsplit(".", 1)[-1] if value else None
+        if name == "schedule" and value is None:
+            value = "constant"
+        if value is not None:
+            out[name] = _value(value)
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    out["world_size"] = devices * nodes if isinstance(devices, int) else str(devices)
+    covered = {p.removesuffix("._target_") for p in CORE.values()}
+    for item in tensorboard.recipe_overrides(overrides):
+        key = tensorboard.override_key(item)
+        if key in covered or key in out:
             continue
-        if key.endswith("/_target_"):
-            out[key.removesuffix("/_target_")] = str(value).rsplit(".", 1)[-1]
-        elif key == "scheduler":
-            out[key] = "constant"
-        elif not key.rsplit("/", 1)[-1].startswith("_"):
-            out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or OmegaConf.is_config(value):  # a config group: the name chosen
+            value = item.split("=", 1)[1] if "=" in item else None
+        if value not in (None, "null"):
+            out[key] = _value(value)
     return out
 
 
@@ -44,29 +70,25 @@ class HParamsLogger(L.Callback):
     """Logs once, after testing, so every row has real metrics (never placeholders)."""
 
     def __init__(self) -> None:
-        self._val: dict[str, float] = {}
         self._fit_started = 0.0
+        self._fit_seconds: float | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_started = time.perf_counter()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._val["hp/fit_seconds"] = time.perf_counter() - self._fit_started
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for name in ("val/acc", "val/loss"):
-            if name in trainer.callback_metrics:
-                self._val[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
+        self._fit_seconds = time.perf_counter() - self._fit_started
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         config = dict(pl_module.hparams)
-        metrics = dict(self._val)
-        for name in ("test/acc", "test/loss"):
-            if name in trainer.callback_metrics:
-                metrics[f"hp/{name.replace('/', '_')}"] = float(trainer.callback_metrics[name])
         for lg in trainer.loggers:
-            if isinstance(lg, TensorBoardLogger):
-                lg.log_hyperparams(hparams(config), metrics)
-                # Lightning wrote an empty hparams.yaml at fit end and never overwrites it
-                (Path(lg.log_dir) / lg.NAME_HPARAMS_FILE).unlink(missing_ok=True)
-                lg.save()
+            if not isinstance(lg, TensorBoardLogger):
+                continue
+            if self._fit_seconds is not None:
+                lg.log_metrics({"time/fit_seconds": self._fit_seconds}, trainer.global_step)
+            overrides = getattr(lg, "overrides", ())
+            logged = [m for m in METRICS if m != "time/fit_seconds" or self._fit_seconds]
+            tensorboard.write_hparams(lg, hparams(config, overrides), map(tensorboard.tag, logged))
+            # Lightning wrote an empty hparams.yaml at fit end and never overwrites it
+            (Path(lg.log_dir) / lg.NAME_HPARAMS_FILE).unlink(missing_ok=True)
+            lg.save()

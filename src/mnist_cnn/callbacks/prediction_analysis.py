@@ -48,7 +48,7 @@ class PredictionAnalysis(L.Callback):
         for normalize, suffix in ((False, "counts"), (True, "normalised")):
             fig = plots.confusion_matrix(cm, names, normalize)
             publish.figure(
-                trainer, f"test/confusion_{suffix}", fig, step, f"confusion_{suffix}.png"
+                trainer, f"confusion/{suffix}", fig, step, f"confusion_{suffix}.png"
             )
         top = self._top_confusions(cm, names)
         publish.text(
@@ -123,13 +123,14 @@ class PredictionAnalysis(L.Callback):
         k = self.num_misclassified
         first = torch.arange(min(k, len(wrong)))
         confident = torch.argsort(confidence[wrong], descending=True, stable=True)[:k]
-        for order, tag, title in (
+        for order, png, tag, title in (
             (
                 first,
                 "misclassified",
+                "first",
                 f"First {len(first)} of {len(wrong)} misclassified test digits",
             ),
-            (confident, "most_confident_mistakes", "The most confident mistakes"),
+            (confident, "most_confident_mistakes", "most_confident", "The most confident mistakes"),
         ):
             idx = wrong[order]
             fig = plots.labelled_images(
@@ -140,4 +141,4 @@ class PredictionAnalysis(L.Callback):
                 names,
                 title,
             )
-            publish.figure(trainer, f"test/{tag}", fig, step, f"{tag}.png")
+            publish.figure(trainer, f"mistakes/{tag}", fig, step, f"{png}.png")

@@ -1,0 +1,116 @@
+"""Screenshots of TensorBoard's pages for a log dir, taken by headless Chromium, as a person sees them.
+
+    python scripts/tensorboard_screenshots.py LOGDIR OUT_DIR [--pages hparams scalars images]
+
+Starts TensorBoard on a free loopback port, opens each page at 1600x1200 with `?forceSVG=true`
+(headless Chromium has no WebGL, and TensorBoard's charts would stay blank without it), waits
+for the page's data, writes OUT_DIR/<page>.png and stops the server. `make screenshots` runs it
+on the newest run under outputs/. Needs Chromium (Debian: `apt-get install chromium`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PAGES = ("hparams", "scalars", "images", "custom_scalars", "text", "pr_curves")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+SIZE = (1600, 1200)
+
+
+def browser() -> str:
+    """The path of a Chromium; a clear error (with the install command) when there is none."""
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        "no Chromium found (looked for " + ", ".join(BROWSERS) + "); "
+        "install it: apt-get install chromium"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tensorboard(logdir: Path, timeout: float = 90.0):
+    """A TensorBoard server on logdir; yields its base URL once every run's scalars are read."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+         "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"TensorBoard exited: {server.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=5) as r:
+                    if json.loads(r.read()):
+                        break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"TensorBoard on {logdir} served no scalars in {timeout:.0f} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def screenshot(url: str, out: Path, wait_ms: int = 15000) -> Path:
+    """One page, rendered by headless Chromium after wait_ms of virtual time (the page's data
+    requests complete within it), written to out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [browser(), "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--hide-scrollbars", f"--user-data-dir={profile}",
+             f"--window-size={SIZE[0]},{SIZE[1]}", f"--virtual-time-budget={wait_ms}",
+             f"--screenshot={out}", url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    if not out.is_file():
+        raise RuntimeError(f"Chromium wrote no screenshot of {url}: {result.stderr[-2000:]}")
+    return out
+
+
+def page_url(base: str, page: str) -> str:
+    return f"{base}/?forceSVG=true#{page}"
+
+
+def take(logdir: Path, out_dir: Path, pages=PAGES) -> list[Path]:
+    with tensorboard(logdir) as base:
+        return [screenshot(page_url(base, p), out_dir / f"{p}.png") for p in pages]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logdir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=PAGES)
+    args = parser.parse_args(argv)
+    if not args.logdir.is_dir():
+        parser.error(f"logdir {args.logdir} is not a directory")
+    for path in take(args.logdir, args.out_dir, args.pages):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

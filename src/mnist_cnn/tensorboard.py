@@ -1,0 +1,124 @@
+"""RunLogger: Lightning's TensorBoardLogger, with dashboards that open on what matters.
+
+TensorBoard sorts tag groups by name and expands the first two (Scalars, Images and Time
+Series alike). Lightning's names put `epoch` (its step counter) and one-point summary charts
+there, and leave the curves collapsed. This logger:
+- names the epoch curves by metric, so `acc/` (train and val side by side) and `loss/` open
+  first: train/acc -> acc/train, val/loss -> loss/val, train/batch_loss -> loss/train_step.
+  metrics.json, checkpoints and callbacks keep Lightning's names (`val/acc`);
+- drops Lightning's `epoch` counter and the test counts (one-point charts; the counts are in
+  metrics.json and the run summary);
+- writes each run's events under tensorboard/<label>, where the label is the job's own
+  overrides (`seed=1,optimizer.lr=0.003`): the run's name in TensorBoard's run list and the
+  HParams table's trial id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+# Lightning's metric names -> the tags TensorBoard shows
+TAGS = {
+    "train/acc": "acc/train",
+    "val/acc": "acc/val",
+    "train/loss": "loss/train",
+    "val/loss": "loss/val",
+    "train/batch_loss": "loss/train_step",
+}
+DROPPED = frozenset({"epoch", "test/correct", "test/total"})
+# overrides that change where a run writes or what it shows, never what it computes: left out
+# of run names (the full command line stays in .hydra/overrides.yaml)
+NOT_IN_LABEL = (
+    "hydra", "paths", "callbacks", "logger", "threads", "ckpt_path", "data.data_dir",
+    "data.download", "data.num_workers", "data.eval_batch_size", "trainer.default_root_dir",
+)  # fmt: skip
+MAX_LABEL = 120  # characters: a file name, and a column a person can read
+
+
+def tag(name: str) -> str:
+    """The TensorBoard tag a Lightning metric name is logged under."""
+    return TAGS.get(name, name)
+
+
+def override_key(override: str) -> str:
+    """`+trainer.devices=2` -> `trainer.devices`; `~callbacks.filters` -> `callbacks.filters`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def recipe_overrides(overrides: Iterable[str]) -> list[str]:
+    """The overrides that change what a run computes, in the order given."""
+    kept = []
+    for item in overrides:
+        key = override_key(item)
+        if not any(key == p or key.startswith(p + ".") for p in NOT_IN_LABEL):
+            kept.append(item.lstrip("+"))
+    return kept
+
+
+def run_label(overrides: Iterable[str], seed: Any) -> str:
+    """A run's name: its recipe overrides, comma-separated, always naming the seed.
+
+    Safe as one directory name: a path separator becomes `_`; over MAX_LABEL characters the
+    tail is cut (the run directory, not the label, keeps runs apart).
+    """
+    items = recipe_overrides(overrides)
+    if not any(override_key(i) == "seed" for i in items):
+        items.append(f"seed={seed}")
+    label = ",".join(items).replace(os.sep, "_").replace("\0", "")
+    if label in ("", ".", ".."):
+        label = f"seed={seed}"
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..."
+
+
+def job_overrides() -> list[str]:
+    """The overrides of the Hydra job running now (its sweep parameters included); none outside
+    a Hydra run (a notebook, a test composing its own config)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+class RunLogger(TensorBoardLogger):
+    """Events in <save_dir>/tensorboard/<run label>/; see the module docstring."""
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        seed: Any = None,
+        overrides: list[str] | None = None,
+        name: str = "tensorboard",
+        **kwargs: Any,
+    ) -> None:
+        self.overrides = job_overrides() if overrides is None else list(overrides)
+        kwargs.setdefault("default_hp_metric", False)
+        super().__init__(
+            save_dir, name=name, version=run_label(self.overrides, seed), **kwargs
+        )
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        shown = {tag(k): v for k, v in metrics.items() if k not in DROPPED}
+        if shown:
+            super().log_metrics(shown, step)
+
+
+def write_hparams(
+    logger: TensorBoardLogger, params: Mapping[str, Any], metric_tags: Iterable[str]
+) -> None:
+    """The HParams dashboard's row for this run: params as columns, and metric columns read by
+    TensorBoard from scalar tags the run already logs (their last value), so no duplicate
+    one-point `hp/` charts are written."""
+    from torch.utils.tensorboard.summary import hparams
+
+    tags = dict.fromkeys(metric_tags, 0.0)  # only the names are used
+    writer = logger.experiment.file_writer
+    for summary in hparams(dict(params), tags):
+        writer.add_summary(summary)
+    logger.hparams.update(params)  # what hparams.yaml beside the events holds
