@@ -1,4 +1,4 @@
-"""Screenshots of TensorBoard's pages for a log dir, taken by headless Chromium, as a person sees them.
+"""Screenshots of TensorBoard's pages, taken by headless Chromium, as a person sees them.
 
     python scripts/tensorboard_screenshots.py LOGDIR OUT_DIR [--pages hparams scalars images]
 
@@ -60,10 +60,8 @@ def tensorboard(logdir: Path, timeout: float = 90.0):
         while True:
             if server.poll() is not None:
                 raise RuntimeError(f"TensorBoard exited: {server.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=5) as r:
-                    if json.loads(r.read()):
-                        break
+            if _serving(f"{base}/data/plugin/scalars/tags"):
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"TensorBoard on {logdir} served no scalars in {timeout:.0f} s")
             time.sleep(0.5)
@@ -71,6 +69,15 @@ def tensorboard(logdir: Path, timeout: float = 90.0):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _serving(url: str) -> bool:
+    """True once TensorBoard answers url with some run's tags."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(json.loads(response.read()))
+    except (OSError, ValueError):  # not listening yet, or still loading
+        return False
 
 
 def screenshot(url: str, out: Path, wait_ms: int = 15000) -> Path:

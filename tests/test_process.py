@@ -109,9 +109,7 @@ def test_bf16_mixed_training_learns_and_the_dashboards_draw(tiny_data_dir, tmp_p
     assert analysis.run_summary["test/misclassified"] == 200 - round(result["test/correct"])
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
     events.Reload()
-    assert {"filters/conv1", "features/conv1", "confusion/counts"} <= set(
-        events.Tags()["images"]
-    )
+    assert {"filters/conv1", "features/conv1", "confusion/counts"} <= set(events.Tags()["images"])
     assert all(p.dtype == torch.float32 for p in module.parameters())  # mixed: fp32 weights
 
 

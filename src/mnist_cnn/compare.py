@@ -22,7 +22,7 @@ from mnist_cnn.significance import correct_for_several, describe, welch
 METRICS = ("test/acc", "test/loss", "val/acc")
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
 IGNORED = ("seed", "data.seed", "ckpt_path")  # the seed is what a group varies over
-IGNORED_PREFIXES = ("paths.", "hydra.")
+IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
 # settings that change neither the arithmetic nor the recipe: runs that differ only in them are
 # one group, and the differences are listed in one line
 NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
@@ -90,6 +90,9 @@ def discover(paths: list[str]) -> list[Path]:
     return list(found)
 
 
+PRUNED = "pruned by the search"
+
+
 def load(run_dir: Path) -> Run | str:
     """A usable Run, or the reason it is excluded."""
     path = run_dir / "metrics.json"
@@ -102,6 +105,8 @@ def load(run_dir: Path) -> Run | str:
     if not isinstance(m, dict):
         return "metrics.json is not an object"
     status = m.get("status")
+    if status == "pruned":  # stopped by an Optuna pruner: listed apart, never a failure
+        return f"{PRUNED} after epoch {m.get('epoch')} (val/acc {m.get('val/acc')})"
     if status != "completed":
         why = f": {m['error']}" if m.get("error") else ""
         return "still running (or killed)" if status == "running" else f"status {status}{why}"
@@ -213,6 +218,8 @@ def compare(
         )
     if label_keys:
         _name_groups(groups, label_keys)
+    pruned = [e for e in excluded if e["reason"].startswith(PRUNED)]
+    excluded = [e for e in excluded if not e["reason"].startswith(PRUNED)]
     for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
         g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
     return {
@@ -222,6 +229,7 @@ def compare(
         "tests": _tests(groups, baseline),
         "reproducibility": reproducibility(runs),
         "excluded": excluded,
+        "pruned": pruned,
     }
 
 

@@ -80,6 +80,10 @@ def markdown(result: dict[str, Any]) -> str:
             causes = c.get("recorded_differences") or []
             state += f": {'; '.join(causes)}" if causes else ": no recorded cause"
         lines.append(f"- same config and seed {c['seed']}: {state}: {' and '.join(c['runs'])}")
+    if result.get("pruned"):
+        lines += ["", "Pruned by the search (not failures, in no group):"]
+        lines += [f"- {e['path']}: {e['reason'].removeprefix('pruned by the search ')}"
+                  for e in result["pruned"]]  # fmt: skip
     if result["excluded"]:
         lines += ["", "Excluded:"] + [f"- {e['path']}: {e['reason']}" for e in result["excluded"]]
     return "\n".join(lines)

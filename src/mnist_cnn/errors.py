@@ -30,3 +30,16 @@ class Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.exit_code = 128 + signum
+
+
+class Pruned(Exception):
+    """An Optuna trial stopped by the study's pruner after an epoch: not a failure. The run's
+    record says `pruned` with the epoch; the sweep job returns this (picklable) to the sweeper."""
+
+    def __init__(self, epoch: int, value: float) -> None:
+        super().__init__(f"pruned after epoch {epoch} (val/acc {value:.4f})")
+        self.epoch = epoch
+        self.value = value
+
+    def __reduce__(self):
+        return (Pruned, (self.epoch, self.value))

@@ -34,7 +34,7 @@ DROPPED = frozenset({"epoch", "test/correct", "test/total"})
 # overrides that change where a run writes or what it shows, never what it computes: left out
 # of run names (the full command line stays in .hydra/overrides.yaml)
 NOT_IN_LABEL = (
-    "hydra", "paths", "callbacks", "logger", "threads", "ckpt_path", "data.data_dir",
+    "hydra", "paths", "callbacks", "logger", "threads", "ckpt_path", "data.data_dir", "optuna",
     "data.download", "data.num_workers", "data.eval_batch_size", "trainer.default_root_dir",
 )  # fmt: skip
 MAX_LABEL = 120  # characters: a file name, and a column a person can read
@@ -98,9 +98,7 @@ class RunLogger(TensorBoardLogger):
     ) -> None:
         self.overrides = job_overrides() if overrides is None else list(overrides)
         kwargs.setdefault("default_hp_metric", False)
-        super().__init__(
-            save_dir, name=name, version=run_label(self.overrides, seed), **kwargs
-        )
+        super().__init__(save_dir, name=name, version=run_label(self.overrides, seed), **kwargs)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

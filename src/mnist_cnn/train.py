@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
-from mnist_cnn.errors import Stopped, TrainingDiverged
+from mnist_cnn.errors import Pruned, Stopped, TrainingDiverged
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import (
@@ -80,8 +80,20 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
         precision_requested=requested,
         precision_reason=why,
     )
+    trial = _trial(cfg)
+    if trial:
+        record.update(optuna=trial)
     try:
         metrics = _fit_and_test(cfg, run_dir, record, resume)
+    except Pruned as exc:
+        record.update(
+            status="pruned",
+            epoch=exc.epoch,
+            **{"val/acc": exc.value},
+            optuna={**trial, "state": "pruned"},
+        )
+        log.info("trial %s %s", trial.get("trial"), exc)
+        raise
     except TrainingDiverged as exc:
         last = run_dir / "checkpoints" / "last.ckpt"
         lr = OmegaConf.select(cfg, "optimizer.lr")
@@ -112,6 +124,8 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
     except Exception as exc:
         record.failed(exc)
         raise
+    if trial:
+        record.update(optuna={**trial, "state": "complete"})
     trained = f"{metrics['test_weights']} weights, {_epochs(metrics['epochs'])}"
     if metrics.get("stopped_early"):
         trained += f" ({metrics['stopped_early']})"
@@ -191,6 +205,11 @@ def build(
     # always on, whatever callbacks= says: a signal must never lose the training done so far
     interrupt = GracefulInterrupt(run_dir / "checkpoints")
     callbacks.append(interrupt)
+    trial = OmegaConf.select(cfg, "optuna.trial")
+    if trial is not None:  # a trial of an Optuna search: report val/acc, maybe be pruned
+        from mnist_cnn.callbacks.pruning import OptunaPruning
+
+        callbacks.append(OptunaPruning(cfg.optuna.storage, cfg.optuna.study, int(trial)))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(
         cfg.trainer,
@@ -255,6 +274,22 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
         else:
             best = callback.best_model_path
     return best, last
+
+
+def _trial(cfg: DictConfig) -> dict[str, Any]:
+    """Which Optuna trial this run is, with its sampled settings ({} outside a search)."""
+    number = OmegaConf.select(cfg, "optuna.trial")
+    if number is None:
+        return {}
+    from mnist_cnn.search import redact, trial_params
+
+    return {
+        "study": cfg.optuna.study,
+        "trial": int(number),
+        "storage": redact(cfg.optuna.storage),
+        "params": trial_params(cfg.optuna.storage, cfg.optuna.study, int(number)),
+        "state": "running",
+    }
 
 
 def _relative(path: str, root: Path) -> str | None:

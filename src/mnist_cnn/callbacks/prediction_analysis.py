@@ -47,9 +47,7 @@ class PredictionAnalysis(L.Callback):
         step = trainer.global_step
         for normalize, suffix in ((False, "counts"), (True, "normalised")):
             fig = plots.confusion_matrix(cm, names, normalize)
-            publish.figure(
-                trainer, f"confusion/{suffix}", fig, step, f"confusion_{suffix}.png"
-            )
+            publish.figure(trainer, f"confusion/{suffix}", fig, step, f"confusion_{suffix}.png")
         top = self._top_confusions(cm, names)
         publish.text(
             trainer,

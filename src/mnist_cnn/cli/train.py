@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
 from mnist_cnn.cli import stopped_by_signal, user_errors
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import Pruned, UserError
 
 log = logging.getLogger("train")
 # old names of config options that still work for one release, and their new names
@@ -80,7 +80,7 @@ def single_run(cfg) -> float | None:
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
 
-def sweep_job(cfg) -> float | None:
+def sweep_job(cfg) -> float | Pruned | None:
     """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -94,6 +94,8 @@ def sweep_job(cfg) -> float | None:
         from mnist_cnn.train import run
 
         return run(cfg, resume).get("val/acc")
+    except Pruned as exc:  # an Optuna trial stopped by its pruner: recorded, not a failure
+        return exc
     except UserError as exc:
         print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
         _record_failure(exc)

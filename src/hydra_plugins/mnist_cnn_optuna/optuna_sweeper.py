@@ -1,0 +1,256 @@
+"""OptunaSweeper: one study in a database, shared by every worker that names it; trials run
+through whichever Hydra launcher is chosen (basic, joblib, SLURM via submitit).
+
+A worker asks the study for at most n_jobs trials at a time, launches them, and tells the study
+each outcome: the returned val/acc, pruned (the job's pruner stopped it), or failed. It stops
+when the study holds n_trials finished or running trials. A trial whose worker was killed
+stops beating; after grace_seconds any worker marks it failed and queues its parameters again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cnn import search
+from mnist_cnn.errors import Pruned, UserError
+from mnist_cnn.runs import hydra_override
+
+log = logging.getLogger(__name__)
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        study_name: str,
+        storage: str | None,
+        direction: str,
+        n_trials: int,
+        n_jobs: int,
+        sampler: Any,
+        pruner: Any,
+        params: Any,
+        heartbeat_seconds: int,
+        grace_seconds: int,
+    ) -> None:
+        self.study_name = study_name
+        self.storage_url = storage
+        self.direction = direction
+        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.params = params
+        self.heartbeat, self.grace = heartbeat_seconds, grace_seconds
+        self.job_idx = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> None:
+        try:
+            study, space, fixed = self._open(arguments)
+        except UserError as exc:  # nothing started, nothing in the database changed
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        self._run(study, space, fixed, sweep_dir)
+        best = search.write_results(study, sweep_dir)
+        if best is None:
+            print(f"Study {study.study_name}: no trial completed", flush=True)
+            return
+        print(
+            f"Study {study.study_name}: best val/acc {best['best_value']:.4f} in trial "
+            f"{best['best_trial']} {best['best_params']}\n  run directory: "
+            f"{best['best_run_dir']}\n  {sweep_dir / 'best.yaml'}, optuna_*.png",
+            flush=True,
+        )
+
+    # -- the checks, then the study -------------------------------------------------------------
+    def _open(self, arguments: list[str]):
+        import optuna
+
+        search.check_study_name(self.study_name)
+        search.check_settings(self.direction, self.n_trials, self.n_jobs)
+        space = search.parse_space(self.params, self.config)
+        fixed = self._fixed(arguments, {p.key for p in space})
+        sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
+        pruner = _instantiate(self.pruner_cfg, "hydra.sweeper.pruner")
+        url = self.storage_url
+        if url is None:
+            sweep_dir = Path(self.config.hydra.sweep.dir)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
+        self.url = url
+        storage = search.open_storage(url, self.heartbeat, self.grace)
+        described = search.space_json(space)
+        existing = search.existing_study(storage, self.study_name)
+        if existing is not None:
+            search.check_joinable(existing, self.direction, described)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial lines: ours say more
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        if search.SPACE_ATTR not in study.user_attrs:
+            study.set_user_attr(search.SPACE_ATTR, described)
+        done = len(study.get_trials(deepcopy=False))
+        log.info(
+            "Optuna study %s (%s), %s: %d trial(s) so far, %d in all",
+            self.study_name, self.direction, search.redact(url), done, self.n_trials,
+        )  # fmt: skip
+        return study, space, fixed
+
+    @staticmethod
+    def _fixed(arguments: list[str], searched: set[str]) -> list[str]:
+        """The command line's overrides: the same in every trial; a sweep there is refused."""
+        parser = OverridesParser.create()
+        for override in parser.parse_overrides(arguments):
+            key = override.get_key_element().lstrip("+~")
+            if override.is_sweep_override():
+                raise UserError(
+                    f"{override.input_line}: a sweep on the command line of an Optuna search; "
+                    f"search it through hydra.sweeper.params.{key} instead"
+                )
+            if key in searched:
+                raise UserError(
+                    f"{override.input_line}: {key} is searched (hydra.sweeper.params.{key}); "
+                    "drop it from the command line or from the search space"
+                )
+        return list(arguments)
+
+    # -- the trials ----------------------------------------------------------------------------
+    def _run(self, study, space, fixed: list[str], sweep_dir: Path) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        distributions = {p.key: p.distribution for p in space}
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        while True:
+            with warnings.catch_warnings():  # "experimental since v2.9": stable for years
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # killed workers' trials, queued again
+            taken = len(study.get_trials(deepcopy=False, states=counted))
+            batch = min(self.n_jobs, self.n_trials - taken)
+            if batch <= 0:
+                return
+            trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
+            jobs = [self._overrides(t, fixed, sweep_dir) for t in trials]
+            with _Heartbeat(study, trials, self.heartbeat):
+                try:
+                    returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+                except BaseException:  # a signal or a launcher failure: not left RUNNING
+                    for trial in trials:
+                        _fail_and_requeue(study, trial)
+                    raise
+            self.job_idx += batch
+            for trial, ret in zip(trials, returns, strict=True):
+                self._tell(study, trial, ret)
+
+    def _overrides(self, trial, fixed: list[str], sweep_dir: Path) -> list[str]:
+        subdir = f"{self.study_name}-trial-{trial.number:03d}"
+        trial.set_user_attr("run_dir", str((sweep_dir / subdir).resolve()))
+        sampled = [_override(key, value) for key, value in trial.params.items()]
+        return [
+            *fixed,
+            *sampled,
+            hydra_override("optuna.storage", self.url),
+            hydra_override("optuna.study", self.study_name),
+            f"optuna.trial={trial.number}",
+            f"hydra.sweep.subdir={subdir}",
+        ]
+
+    @staticmethod
+    def _tell(study, trial, ret) -> None:
+        from optuna.trial import TrialState
+
+        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        if isinstance(value, Pruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            study.tell(trial, float(value))
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: see its run directory's metrics.json", trial.number)
+
+
+def _override(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{key}={'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"{key}={value!r}"
+    if value is None:
+        return f"{key}=null"
+    return hydra_override(key, str(value))
+
+
+def _instantiate(cfg: Any, where: str):
+    """A sampler or pruner; Hydra has already built it when the config names a `_target_`."""
+    if cfg is None or not (OmegaConf.is_config(cfg) or isinstance(cfg, dict)):
+        return cfg
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg)
+    except Exception as exc:
+        raise UserError(f"{where} cannot be built: {exc}".splitlines()[0]) from None
+
+
+def _fail_and_requeue(study, trial) -> None:
+    """An interrupted trial: failed, and its parameters queued for the next worker to run."""
+    from optuna.trial import TrialState
+
+    try:
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+    except Exception:  # the database is gone too: the heartbeat's grace period covers it
+        log.exception("could not mark trial %d failed", trial.number)
+
+
+class _Heartbeat:
+    """Beats for the running trials from a thread, so a trial whose worker dies goes stale."""
+
+    def __init__(self, study, trials, interval: int) -> None:
+        self.storage = study._storage  # the RDBStorage this sweeper opened
+        self.ids = [t._trial_id for t in trials]  # Optuna's own id of each asked trial
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")
+
+    def _beat(self) -> None:
+        while True:
+            for trial_id in self.ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a database hiccup: the next beat tries again
+                    log.debug("heartbeat failed", exc_info=True)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)

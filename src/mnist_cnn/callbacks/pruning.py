@@ -1,0 +1,41 @@
+"""A trial of an Optuna search reports val/acc after every epoch; the study's pruner may stop it."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from mnist_cnn.errors import Pruned
+
+
+class OptunaPruning(L.Callback):
+    """Reports `monitor` to trial `trial` of `study` in `storage` after each validation; stops
+    the fit with errors.Pruned when the study's pruner says so. Added by train.build when the
+    sweeper set `optuna.trial` (never in a plain run)."""
+
+    def __init__(self, storage: str, study: str, trial: int, monitor: str = "val/acc") -> None:
+        self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
+        self._trial = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        import optuna
+
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == self.number]
+        # Optuna's documented way to report from another process than the one that asked:
+        # a Trial on the stored trial's id (optuna-integration's Lightning callback does the same)
+        self._trial = optuna.trial.Trial(study, frozen._trial_id)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (
+            trainer.sanity_checking
+            or self._trial is None
+            or self.monitor not in trainer.callback_metrics
+        ):
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        epoch = trainer.current_epoch
+        self._trial.report(value, step=epoch)
+        if self._trial.should_prune():
+            raise Pruned(epoch, value)

@@ -1,0 +1,297 @@
+"""Optuna searches through `train.py -m`, for real: trials of the tiny data, two workers at once
+on SQLite and on a throwaway PostgreSQL server, pruning, a worker killed and started again, and
+every bad setting refused before a trial starts or the database changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers.data import ROOT
+from helpers.runs import run_train
+from optuna.trial import TrialState
+
+from mnist_cnn.runs import hydra_override
+
+pytestmark = pytest.mark.slow
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _search(data_dir: Path, sweep_dir: Path, storage: str | None, *extra: str) -> list[str]:
+    """A tiny search's command line: 1 epoch of the tiny digits per trial, no dashboards."""
+    args = [
+        "-m",
+        "hydra/sweeper=optuna",  # the sweeper defaults, then this search space
+        f"data.data_dir={data_dir}",
+        "trainer.max_epochs=1",
+        "data.batch_size=32",
+        "callbacks=minimal",
+        "hydra.sweeper.study_name=tiny",
+        "+hydra.sweeper.params.optimizer.lr='tag(log, interval(0.0003, 0.003))'",
+        "hydra.sweeper.pruner=null",
+        hydra_override("hydra.sweep.dir", str(sweep_dir)),
+        *extra,
+    ]
+    if storage is not None:
+        args.append(hydra_override("hydra.sweeper.storage", storage))
+    return args
+
+
+def _popen(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+
+
+def _trials(storage: str, name: str = "tiny") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def _run_dirs(*sweep_dirs: Path) -> dict[int, Path]:
+    """trial number -> its run dir, over every worker's sweep dir (each number once)."""
+    found: dict[int, Path] = {}
+    for sweep in sweep_dirs:
+        for d in sweep.glob("tiny-trial-*"):
+            number = int(d.name.rsplit("-", 1)[1])
+            assert number not in found, f"trial {number} ran twice: {found[number]} and {d}"
+            found[number] = d
+    return found
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _two_workers(data_dir: Path, tmp: Path, storage: str, n_trials: int = 4) -> list[Path]:
+    sweeps = [tmp / "worker0", tmp / "worker1"]
+    procs = [
+        _popen(
+            _search(data_dir, s, storage, f"hydra.sweeper.n_trials={n_trials}"), tmp / f"{k}.log"
+        )
+        for k, s in enumerate(sweeps)
+    ]
+    for k, proc in enumerate(procs):
+        assert proc.wait(timeout=600) == 0, (tmp / f"{k}.log").read_text()[-3000:]
+    return sweeps
+
+
+def _check_shared_study(storage: str, sweeps: list[Path], n_trials: int) -> None:
+    trials = _trials(storage)
+    assert sorted(t.number for t in trials) == list(range(n_trials))  # never the same trial twice
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    dirs = _run_dirs(*sweeps)
+    assert sorted(dirs) == list(range(n_trials))
+    assert all(len(list(s.glob("tiny-trial-*"))) >= 1 for s in sweeps), "one worker did all"
+    for t in trials:
+        m = _metrics(dirs[t.number])
+        assert m["status"] == "completed" and m["val/acc"] == pytest.approx(t.value)
+        assert m["optuna"]["trial"] == t.number and m["optuna"]["state"] == "complete"
+        assert m["optuna"]["params"] == t.params and "***" not in m["optuna"]["study"]
+    best = max(trials, key=lambda t: t.value)
+    for sweep in sweeps:  # each worker writes what it knows at its end: the study's best so far
+        written = (sweep / "best.yaml").read_text()
+        assert "best_value:" in written and "best_params:" in written
+        assert (sweep / "optuna_history.png").stat().st_size > 1000
+    last = max(sweeps, key=lambda s: (s / "best.yaml").stat().st_mtime)
+    assert f"best_trial: {best.number}" in (last / "best.yaml").read_text()
+    assert str(dirs[best.number]) in (last / "best.yaml").read_text()
+
+
+def test_two_workers_share_one_sqlite_study(tiny_data_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweeps = _two_workers(tiny_data_dir, tmp_path, storage)
+    _check_shared_study(storage, sweeps, 4)
+    # compare.py reads a study's runs: one group per trial's lr, no failure
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), *map(str, sweeps)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "optimizer.lr=" in proc.stdout and "Excluded" not in proc.stdout
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server in a throwaway cluster on a loopback port, stopped afterwards."""
+    script = ROOT / "scripts" / "postgres.sh"
+    cluster = Path(tempfile.mkdtemp(prefix="mnist-pg-"))
+    cluster.chmod(0o755)  # the server's own user must reach its directory
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = subprocess.run(
+        ["bash", str(script), "start", str(cluster / "db"), str(port)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert start.returncode == 0, f"PostgreSQL did not start: {start.stderr[-3000:]}"
+    try:
+        yield start.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(cluster / "db")], timeout=120)
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(tiny_data_dir, tmp_path, postgres):
+    sweeps = _two_workers(tiny_data_dir, tmp_path, postgres)
+    _check_shared_study(postgres, sweeps, 4)
+
+
+def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=6"),
+        "trainer.max_epochs=2",
+        # lr 1e-7 learns nothing in two epochs: val/acc stays near chance, under the threshold
+        "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:0}",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(storage)
+    dirs = _run_dirs(sweep)
+    bad = [t for t in trials if t.params["optimizer.lr"] < 1e-6]
+    good = [t for t in trials if t.params["optimizer.lr"] > 1e-6]
+    assert bad and good, "the seeded sampler should draw both regions"
+    for t in bad:
+        assert t.state == TrialState.PRUNED
+        m = _metrics(dirs[t.number])
+        assert m["status"] == "pruned" and m["epoch"] == 0 and m["optuna"]["state"] == "pruned"
+        assert "test/acc" not in m  # pruned trials are never tested
+    assert all(t.state == TrialState.COMPLETE for t in good)
+    out = proc.stdout + proc.stderr
+    assert "Pruned by the search" in out and "Excluded" not in out
+    assert f"best_value: {max(t.value for t in good)}" in (sweep / "best.yaml").read_text()
+
+
+def _wait_running(storage: str, log: Path, proc, timeout: float = 300) -> None:
+    """Until the study has a RUNNING trial whose training has begun."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with _quiet_missing():
+            running = any(t.state == TrialState.RUNNING for t in _trials(storage))
+            if running and "batch" in log.read_text():
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no trial started training in {timeout} s: {log.read_text()[-3000:]}")
+
+
+class _quiet_missing:
+    """The study does not exist until the worker has created it."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        return kind is not None and issubclass(kind, KeyError)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    beat = ["hydra.sweeper.heartbeat_seconds=1", "hydra.sweeper.grace_seconds=3"]
+    args = _search(tiny_data_dir, tmp_path / "first", storage, "hydra.sweeper.n_trials=3", *beat)
+    args += ["trainer.max_epochs=3"]
+    log = tmp_path / "first.log"
+    proc = _popen(args, log)
+    _wait_running(storage, log, proc)
+    os.killpg(proc.pid, sig)
+    code = proc.wait(timeout=120)
+    assert code == (-9 if sig == signal.SIGKILL else 143), log.read_text()[-3000:]
+    before = {t.number: (t.state, t.params) for t in _trials(storage)}
+    killed = [n for n, (state, _) in before.items() if state == TrialState.RUNNING]
+    if sig == signal.SIGTERM:  # marked at once: failed, its parameters queued again
+        assert not killed
+        failed = [n for n, (state, _) in before.items() if state == TrialState.FAIL]
+        assert len(failed) == 1
+        (killed_number,) = failed
+    else:  # SIGKILL: left RUNNING; the next worker finds it silent past the grace period
+        (killed_number,) = killed
+        time.sleep(4)
+    done_before = {n for n, (state, _) in before.items() if state == TrialState.COMPLETE}
+
+    again = _search(tiny_data_dir, tmp_path / "second", storage, "hydra.sweeper.n_trials=3", *beat)
+    proc = run_train(*again, "trainer.max_epochs=3", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(storage)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == len(before) + (3 - len(done_before))
+    state = {t.number: t.state for t in trials}
+    assert state[killed_number] == TrialState.FAIL
+    assert sum(s == TrialState.COMPLETE for s in state.values()) == 3
+    # completed trials are not rerun: the second worker ran only new numbers
+    assert not done_before & {
+        int(d.name.rsplit("-", 1)[1]) for d in (tmp_path / "second").glob("tiny-*")
+    }
+    # the interrupted trial's parameters ran again under a new number
+    rerun = [t for t in trials if t.number > killed_number and t.params == before[killed_number][1]]
+    assert rerun and rerun[0].state == TrialState.COMPLETE
+
+
+BAD = {
+    "unparsable storage": (["hydra.sweeper.storage=nosuchdb://x"], "hydra.sweeper.storage"),
+    "unreachable server": (
+        ["hydra.sweeper.storage='postgresql+psycopg://u@127.0.0.1:1/x'"],
+        "cannot be opened",
+    ),
+    "empty range": (
+        ["hydra.sweeper.params.optimizer.lr='interval(0.1, 0.1)'"],
+        "empty range",
+    ),
+    "misspelled parameter": (
+        ["+hydra.sweeper.params.optimizer.lrr='interval(0.001, 0.01)'"],
+        "did you mean optimizer.lr",
+    ),
+    "no trials": (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    "other direction": (["hydra.sweeper.direction=minimize"], "to maximize, not to minimize"),
+    "other space": (
+        ["hydra.sweeper.params.optimizer.lr='interval(0.001, 0.01)'"],
+        "another search space",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_search_settings_are_refused_before_anything_runs(tiny_data_dir, tmp_path, case):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # an existing study (maximize, lr on a log scale), as a first worker left it
+    first = run_train(
+        *_search(tiny_data_dir, tmp_path / "first", storage, "hydra.sweeper.n_trials=1")
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    db = tmp_path / "study.db"
+    before = db.read_bytes()
+    overrides, expected = BAD[case]
+    sweep = tmp_path / "second"
+    proc = run_train(*_search(tiny_data_dir, sweep, storage), *overrides, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert db.read_bytes() == before  # the database is as it was
+    assert not list(sweep.glob("tiny-trial-*"))  # no trial started
+
+
+def test_the_lock_holds_a_current_optuna():
+    lock = (ROOT / "uv.lock").read_text()
+    version = re.search(r'name = "optuna"\nversion = "(\d+)\.', lock)
+    assert version and int(version.group(1)) >= 4, "uv.lock must hold Optuna 4 or newer"
+    assert 'name = "hydra-optuna-sweeper"' not in lock  # it caps Optuna below 3
