@@ -27,9 +27,10 @@ class Stopped(BaseException):
     Exception, so no `except Exception` on the way swallows it. Inside fit and test,
     mnist_cnn.callbacks.resume.GracefulInterrupt handles these signals (a checkpoint first)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, where: str = "outside a training or test step") -> None:
         super().__init__(signal.Signals(signum).name)
         self.exit_code = 128 + signum
+        self.where = where
 
 
 class Pruned(Exception):

@@ -165,16 +165,20 @@ def open_storage(url: str, heartbeat: int, grace: int):
     A worker's running trials beat every `heartbeat` seconds; a trial silent for `grace` seconds
     (its worker was killed) is marked failed and its parameters queued again, once.
     """
+    import warnings
+
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as exc:
         raise UserError(f"hydra.sweeper.storage={redact(url)!r} cannot be opened: {exc}") from None
     except Exception as exc:  # SQLAlchemy's own: bad URL, no server, no such database
@@ -227,6 +231,23 @@ def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
         if trial.number == number:
             return dict(trial.params)
     raise UserError(f"optuna.trial={number}: no such trial in study {study_name!r}")
+
+
+def job_pruner():
+    """The search's pruner, built in the trial's own process (any launcher, any machine) from
+    the sweeper settings its job carries; None outside a search or without pruning."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    if not HydraConfig.initialized():
+        return None
+    spec = HydraConfig.get().sweeper.get("pruner")
+    if spec is None:
+        return None
+    try:
+        return instantiate(spec)
+    except Exception as exc:
+        raise UserError(f"hydra.sweeper.pruner cannot be built: {exc}".splitlines()[0]) from None
 
 
 def best_summary(study, sweep_dir: Path) -> dict[str, Any] | None:

@@ -208,8 +208,11 @@ def build(
     trial = OmegaConf.select(cfg, "optuna.trial")
     if trial is not None:  # a trial of an Optuna search: report val/acc, maybe be pruned
         from mnist_cnn.callbacks.pruning import OptunaPruning
+        from mnist_cnn.search import job_pruner
 
-        callbacks.append(OptunaPruning(cfg.optuna.storage, cfg.optuna.study, int(trial)))
+        callbacks.append(
+            OptunaPruning(cfg.optuna.storage, cfg.optuna.study, int(trial), job_pruner())
+        )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(
         cfg.trainer,

@@ -153,7 +153,9 @@ class OptunaSweeper(Sweeper):
             batch = min(self.n_jobs, self.n_trials - taken)
             if batch <= 0:
                 return
-            trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
+            with warnings.catch_warnings():  # "heartbeats are meant for Study.optimize": we
+                warnings.simplefilter("ignore", UserWarning)  # beat ourselves (_Heartbeat)
+                trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
             jobs = [self._overrides(t, fixed, sweep_dir) for t in trials]
             with _Heartbeat(study, trials, self.heartbeat):
                 try:

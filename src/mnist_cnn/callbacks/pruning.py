@@ -12,8 +12,11 @@ class OptunaPruning(L.Callback):
     the fit with errors.Pruned when the study's pruner says so. Added by train.build when the
     sweeper set `optuna.trial` (never in a plain run)."""
 
-    def __init__(self, storage: str, study: str, trial: int, monitor: str = "val/acc") -> None:
+    def __init__(
+        self, storage: str, study: str, trial: int, pruner=None, monitor: str = "val/acc"
+    ) -> None:
         self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
+        self.pruner = pruner  # the sweeper's (a pruner lives in no database)
         self._trial = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -21,7 +24,11 @@ class OptunaPruning(L.Callback):
             return
         import optuna
 
-        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        if self.pruner is None:
+            return  # the search prunes nothing
+        study = optuna.load_study(
+            study_name=self.study_name, storage=self.storage, pruner=self.pruner
+        )
         (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == self.number]
         # Optuna's documented way to report from another process than the one that asked:
         # a Trial on the stored trial's id (optuna-integration's Lightning callback does the same)

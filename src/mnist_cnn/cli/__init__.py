@@ -43,5 +43,5 @@ def stopped_by_signal() -> Iterator[None]:
     try:
         yield
     except Stopped as exc:
-        print(f"interrupted: {exc} received outside a training or test step", file=sys.stderr)
+        print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)

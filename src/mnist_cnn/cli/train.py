@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
 from mnist_cnn.cli import stopped_by_signal, user_errors
-from mnist_cnn.errors import Pruned, UserError
+from mnist_cnn.errors import Pruned, Stopped, UserError
 
 log = logging.getLogger("train")
 # old names of config options that still work for one release, and their new names
@@ -84,6 +84,7 @@ def sweep_job(cfg) -> float | Pruned | None:
     """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
     from hydra.core.hydra_config import HydraConfig
 
+    from mnist_cnn.callbacks.resume import Interrupted
     from mnist_cnn.config import validate
 
     job = HydraConfig.get().job.num
@@ -96,6 +97,9 @@ def sweep_job(cfg) -> float | Pruned | None:
         return run(cfg, resume).get("val/acc")
     except Pruned as exc:  # an Optuna trial stopped by its pruner: recorded, not a failure
         return exc
+    except Interrupted as exc:  # a signal stops the sweep, not one job (its record says so)
+        where = f"in job {job} of the sweep; its metrics.json says how to resume"
+        raise Stopped(exc.signum, where) from None
     except UserError as exc:
         print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
         _record_failure(exc)
