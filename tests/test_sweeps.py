@@ -79,8 +79,13 @@ def test_slurm_launcher_config_composes_with_its_job_settings():
 def test_optuna_search_config_maximises_val_acc():
     cfg = compose_hydra("hparams_search=optuna_lr")
     sweeper = cfg.hydra.sweeper
-    assert "optuna" in sweeper._target_ and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {"optimizer.lr", "data.batch_size"}
+    assert sweeper._target_.startswith("hydra_plugins.mnist_cnn_optuna")
+    assert sweeper.direction == "maximize" and sweeper.pruner is not None
+    assert set(sweeper.params) == {"optimizer", "data", "scheduler"}
+    assert set(sweeper.params.optimizer) == {"lr"}
+    bn = compose_hydra("hparams_search=optuna_bn_cnn").hydra.sweeper
+    assert set(bn.params.optimizer) == {"lr", "weight_decay"} and "dropout" in bn.params.model
+    assert bn.pruner._target_.endswith("HyperbandPruner")
 
 
 def _sweep_config(sweep_dir: Path):
