@@ -30,6 +30,22 @@ def _positive_int(v: Any) -> bool:
     return _is_int(v) and v >= 1
 
 
+STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_spawn",
+    "ddp_fork",
+    "ddp_notebook",
+    "ddp_find_unused_parameters_true",
+)
+
+
+def _devices(v: Any) -> bool:
+    if isinstance(v, (list, ListConfig)):
+        return len(v) > 0 and all(_is_int(i) and i >= 0 for i in v)
+    return v == "auto" or (_is_int(v) and int(v) >= 1)
+
+
 def _fraction(v: Any) -> bool:
     return _is_real(v) and 0 <= v < 1
 
@@ -65,11 +81,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "else 32-true)",
     ),
     "trainer.devices": (
-        lambda v: v in (1, "1") or (isinstance(v, (list, ListConfig)) and len(v) == 1),
-        "1, or a list of one device index such as [0]: training in several processes is not "
-        "supported yet (the test-set counts and dashboards would cover one process's share)",
+        _devices,
+        "an integer >= 1 (processes on this machine), auto, or a non-empty list of device "
+        "indices such as [0, 1]",
     ),
-    "trainer.num_nodes": (lambda v: v == 1, "1: training on several nodes is not supported yet"),
+    "trainer.num_nodes": (_positive_int, "an integer >= 1"),
+    "trainer.strategy": (
+        lambda v: v in STRATEGIES,
+        f"one of {', '.join(STRATEGIES)} (ranks are started by this project, torchrun or srun)",
+    ),
     "trainer.accelerator": (lambda v: v in ACCELERATORS, f"one of {', '.join(ACCELERATORS)}"),
     "trainer.log_every_n_steps": (_positive_int, "an integer >= 1"),
     "trainer.limit_train_batches": (lambda v: _batches(v, zero=False), LIMIT),
@@ -228,4 +248,42 @@ def check_accelerator(cfg: DictConfig) -> None:
         raise UserError(
             f"trainer.accelerator={accelerator}: {what} is visible to this process; use "
             "trainer.accelerator=auto (a GPU where there is one, else the CPU) or cpu"
+        )
+
+
+def check_scale(cfg: DictConfig) -> None:
+    """trainer.devices and num_nodes this machine and launcher can give (imports torch only)."""
+    from mnist_cnn import distributed
+
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), int(trainer.get("num_nodes", 1) or 1)
+    accelerator = trainer.get("accelerator", "auto")
+    count = distributed.devices_count(devices)
+    if nodes > 1 and not distributed.started_from_outside():
+        raise UserError(
+            f"trainer.num_nodes={nodes}: the ranks of the other nodes are started by a launcher "
+            f"on each node: torchrun --nnodes={nodes} --nproc-per-node=<devices> ... train.py, or "
+            "srun under SLURM (README: Scaling out); on one machine use trainer.devices=N"
+        )
+    if accelerator in ("cpu",) or count is None:
+        if isinstance(devices, (list, ListConfig)) and accelerator == "cpu":
+            raise UserError(
+                f"trainer.devices={list(devices)}: device indices name GPUs; on the CPU give a "
+                "number of processes, e.g. trainer.devices=2"
+            )
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if wants_gpu and count > gpus:
+        raise UserError(
+            f"trainer.devices={devices}: {count} GPUs asked, {gpus} visible to this process; "
+            f"use trainer.devices={max(gpus, 1)} or fewer"
+            + ("" if gpus else ", or trainer.accelerator=cpu for CPU processes")
+        )
+    if not wants_gpu and isinstance(devices, (list, ListConfig)):
+        raise UserError(
+            f"trainer.devices={list(devices)}: device indices name GPUs and none is visible; "
+            "on the CPU give a number of processes, e.g. trainer.devices=2"
         )

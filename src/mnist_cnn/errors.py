@@ -44,3 +44,21 @@ class Pruned(Exception):
 
     def __reduce__(self):
         return (Pruned, (self.epoch, self.value))
+
+
+class RankFailed(UserError):
+    """A rank of a multi-process run exited with an error; the launcher stopped the others."""
+
+    def __init__(self, rank: int, exit_code: int, failed: int) -> None:
+        others = f" ({failed - 1} more rank(s) failed after it)" if failed > 1 else ""
+        how = (
+            f"was killed by {signal.Signals(-exit_code).name}"
+            if exit_code < 0 and -exit_code in signal.valid_signals()
+            else f"exited with code {exit_code}"
+        )
+        super().__init__(
+            f"rank {rank} {how}{others}; the other ranks were stopped. "
+            "Its own error is in the lines above and in the run's train.log"
+        )
+        self.rank = rank
+        self.exit_code = exit_code if 0 < exit_code < 256 else 1

@@ -63,7 +63,14 @@ class WritableOutputDir(Callback):
     """Before Hydra creates the run or sweep dir: it must be writable and must not hold a run."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        for check in (check_unused, check_writable):
+        from mnist_cnn import distributed
+
+        # the ranks of one run share its dir: the launching process (or rank 0) checked it
+        shared = os.environ.get(distributed.LAUNCHED) or (
+            distributed.started_from_outside() and distributed.rank() > 0
+        )
+        checks = (check_writable,) if shared else (check_unused, check_writable)
+        for check in checks:
             exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

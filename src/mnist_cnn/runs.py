@@ -146,13 +146,21 @@ class RunRecord:
     """metrics.json of one run: created as 'running', updated atomically, never half-written."""
 
     def __init__(self, run_dir: str | os.PathLike, **initial: Any) -> None:
+        from mnist_cnn.distributed import rank
+
         self.path = Path(run_dir) / "metrics.json"
         self.data: dict[str, Any] = {"status": "running", **initial}
-        write_json_atomic(self.path, self.data)
+        # the ranks of a multi-process run keep the same record; rank 0 alone writes it
+        self.writes = rank() == 0
+        self._write()
 
     def update(self, **values: Any) -> None:
         self.data.update(values)
-        write_json_atomic(self.path, self.data)
+        self._write()
+
+    def _write(self) -> None:
+        if self.writes:
+            write_json_atomic(self.path, self.data)
 
     def failed(self, exc: BaseException) -> None:
         """status failed, with the user's message or the exception's type and text."""

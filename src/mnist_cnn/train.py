@@ -17,7 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import REPO_ROOT, checkpoints
+from mnist_cnn import REPO_ROOT, checkpoints, distributed
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
 from mnist_cnn.errors import Pruned, Stopped, TrainingDiverged
 from mnist_cnn.module import ClassifierModule
@@ -129,7 +129,10 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
     trained = f"{metrics['test_weights']} weights, {_epochs(metrics['epochs'])}"
     if metrics.get("stopped_early"):
         trained += f" ({metrics['stopped_early']})"
-    log.info(summary(metrics, f"{trained} in {metrics['train_seconds']:.1f} s"))
+    if metrics.get("world_size", 1) > 1:
+        trained += f", {metrics['world_size']} processes"
+    if record.writes:  # one summary, from rank 0
+        log.info(summary(metrics, f"{trained} in {metrics['train_seconds']:.1f} s"))
     return metrics
 
 
@@ -140,6 +143,7 @@ def _fit_and_test(
     parts = build(cfg, run_dir, resume, config=record.data["config"])
     record.update(
         num_params=sum(p.numel() for p in parts.net.parameters()),
+        world_size=parts.trainer.world_size,  # processes; data.batch_size is their global batch
         precision=str(parts.trainer.precision),
         setup_seconds=time.perf_counter() - start,  # data read + validated, objects built
     )
@@ -219,6 +223,7 @@ def build(
         callbacks=callbacks,
         logger=logger,
         plugins=[checkpoints.checkpoint_io(resume)],
+        **distributed.trainer_overrides(cfg.trainer),
     )
     return Parts(datamodule, net, module, callbacks, interrupt, trainer)
 

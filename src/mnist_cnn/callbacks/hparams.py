@@ -80,6 +80,8 @@ class HParamsLogger(L.Callback):
         self._fit_seconds = time.perf_counter() - self._fit_started
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # the events are rank 0's
+            return
         config = dict(pl_module.hparams)
         for lg in trainer.loggers:
             if not isinstance(lg, TensorBoardLogger):

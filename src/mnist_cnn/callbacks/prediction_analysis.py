@@ -40,6 +40,11 @@ class PredictionAnalysis(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         probs, targets = torch.cat(self._probs), torch.cat(self._targets)
         wrong_images = torch.cat(self._wrong_images)
+        if trainer.world_size > 1:  # every rank's share, in rank order: the whole test set
+            device = pl_module.device  # NCCL gathers device tensors, gloo CPU ones
+            probs, targets, wrong_images = (
+                _gathered(t.to(device)) for t in (probs, targets, wrong_images)
+            )
         preds = probs.argmax(1)
         n = probs.shape[1]
         names = list(getattr(trainer.datamodule, "class_names", [str(k) for k in range(n)]))
@@ -140,3 +145,10 @@ class PredictionAnalysis(L.Callback):
                 title,
             )
             publish.figure(trainer, f"mistakes/{tag}", fig, step, f"{png}.png")
+
+
+def _gathered(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor of every rank, concatenated in rank order (shares may differ in length)."""
+    from torchmetrics.utilities.distributed import gather_all_tensors
+
+    return torch.cat([t.cpu() for t in gather_all_tensors(tensor)])

@@ -35,14 +35,15 @@ class OptunaPruning(L.Callback):
         self._trial = optuna.trial.Trial(study, frozen._trial_id)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (
-            trainer.sanity_checking
-            or self._trial is None
-            or self.monitor not in trainer.callback_metrics
-        ):
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or self.pruner is None or self.monitor not in metrics:
             return
-        value = float(trainer.callback_metrics[self.monitor])
+        value = float(metrics[self.monitor])  # synced across ranks by its metric
         epoch = trainer.current_epoch
-        self._trial.report(value, step=epoch)
-        if self._trial.should_prune():
+        prune = False
+        if self._trial is not None:  # rank 0 reports and asks the pruner
+            self._trial.report(value, step=epoch)
+            prune = self._trial.should_prune()
+        # every rank stops together (a rank stopping alone would leave the others waiting)
+        if trainer.strategy.broadcast(prune, src=0):
             raise Pruned(epoch, value)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
 from mnist_cnn.cli import stopped_by_signal, user_errors
-from mnist_cnn.errors import Pruned, Stopped, UserError
+from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
 
 log = logging.getLogger("train")
 # old names of config options that still work for one release, and their new names
@@ -24,6 +25,7 @@ def main() -> None:
 
     # conf/paths resolves outputs/ against the repository, wherever the command is launched from
     os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
+    sys.argv += _rank_overrides()
     completed = []
 
     @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
@@ -50,7 +52,13 @@ def single_run(cfg) -> float | None:
         validate(cfg)
     with user_errors(on_error=_record_failure):  # the run dir says why too
         resume = check_inputs(cfg)
-    process.configure(cfg.threads, keep_freed=cfg.keep_freed_memory)
+    from mnist_cnn import distributed
+
+    if distributed.needs_launch(cfg.trainer):
+        with user_errors():
+            metrics = _launch(cfg)
+        return metrics.get("val/acc")
+    process.configure(cfg.threads, distributed.local_ranks(), keep_freed=cfg.keep_freed_memory)
     from mnist_cnn.callbacks.resume import InterruptedDuringTest, TrainingInterrupted
     from mnist_cnn.runs import eval_command, resume_command
     from mnist_cnn.train import run
@@ -91,12 +99,24 @@ def sweep_job(cfg) -> float | Pruned | None:
     try:
         validate(cfg)
         resume = check_inputs(cfg)
+        from mnist_cnn import distributed
+
+        if distributed.needs_launch(cfg.trainer):  # this job's ranks, as one run in its dir
+            metrics = _launch(cfg)
+            if metrics.get("status") == "pruned":
+                return Pruned(metrics.get("epoch", 0), metrics.get("val/acc", math.nan))
+            return metrics.get("val/acc")
         process.configure(cfg.threads, _parallel_jobs(), keep_freed=cfg.keep_freed_memory)
         from mnist_cnn.train import run
 
         return run(cfg, resume).get("val/acc")
     except Pruned as exc:  # an Optuna trial stopped by its pruner: recorded, not a failure
         return exc
+    except RankFailed as exc:
+        if exc.exit_code in (129, 130, 143):  # its ranks were stopped by a signal: as below
+            where = f"in job {job} of the sweep; its metrics.json says how to resume"
+            raise Stopped(exc.exit_code - 128, where) from None
+        print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
     except Interrupted as exc:  # a signal stops the sweep, not one job (its record says so)
         where = f"in job {job} of the sweep; its metrics.json says how to resume"
         raise Stopped(exc.signum, where) from None
@@ -113,10 +133,11 @@ def check_inputs(cfg):
     """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
     when they cannot be fetched, the device, and the checkpoint to resume from, returned as read
     (once)."""
-    from mnist_cnn.config import check_accelerator
+    from mnist_cnn.config import check_accelerator, check_scale
     from mnist_cnn.data import sources  # NumPy only
 
     check_accelerator(cfg)
+    check_scale(cfg)
     data = cfg.get("data")
     if data is not None and not data.get("download", True):
         dataset = data.get("dataset", "MNIST")
@@ -132,6 +153,65 @@ def check_inputs(cfg):
     from mnist_cnn import checkpoints  # torch, not Lightning
 
     return checkpoints.load(cfg.ckpt_path)
+
+
+def _launch(cfg) -> dict:
+    """This run as trainer.devices ranks on this machine (torch's elastic launcher), each a plain
+    `train.py` run in this run's dir; returns the metrics.json rank 0 wrote."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnist_cnn import distributed
+    from mnist_cnn.runs import hydra_override
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    nproc = distributed.devices_count(cfg.trainer.devices)
+    # the job's own overrides; where and how Hydra runs it is this process's business
+    mine = ("hydra", "threads=")  # where and how Hydra runs it, and threads: decided here
+    overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(mine)]
+    # the CPUs this process may use, shared among its ranks (and the sweep's parallel jobs)
+    threads = process.thread_count(cfg.threads, nproc * _parallel_jobs())
+    argv = [
+        str(REPO_ROOT / "train.py"),
+        *overrides,
+        f"threads={threads}",
+        hydra_override("hydra.run.dir", run_dir),
+        "hydra.output_subdir=null",  # .hydra/ is this process's, written once
+    ]
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's elastic agent would say 1, loudly
+    log.info("starting %d ranks in %s", nproc, run_dir)
+    path = Path(run_dir) / "metrics.json"
+    try:
+        distributed.launch_ranks(nproc, argv, run_dir)
+    except RankFailed as exc:  # the record says which rank, whatever rank 0 wrote last
+        from mnist_cnn.runs import RunRecord, write_json_atomic
+
+        if path.is_file():
+            metrics = json.loads(path.read_text())
+            write_json_atomic(path, {**metrics, "status": "failed", "error": str(exc)})
+        else:
+            RunRecord.failed_before_start(run_dir, exc)
+        raise
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _rank_overrides() -> list[str]:
+    """For one rank of a multi-process run: Hydra writes no second .hydra/ into the shared run
+    dir, and every log line names its rank."""
+    from mnist_cnn import distributed
+    from mnist_cnn.runs import hydra_override
+
+    if not distributed.started_from_outside():
+        return []
+    rank = distributed.rank()
+    extra = []
+    if rank > 0 or os.environ.get(distributed.LAUNCHED):
+        extra.append("hydra.output_subdir=null")
+    fmt = f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s"
+    extra.append(hydra_override("hydra.job_logging.formatters.simple.format", fmt))
+    return extra
 
 
 def _record_failure(exc: BaseException) -> None:

@@ -26,11 +26,11 @@ class RandomAffineBatch:
     ) -> None:
         self.degrees, self.translate, self.scale, self.seed = degrees, translate, tuple(scale), seed
 
-    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, step: int, rank: int | None = None) -> torch.Tensor:
+        """rank: the process's rank in a multi-process run (its own stream); None in one."""
         n = x.shape[0]
-        g = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0])
-        )
+        entropy = [self.seed, step] if rank is None else [self.seed, step, rank]
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
         u = torch.rand(n, 4, generator=g) * 2 - 1  # uniform in [-1, 1)
         angle = u[:, 0] * math.radians(self.degrees)
         lo, hi = self.scale

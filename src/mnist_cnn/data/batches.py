@@ -39,13 +39,28 @@ class InMemoryBatches(Dataset):
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
-    """Yields index tensors of batch_size (the last may be smaller), reshuffled each epoch."""
+    """Yields index tensors of batch_size (the last may be smaller), reshuffled each epoch.
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+    With several processes (rank of world), training cuts every batch of the one (seed, epoch)
+    permutation into world near-equal parts and yields part `rank`: the same global batches,
+    steps and lr as one process, no sample twice. Evaluation gives each rank a contiguous share
+    of the split, unpadded: every sample is seen exactly once, in rank order.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.size = size
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.rank, self.world = rank, world
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches already trained)
 
@@ -60,18 +75,31 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         """Called by Lightning before every training epoch (also after a resume)."""
         self.epoch = epoch
 
+    def _share(self) -> torch.Tensor:
+        """Evaluation: this rank's contiguous part of the split."""
+        return torch.arange(self.size).tensor_split(self.world)[self.rank]
+
     def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
+        if not self.shuffle:
+            return -(-len(self._share()) // self.batch_size)
+        batches = -(-self.size // self.batch_size)
+        last = self.size - (batches - 1) * self.batch_size
+        return batches - (1 if self.world > 1 and last < self.world else 0)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            # NumPy mixes the (seed, epoch) pair through SeedSequence; torch's CPU generator would
-            # keep only the low 32 bits of a combined integer seed, losing the epoch.
-            rng = np.random.default_rng([self.seed, self.epoch])
-            order = torch.from_numpy(rng.permutation(self.size))
-        else:
-            order = torch.arange(self.size)
+        if not self.shuffle:
+            yield from self._share().split(self.batch_size)
+            return
+        # NumPy mixes the (seed, epoch) pair through SeedSequence; torch's CPU generator would
+        # keep only the low 32 bits of a combined integer seed, losing the epoch.
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = torch.from_numpy(rng.permutation(self.size))
         batches = order.split(self.batch_size)
+        if self.world > 1:
+            # a last batch too small to give every rank a sample is dropped (never an empty step)
+            batches = [
+                b.tensor_split(self.world)[self.rank] for b in batches if len(b) >= self.world
+            ]
         if self._skip is not None and self._skip[0] == self.epoch:
             batches = batches[self._skip[1] :]
             self._skip = None

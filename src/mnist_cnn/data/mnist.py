@@ -101,7 +101,11 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         data = self.splits[split]
-        sampler = EpochBatchSampler(len(data), batch_size, shuffle=shuffle, seed=self.seed)
+        trainer = self.trainer  # None outside a Trainer (a notebook iterating the loaders)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = EpochBatchSampler(
+            len(data), batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world=world
+        )
         if shuffle and self._resume_at is not None:
             sampler.resume_at(*self._resume_at)
         return DataLoader(
@@ -135,7 +139,9 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = batch
         trainer = self.trainer
         if self.augment is not None and trainer is not None and trainer.training:
-            x = self.augment(scale_images(images), step=trainer.global_step)
+            # each rank draws its own part's transforms (one process: as before)
+            rank = trainer.global_rank if trainer.world_size > 1 else None
+            x = self.augment(scale_images(images), step=trainer.global_step, rank=rank)
             if self.mean is not None:
                 x = x.sub_(self.mean).div_(self.std)
             return x, labels

@@ -1,0 +1,110 @@
+"""Several processes for one run (DDP): who starts the ranks, and what each rank knows.
+
+A run with trainer.devices > 1 on one machine starts its ranks through torch's own elastic
+launcher (what `torchrun --standalone` runs): each rank is a plain `train.py` run in the same run
+directory, in an environment Lightning reads as torchelastic's, so Lightning spawns nothing and
+never re-runs the script (under `-m`, Lightning's own `ddp` launcher re-runs the whole sweep per
+rank). Ranks started from outside (torchrun on several hosts, srun under SLURM) are run as they
+are. Rank 0 alone writes metrics.json, checkpoints, figures and TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+# set by torchrun / torch's elastic agent, and by srun under SLURM
+RANK_VARS = ("RANK", "SLURM_PROCID")
+LAUNCHED = "MNIST_CNN_RANK_OF"  # set by launch_ranks for its ranks: the parent run dir
+
+
+def rank() -> int:
+    """This process's global rank: 0 in a plain run."""
+    for name in RANK_VARS:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def started_from_outside() -> bool:
+    """Ranks started by torchrun, srun or launch_ranks: this process is one rank of a run."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or (
+        "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    )
+
+
+def local_ranks() -> int:
+    """Ranks of this run on this machine (they share its CPUs): 1 in a plain run."""
+    if not started_from_outside():
+        return 1
+    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        value = os.environ.get(name, "").split("(")[0]  # SLURM writes "2(x3)" for 3 nodes
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def devices_count(devices: Any) -> int | None:
+    """The processes a trainer.devices value asks for on this node (None: `auto`)."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        return int(devices)
+    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__"):
+        return len(devices)
+    return None
+
+
+def world_size(trainer_cfg: Any) -> int:
+    """devices x num_nodes as the config asks (1 for `auto` on a CPU)."""
+    per_node = devices_count(trainer_cfg.get("devices", 1)) or 1
+    return per_node * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def needs_launch(trainer_cfg: Any) -> bool:
+    """More than one process on this node and nobody started the ranks: launch_ranks does."""
+    per_node = devices_count(trainer_cfg.get("devices", 1)) or 1
+    return per_node > 1 and not started_from_outside()
+
+
+def trainer_overrides(trainer_cfg: Any) -> dict[str, Any]:
+    """In a rank started from outside, the spawning strategies mean plain DDP: the ranks exist
+    already, and Lightning must not start more."""
+    strategy = trainer_cfg.get("strategy", "auto")
+    if started_from_outside() and strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook"):
+        return {"strategy": "ddp"}
+    return {}
+
+
+def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
+    """`python train.py ARGV` as nproc ranks on this machine, in run_dir; returns when all
+    exit 0, raises RankFailed (naming the rank and its exit code) when one does not: the agent
+    then stops the others within seconds."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from mnist_cnn.errors import RankFailed
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"mnist-cnn-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",  # a free port, picked by the agent (torchrun --standalone)
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    os.environ[LAUNCHED] = run_dir
+    try:
+        elastic_launch(config, sys.executable)(*argv)
+    except ChildFailedError as exc:
+        # the first to fail is the cause (the others lost their peer); a killed one first on a tie
+        failures = sorted(exc.failures.items(), key=lambda f: (f[1].timestamp, f[1].exitcode >= 0))
+        first_rank, failure = failures[0]
+        raise RankFailed(first_rank, failure.exitcode, len(failures)) from None
+    finally:
+        os.environ.pop(LAUNCHED, None)
