@@ -6,6 +6,8 @@ Modes (each runs its variants alternately, N rounds, and prints medians and rati
              names a Python that has TensorFlow (`make bench` builds one in .bench-keras/)
   callbacks  python train.py with the dashboards (default) vs callbacks=minimal: what they cost
   scaling    python train.py at 1, 3 and 10 epochs, then batch sizes 64 to 512 (one run each)
+  ddp        one process x 2 threads vs trainer.devices=2 (DDP, 2 processes x 1 thread), same
+             seed and global batch: fit throughput, whole seconds, test accuracy
   levers     ms per training step of a plain loop, one speed lever added at a time (bench/levers.py)
 Figures: whole-process wall seconds, phase seconds, fit throughput, peak RSS, test accuracy.
 """
@@ -109,7 +111,9 @@ def report(results: dict[str, list[dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--mode", choices=("reference", "callbacks", "scaling", "levers"), default="reference"
+        "--mode",
+        choices=("reference", "callbacks", "scaling", "levers", "ddp"),
+        default="reference",
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
@@ -171,6 +175,10 @@ def main() -> None:
         )
     variants = {
         "reference": reference,
+        "ddp": {
+            "1 process x 2 threads": lambda: run_train([*data, "threads=2"]),
+            "2 processes x 1 thread": lambda: run_train([*data, "trainer.devices=2"]),
+        },
         "callbacks": {
             "dashboards on": lambda: run_train(data),
             "callbacks=minimal": lambda: run_train([*data, "callbacks=minimal"]),

@@ -110,10 +110,12 @@ def test_dropout_outside_its_range_is_rejected(dropout):
         ("channels_last=1", "channels_last"),
         ("trainer.precision=bf17", "trainer.precision"),
         ("trainer.precision=fp32", "trainer.precision"),
-        ("trainer.devices=2", "trainer.devices"),
-        ("trainer.devices=auto", "trainer.devices"),
-        ("trainer.devices=[0,1]", "trainer.devices"),
-        ("trainer.num_nodes=2", "trainer.num_nodes"),
+        ("trainer.devices=0", "trainer.devices"),
+        ("trainer.devices=-3", "trainer.devices"),
+        ("trainer.devices=[]", "trainer.devices"),
+        ("trainer.devices=[-1]", "trainer.devices"),
+        ("trainer.num_nodes=0", "trainer.num_nodes"),
+        ("trainer.strategy=fsdp9", "trainer.strategy"),
     ],
 )
 @pytest.mark.reliability("C2", "H1", "H2", "H3", "H4", "H5")
@@ -143,10 +145,18 @@ def test_edge_values_are_accepted():
     validate(compose_train("seed=4294967295", "data.batch_size=1", "trainer.max_epochs=1"))
 
 
-def test_one_device_is_the_default_and_a_single_index_is_accepted():
+def test_one_device_is_the_default_and_several_are_accepted():
     cfg = compose_train()
     assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (1, 1)
-    validate(compose_train("trainer.devices=[0]"))
+    for ok in (
+        "trainer.devices=[0]",
+        "trainer.devices=2",
+        "trainer.devices=auto",
+        "trainer.devices=[0,1]",
+        "trainer.num_nodes=2",
+        "trainer.strategy=ddp_spawn",
+    ):
+        validate(compose_train(ok))  # fmt: skip
 
 
 def test_eval_runs_go_under_outputs_eval(tmp_path):

@@ -214,10 +214,12 @@ def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path):
 
 
 @pytest.mark.reliability("VAL4")
-def test_more_than_one_device_is_refused_before_anything_loads(tmp_path):
-    proc = run_train("trainer.devices=2", run_dir=tmp_path / "run", timeout=60)
+def test_an_impossible_device_count_is_refused_before_anything_loads(tmp_path):
+    proc = run_train("trainer.devices=0", run_dir=tmp_path / "run", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "trainer.devices=2 is invalid" in proc.stderr and "not supported yet" in proc.stderr
+    assert "trainer.devices=0 is invalid" in proc.stderr
+    proc = run_train("trainer.num_nodes=2", run_dir=tmp_path / "run2", timeout=60)
+    assert proc.returncode == 2 and "torchrun --nnodes=2" in proc.stderr
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from mnist_cnn.significance import correct_for_several, describe, welch
 
 METRICS = ("test/acc", "test/loss", "val/acc")
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
-IGNORED = ("seed", "data.seed", "ckpt_path")  # the seed is what a group varies over
+IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path")  # what a group varies over
 IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
 # settings that change neither the arithmetic nor the recipe: runs that differ only in them are
 # one group, and the differences are listed in one line

@@ -11,6 +11,7 @@ are. Rank 0 alone writes metrics.json, checkpoints, figures and TensorBoard even
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -83,10 +84,11 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
     """`python train.py ARGV` as nproc ranks on this machine, in run_dir; returns when all
     exit 0, raises RankFailed (naming the rank and its exit code) when one does not: the agent
     then stops the others within seconds."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from mnist_cnn.errors import RankFailed
+    from mnist_cnn.errors import RankFailed, Stopped
 
     config = LaunchConfig(
         min_nodes=1,
@@ -101,6 +103,10 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
     os.environ[LAUNCHED] = run_dir
     try:
         elastic_launch(config, sys.executable)(*argv)
+    except SignalException as exc:  # the agent stopped the ranks (SIGTERM, then SIGKILL)
+        raise Stopped(int(exc.sigval), "by the launcher of the run's ranks") from None
+    except KeyboardInterrupt:
+        raise Stopped(signal.SIGINT, "by the launcher of the run's ranks") from None
     except ChildFailedError as exc:
         # the first to fail is the cause (the others lost their peer); a killed one first on a tie
         failures = sorted(exc.failures.items(), key=lambda f: (f[1].timestamp, f[1].exitcode >= 0))

@@ -40,7 +40,7 @@ class PredictionAnalysis(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         probs, targets = torch.cat(self._probs), torch.cat(self._targets)
         wrong_images = torch.cat(self._wrong_images)
-        if trainer.world_size > 1:  # every rank's share, in rank order: the whole test set
+        if getattr(trainer, "world_size", 1) > 1:  # every rank's share, in rank order
             device = pl_module.device  # NCCL gathers device tensors, gloo CPU ones
             probs, targets, wrong_images = (
                 _gathered(t.to(device)) for t in (probs, targets, wrong_images)

@@ -185,14 +185,18 @@ def _launch(cfg) -> dict:
     path = Path(run_dir) / "metrics.json"
     try:
         distributed.launch_ranks(nproc, argv, run_dir)
-    except RankFailed as exc:  # the record says which rank, whatever rank 0 wrote last
+    except (RankFailed, Stopped) as exc:  # the record says what, whatever rank 0 wrote last
         from mnist_cnn.runs import RunRecord, write_json_atomic
 
-        if path.is_file():
+        if not path.is_file():
+            RunRecord.failed_before_start(run_dir, exc)
+        elif isinstance(exc, RankFailed):
             metrics = json.loads(path.read_text())
             write_json_atomic(path, {**metrics, "status": "failed", "error": str(exc)})
-        else:
-            RunRecord.failed_before_start(run_dir, exc)
+        elif json.loads(path.read_text()).get("status") == "running":  # rank 0 said nothing
+            metrics = json.loads(path.read_text())
+            error = f"{exc} received {exc.where}"
+            write_json_atomic(path, {**metrics, "status": "interrupted", "error": error})
         raise
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -140,7 +140,7 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = self.trainer
         if self.augment is not None and trainer is not None and trainer.training:
             # each rank draws its own part's transforms (one process: as before)
-            rank = trainer.global_rank if trainer.world_size > 1 else None
+            rank = trainer.global_rank if getattr(trainer, "world_size", 1) > 1 else None
             x = self.augment(scale_images(images), step=trainer.global_step, rank=rank)
             if self.mean is not None:
                 x = x.sub_(self.mean).div_(self.std)
