@@ -19,6 +19,9 @@ train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra
 test: install browser ## the whole suite: fast, slow (train.py subprocesses, a real browser) and real-MNIST tiers
 	$(PY) -m pytest $(ARGS)
 
+test-cluster: install ## only the SLURM tier: a real one-node cluster (slurm-wlm, munge) started and stopped by scripts/slurm_cluster.sh
+	$(PY) -m pytest -m cluster $(ARGS)
+
 browser: ## headless Chromium for the TensorBoard page tests and `make screenshots` (Debian's package; installed when root)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
@@ -65,4 +68,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train bench adversarial test test-fast browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench adversarial test test-fast test-cluster browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs

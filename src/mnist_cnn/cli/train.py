@@ -97,6 +97,7 @@ def sweep_job(cfg) -> float | Pruned | None:
 
     job = HydraConfig.get().job.num
     try:
+        _resume_if_requeued(cfg, job)
         validate(cfg)
         resume = check_inputs(cfg)
         from mnist_cnn import distributed
@@ -127,6 +128,33 @@ def sweep_job(cfg) -> float | Pruned | None:
         log.exception("job %s failed", job)
         _record_failure(exc)
     return None
+
+
+def _resume_if_requeued(cfg, job) -> None:
+    """A job started again in its own dir (SLURM requeued it after a preemption, or its array
+    task ran again) continues from the checkpoint its interruption saved, not from scratch."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    record = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
+    if cfg.get("ckpt_path") is not None or not record.is_file():
+        return
+    try:
+        before = json.loads(record.read_text())
+    except ValueError:
+        return
+    checkpoint = before.get("resume_checkpoint")
+    if before.get("status") == "interrupted" and checkpoint and Path(checkpoint).is_file():
+        with open_dict(cfg):
+            cfg.ckpt_path = checkpoint
+        log.info(
+            "job %s was interrupted before (%s): resuming from %s",
+            job,
+            before.get("error"),
+            checkpoint,
+        )
 
 
 def check_inputs(cfg):
