@@ -211,3 +211,30 @@ def _rank_pid(pids: list[str], rank: int) -> int:
         if f"RANK={rank}".encode() in env:
             return int(pid)
     raise AssertionError(f"no process with RANK={rank} among {pids}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_dir, tmp_path):
+    common = [f"data.data_dir={tiny_data_dir}", *SMALL, "trainer.max_epochs=20",
+              "trainer.devices=2", "seed=5", "callbacks=minimal"]  # fmt: skip
+    first, log = tmp_path / "first", tmp_path / "first.log"
+    command = [sys.executable, str(ROOT / "train.py"), *common,
+               hydra_override("hydra.run.dir", str(first))]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "epoch 4/20" not in ((first / "train.log").read_text() if first.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the launching process
+    assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
+    out = log.read_text()
+    assert out.count("resume with:") == 1  # rank 0 says it, once
+    m = _metrics(first)
+    assert m["status"] == "interrupted" and Path(m["resume_checkpoint"]).name == "interrupted.ckpt"
+    resumed = run_train(*common, hydra_override("ckpt_path", m["resume_checkpoint"]),
+                        run_dir=tmp_path / "resumed", timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    unbroken = run_train(*common, run_dir=tmp_path / "unbroken", timeout=600)
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    a, b = _metrics(tmp_path / "resumed"), _metrics(tmp_path / "unbroken")
+    assert a["weights_sha256"] == b["weights_sha256"] and a["global_step"] == b["global_step"]

@@ -72,12 +72,27 @@ class GracefulInterrupt(L.Callback):
             for signum in EXIT_CODES:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
 
+    def _own_the_signals(self) -> None:
+        """Lightning registers its own SIGTERM handler after setup: in DDP it makes each rank
+        raise at its own step (the others then fail mid-all-reduce). Ours, alone, stops every
+        rank at the same step with a checkpoint."""
+        for signum in EXIT_CODES:
+            signal.signal(signum, self._on_signal)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._own_the_signals()
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._own_the_signals()
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         while self._previous:
             signum, handler = self._previous.popitem()
             signal.signal(signum, handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.world_size > 1:
+            self.received = _agreed(trainer, self.received)
         if self.received is not None:
             trainer.save_checkpoint(
                 self.path, weights_only=False
@@ -113,3 +128,15 @@ class GracefulInterrupt(L.Callback):
         if self._new_epoch and hasattr(pl_module, "reset_train_metrics"):
             pl_module.reset_train_metrics()
         self._new_epoch = False
+
+
+def _agreed(trainer: L.Trainer, received: int | None) -> int | None:
+    """The signal any rank has received, on every rank (one tiny all-reduce a step): a signal
+    reaches the ranks at different steps, and they must save the checkpoint together."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return received
+    flag = torch.tensor([received or 0], device=trainer.strategy.root_device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) or None

@@ -67,6 +67,8 @@ def single_run(cfg) -> float | None:
         with user_errors():
             metrics = run(cfg, resume)
     except TrainingInterrupted as exc:
+        if distributed.rank() > 0:  # rank 0 says it, once
+            sys.exit(exc.exit_code)
         print(
             f"interrupted: {exc}; checkpoint saved: {exc.checkpoint}\n"
             f"resume with: {resume_command(exc.checkpoint)}",
@@ -75,6 +77,8 @@ def single_run(cfg) -> float | None:
         )
         sys.exit(exc.exit_code)
     except InterruptedDuringTest as exc:
+        if distributed.rank() > 0:
+            sys.exit(exc.exit_code)
         then = (
             f"the trained weights: {exc.checkpoint}\ntest them with: {eval_command(exc.checkpoint)}"
             if exc.checkpoint
