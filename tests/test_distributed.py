@@ -104,6 +104,20 @@ def test_eval_in_one_process_gives_the_ddp_runs_numbers(ddp_run, tiny_data_dir, 
 
 
 @pytest.mark.slow
+def test_ddp_spawn_is_the_same_complete_run(ddp_run, tiny_data_dir, tmp_path):
+    """Lightning's ddp_spawn lost the run's state (epochs 0, counts doubled): here it is DDP."""
+    run_dir, _ = ddp_run
+    proc = run_train(
+        f"data.data_dir={tiny_data_dir}", *SMALL, "seed=3", "trainer.devices=2",
+        "trainer.strategy=ddp_spawn", run_dir=tmp_path / "spawn", timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spawned, launched = _metrics(tmp_path / "spawn"), _metrics(run_dir)
+    assert spawned["epochs"] == 1 and spawned["test/total"] == 200
+    assert spawned["weights_sha256"] == launched["weights_sha256"]
+
+
+@pytest.mark.slow
 def test_a_sweep_of_ddp_runs_leaves_one_dir_per_job(tiny_data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_train(
@@ -185,7 +199,8 @@ def test_a_rank_that_dies_stops_the_run_with_its_name(tiny_data_dir, tmp_path):
     while "epoch 2/50" not in (log.read_text() if log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.5)
-    ranks = subprocess.run(["pgrep", "-f", "-P", str(_agent(proc.pid)), "train.py"],
+    # the launching train.py is the elastic agent: the ranks are its children
+    ranks = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "train.py"],
                            capture_output=True, text=True).stdout.split()  # fmt: skip
     victim = _rank_pid(ranks, 1)
     os.kill(victim, signal.SIGKILL)
@@ -198,11 +213,6 @@ def test_a_rank_that_dies_stops_the_run_with_its_name(tiny_data_dir, tmp_path):
     assert m["status"] == "failed" and "rank 1" in m["error"]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # what was saved stays
     torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # and is intact
-
-
-def _agent(pid: int) -> int:
-    """The launching train.py is the elastic agent: the ranks are its children."""
-    return pid
 
 
 def _rank_pid(pids: list[str], rank: int) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import logging
+import random
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,22 +172,40 @@ def open_storage(url: str, heartbeat: int, grace: int):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    try:
-        with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-    except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as exc:
-        raise UserError(f"hydra.sweeper.storage={redact(url)!r} cannot be opened: {exc}") from None
-    except Exception as exc:  # SQLAlchemy's own: bad URL, no server, no such database
-        raise UserError(
-            f"hydra.sweeper.storage={redact(url)!r} cannot be opened: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except (optuna.exceptions.StorageInternalError, ValueError, ImportError) as exc:
+            raise UserError(
+                f"hydra.sweeper.storage={redact(url)!r} cannot be opened: {exc}"
+            ) from None
+        except Exception as exc:  # SQLAlchemy's own: bad URL, no server, no such database
+            if _schema_race(exc) and attempt < SCHEMA_RETRIES - 1:
+                # two workers creating the tables of a new database at once: one wins, the
+                # other finds them a moment later
+                time.sleep(0.2 + random.random())
+                continue
+            raise UserError(
+                f"hydra.sweeper.storage={redact(url)!r} cannot be opened: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+SCHEMA_RETRIES = 10
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Optuna creates its tables when it first opens a database, without a lock."""
+    text = str(exc).lower()
+    return any(s in text for s in ("already exists", "duplicate key", "uniqueviolation"))
 
 
 def redact(url: str) -> str:

@@ -98,6 +98,7 @@ class OptunaSweeper(Sweeper):
             url = f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
         self.url = url
         storage = search.open_storage(url, self.heartbeat, self.grace)
+        self.storage = storage
         described = search.space_json(space)
         existing = search.existing_study(storage, self.study_name)
         if existing is not None:
@@ -157,7 +158,7 @@ class OptunaSweeper(Sweeper):
                 warnings.simplefilter("ignore", UserWarning)  # beat ourselves (_Heartbeat)
                 trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
             jobs = [self._overrides(t, fixed, sweep_dir) for t in trials]
-            with _Heartbeat(study, trials, self.heartbeat):
+            with _Heartbeat(self.storage, study, trials, self.heartbeat):
                 try:
                     returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
                 except BaseException:  # a signal or a launcher failure: not left RUNNING
@@ -185,7 +186,7 @@ class OptunaSweeper(Sweeper):
     def _tell(study, trial, ret) -> None:
         from optuna.trial import TrialState
 
-        value = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        value = ret.return_value if ret.status == JobStatus.COMPLETED else None
         if isinstance(value, Pruned):
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
@@ -232,9 +233,12 @@ def _fail_and_requeue(study, trial) -> None:
 class _Heartbeat:
     """Beats for the running trials from a thread, so a trial whose worker dies goes stale."""
 
-    def __init__(self, study, trials, interval: int) -> None:
-        self.storage = study._storage  # the RDBStorage this sweeper opened
-        self.ids = [t._trial_id for t in trials]  # Optuna's own id of each asked trial
+    def __init__(self, storage, study, trials, interval: int) -> None:
+        self.storage = storage  # the RDBStorage this sweeper opened
+        study_id = storage.get_study_id_from_name(study.study_name)
+        self.ids = [
+            storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials
+        ]
         self.interval = interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")

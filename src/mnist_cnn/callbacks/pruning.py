@@ -26,13 +26,12 @@ class OptunaPruning(L.Callback):
 
         if self.pruner is None:
             return  # the search prunes nothing
-        study = optuna.load_study(
-            study_name=self.study_name, storage=self.storage, pruner=self.pruner
-        )
-        (frozen,) = [t for t in study.get_trials(deepcopy=False) if t.number == self.number]
-        # Optuna's documented way to report from another process than the one that asked:
-        # a Trial on the stored trial's id (optuna-integration's Lightning callback does the same)
-        self._trial = optuna.trial.Trial(study, frozen._trial_id)
+        storage = optuna.storages.get_storage(self.storage)
+        study = optuna.load_study(study_name=self.study_name, storage=storage, pruner=self.pruner)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
+        # a Trial on the stored trial: how another process than the one that asked reports
+        self._trial = optuna.trial.Trial(study, trial_id)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
