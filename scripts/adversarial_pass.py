@@ -138,7 +138,7 @@ CASES = [
     Case("gpu without a gpu", "train.py", lambda t: ["trainer.accelerator=gpu"], 2),
     Case("limit_test_batches 0", "train.py", lambda t: ["+trainer.limit_test_batches=0"], 2),
     Case("limit_train_batches 0", "train.py", lambda t: ["+trainer.limit_train_batches=0"], 2),
-    Case("two devices", "train.py", lambda t: ["trainer.devices=2"], 2),
+    Case("zero devices", "train.py", lambda t: ["trainer.devices=0"], 2),
     Case("two nodes", "train.py", lambda t: ["trainer.num_nodes=2"], 2),
     Case("seed -1", "train.py", lambda t: ["seed=-1"], 2),
     Case("mlp hidden [0]", "train.py", lambda t: ["model=mlp", "model.hidden=[0]"], 2),
