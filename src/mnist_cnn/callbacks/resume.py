@@ -91,7 +91,7 @@ class GracefulInterrupt(L.Callback):
             signal.signal(signum, handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.world_size > 1:
+        if trainer.world_size > 1 and _agree_now(trainer):
             self.received = _agreed(trainer, self.received)
         if self.received is not None:
             trainer.save_checkpoint(
@@ -128,6 +128,14 @@ class GracefulInterrupt(L.Callback):
         if self._new_epoch and hasattr(pl_module, "reset_train_metrics"):
             pl_module.reset_train_metrics()
         self._new_epoch = False
+
+
+def _agree_now(trainer: L.Trainer) -> bool:
+    """Every step on a CPU; on an accelerator reading the agreed flag waits for the device, so
+    every log_every_n_steps steps (the same steps on every rank: they share global_step)."""
+    if trainer.strategy.root_device.type == "cpu":
+        return True
+    return trainer.global_step % max(1, trainer.log_every_n_steps) == 0
 
 
 def _agreed(trainer: L.Trainer, received: int | None) -> int | None:

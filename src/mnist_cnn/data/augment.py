@@ -30,8 +30,11 @@ class RandomAffineBatch:
         """rank: the process's rank in a multi-process run (its own stream); None in one."""
         n = x.shape[0]
         entropy = [self.seed, step] if rank is None else [self.seed, step, rank]
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
-        u = torch.rand(n, 4, generator=g) * 2 - 1  # uniform in [-1, 1)
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        # drawn where the batch is: on a GPU, a host draw would be a copy (and a sync) per step;
+        # CPU and CUDA generators give different streams from one seed (docs/reproducibility.md)
+        g = torch.Generator(device=x.device).manual_seed(seed)
+        u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1  # uniform in [-1, 1)
         angle = u[:, 0] * math.radians(self.degrees)
         lo, hi = self.scale
         zoom = lo + (u[:, 1] + 1) / 2 * (hi - lo)
@@ -39,6 +42,6 @@ class RandomAffineBatch:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack(
             [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
-        ).to(x.device, x.dtype)
+        ).to(x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")

@@ -3,6 +3,9 @@
 A DataLoader over a TensorDataset indexes and collates sample by sample; MNIST fits in 55 MB, so
 cutting each batch with one fancy-index is several times cheaper. Shuffling depends only on
 (seed, epoch), not on global RNG state, so a resumed run sees the same order as an unbroken one.
+
+DeviceBatches goes one step further: the uint8 split lives where the model does (a GPU, or the
+CPU) and each batch is cut there, so no DataLoader, worker or per-step host-to-device copy runs.
 """
 
 from __future__ import annotations
@@ -104,3 +107,30 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
             batches = batches[self._skip[1] :]
             self._skip = None
         yield from batches
+
+
+class DeviceBatches:
+    """What Lightning iterates instead of a DataLoader: the split's uint8 images and labels held
+    on `device`, cut into the batches of an EpochBatchSampler (same order, resume and rank
+    shares). An epoch's whole index order goes to the device in one copy; a step copies nothing.
+    """
+
+    def __init__(self, data: InMemoryBatches, sampler: EpochBatchSampler, device) -> None:
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.batches = sampler
+        if sampler.shuffle:
+            # Lightning calls sampler.set_epoch before every epoch; a loader without one is
+            # sequential to it (overfit_batches then leaves it as it is)
+            self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        parts = list(self.batches)
+        if not parts:
+            return
+        order = torch.cat(parts).to(self.images.device, non_blocking=True)
+        for index in order.split([len(p) for p in parts]):
+            yield self.images[index], self.labels[index]

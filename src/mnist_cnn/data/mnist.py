@@ -1,4 +1,5 @@
-"""MNISTDataModule: validated IDX files held as uint8 tensors, batches scaled after transfer."""
+"""MNISTDataModule: validated IDX files held as uint8 tensors on the model's device, batches cut,
+scaled and augmented there (a DataLoader only where data.num_workers asks for workers)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from torch.utils.data import DataLoader
 
 from mnist_cnn.data import sources
 from mnist_cnn.data.augment import RandomAffineBatch
-from mnist_cnn.data.batches import EpochBatchSampler, InMemoryBatches, scale_images
+from mnist_cnn.data.batches import (
+    DeviceBatches,
+    EpochBatchSampler,
+    InMemoryBatches,
+    scale_images,
+)
 from mnist_cnn.data.datasets import class_names, dataset_class, mean_std
 from mnist_cnn.data.idx import read_split
 from mnist_cnn.errors import UserError
@@ -99,15 +105,19 @@ class MNISTDataModule(L.LightningDataModule):
         images = torch.from_numpy(images).unsqueeze(1)  # (N, 1, H, W): one channel
         return images, torch.from_numpy(labels).long()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DeviceBatches | DataLoader:
         data = self.splits[split]
         trainer = self.trainer  # None outside a Trainer (a notebook iterating the loaders)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if trainer is not None and trainer.overfit_batches:
+            shuffle = False  # the same few batches every epoch, as overfit_batches means
         sampler = EpochBatchSampler(
             len(data), batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world=world
         )
         if shuffle and self._resume_at is not None:
             sampler.resume_at(*self._resume_at)
+        if not self.num_workers:  # the split on the model's device, cut there
+            return DeviceBatches(data, sampler, trainer.strategy.root_device if trainer else "cpu")
         return DataLoader(
             data,
             sampler=sampler,
@@ -116,23 +126,23 @@ class MNISTDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             batch_size=None,  # the sampler yields whole batches of indices
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=True,
         )
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """A resumed fit skips the batches of `epoch` that the checkpoint already trained on."""
         self._resume_at = (epoch, batches_done)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DeviceBatches | DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> DeviceBatches | DataLoader | list:
         # an empty list tells Lightning to skip validation (val_split=0)
         if not len(self.splits["val"]):
             return []
         return self._loader("val", self.eval_batch_size, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DeviceBatches | DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
