@@ -234,8 +234,9 @@ def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_di
     command = [sys.executable, str(ROOT / "train.py"), *common,
                hydra_override("hydra.run.dir", str(first))]  # fmt: skip
     proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while "epoch 3/40" not in ((first / "train.log").read_text() if first.exists() else ""):
+    deadline, train_log = time.monotonic() + 300, first / "train.log"
+    # the run directory exists a moment before train.log does: wait for the file itself
+    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the launching process

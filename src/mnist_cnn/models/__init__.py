@@ -7,7 +7,8 @@ from torch import nn
 from mnist_cnn.models.bn_cnn import BatchNormCNN
 from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.models.speed_cnn import SpeedCNN
 
 MODELS: dict[str, type[nn.Module]] = {
-    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (SimpleCNN, MLP, BatchNormCNN)
+    f"{cls.__module__}.{cls.__qualname__}": cls for cls in (SimpleCNN, MLP, BatchNormCNN, SpeedCNN)
 }
