@@ -140,6 +140,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.init": (lambda v: v in ("keras", "torch"), "keras or torch"),
     "model.dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "tta": (lambda v: isinstance(v, bool), "true or false"),
+    "label_smoothing": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "keep_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "threads": (lambda v: v == "auto" or (_is_int(v) and v >= 1), "auto or an integer >= 1"),
     "test_ckpt": (lambda v: v in TEST_CKPT_CHOICES, " or ".join(TEST_CKPT_CHOICES)),

@@ -1,4 +1,5 @@
-"""evaluate(cfg): test a checkpoint on the test set, with a training run's metrics and figures."""
+"""evaluate(cfg): test a checkpoint, or an ensemble of several, on the test set, with a training
+run's metrics and figures."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest
 from mnist_cnn.data.mnist import MNISTDataModule
-from mnist_cnn.errors import Stopped
+from mnist_cnn.errors import Stopped, UserError
+from mnist_cnn.models.ensemble import Ensemble
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sha256, summary
@@ -27,20 +29,33 @@ def _no_training(_params):
     raise RuntimeError("eval.py does not train")
 
 
-def evaluate(cfg: DictConfig, checkpoint: checkpoints.Checkpoint | None = None) -> dict[str, Any]:
-    """Test a checkpoint in a run dir of its own; checkpoint: cfg.ckpt_path as already read."""
-    ckpt = checkpoint or checkpoints.load(cfg.ckpt_path)
-    trained = ckpt.config()
+def evaluate(
+    cfg: DictConfig,
+    checkpoint: checkpoints.Checkpoint | list[checkpoints.Checkpoint] | None = None,
+) -> dict[str, Any]:
+    """Test a checkpoint (or, given several, their ensemble) in a run dir of its own.
+
+    checkpoint: cfg.ckpt_path as already read (a list where it names several files)."""
+    if checkpoint is None:
+        paths = cfg.ckpt_path if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
+        checkpoint = [checkpoints.load(p) for p in paths]
+    members = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    trained = members[0].config()
+    _check_members_agree(members)
+    tta = bool(cfg.get("tta", False))
     precision, why = _precision(cfg, trained)
     cfg.trainer.precision = precision
     log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
+    one = len(members) == 1
+    seeds = [m.config().get("seed") for m in members]
     record = RunRecord(
         run_dir,
         task="eval",
-        checkpoint=str(ckpt.path),
-        checkpoint_sha256=ckpt.sha256,
-        seed=trained.get("seed"),
+        checkpoint=str(members[0].path) if one else [str(m.path) for m in members],
+        checkpoint_sha256=members[0].sha256 if one else [m.sha256 for m in members],
+        seed=seeds[0] if one else seeds,
+        tta=tta,
         config=OmegaConf.to_container(cfg, resolve=True),
         trained_config=trained,
         manifest=manifest(REPO_ROOT),
@@ -48,7 +63,7 @@ def evaluate(cfg: DictConfig, checkpoint: checkpoints.Checkpoint | None = None) 
         precision_reason=why,
     )
     try:
-        metrics = _test(cfg, ckpt, trained, run_dir, record)
+        metrics = _test(cfg, members, trained, run_dir, record, tta)
     except InterruptedDuringTest as exc:
         record.update(status="interrupted", error=str(exc))
         raise
@@ -58,9 +73,30 @@ def evaluate(cfg: DictConfig, checkpoint: checkpoints.Checkpoint | None = None) 
     except Exception as exc:
         record.failed(exc)
         raise
-    weights = f"checkpoint {ckpt.path} (epoch {metrics['epochs']}, step {metrics['global_step']})"
+    if one:
+        ckpt = members[0]
+        weights = f"checkpoint {ckpt.path} (epoch {metrics['epochs']}, step {metrics['global_step']})"
+    else:
+        weights = f"an ensemble of {len(members)} checkpoints (seeds {seeds})"
+    if tta:
+        weights += ", each digit also shifted one pixel four ways"
     log.info(summary(metrics, weights))
     return metrics
+
+
+def _check_members_agree(members: list[checkpoints.Checkpoint]) -> None:
+    """An ensemble's members must have seen the same test digits the same way."""
+    first = members[0]
+    expected = {k: first.config()["data"].get(k) for k in ("dataset", "normalize")}
+    for other in members[1:]:
+        got = {k: other.config()["data"].get(k) for k in expected}
+        differ = [f"{k}={got[k]!r} (not {expected[k]!r})" for k in expected if got[k] != expected[k]]
+        if differ:
+            raise UserError(
+                f"{other.path}: trained with {', '.join(differ)} as in {first.path}; an "
+                "ensemble's checkpoints must share the dataset and its normalisation: "
+                "leave this one out or pick checkpoints trained alike"
+            )
 
 
 def _precision(cfg: DictConfig, trained: dict[str, Any]) -> tuple[str, str]:
@@ -75,7 +111,7 @@ def _precision(cfg: DictConfig, trained: dict[str, Any]) -> tuple[str, str]:
     return str(as_trained), "auto: as the checkpoint was trained"
 
 
-def _test(cfg, ckpt, trained, run_dir, record) -> dict[str, Any]:
+def _test(cfg, members, trained, run_dir, record, tta) -> dict[str, Any]:
     data_settings = {k: trained["data"][k] for k in DATA_FROM_CHECKPOINT if k in trained["data"]}
     datamodule = MNISTDataModule(
         data_dir=cfg.data.get("data_dir"),
@@ -86,7 +122,10 @@ def _test(cfg, ckpt, trained, run_dir, record) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("test")
     channels, height, _ = datamodule.image_shape
-    net = ckpt.build_net(in_channels=channels, image_size=height)
+    nets = [m.build_net(in_channels=channels, image_size=height) for m in members]
+    # one network tests as itself (its outputs unchanged); several, or TTA, vote through Ensemble
+    net = nets[0] if len(nets) == 1 and not tta else Ensemble(nets, tta=tta)
+    ckpt = members[0]
     module = ClassifierModule(
         net=net,
         optimizer=_no_training,
@@ -101,8 +140,9 @@ def _test(cfg, ckpt, trained, run_dir, record) -> dict[str, Any]:
     callbacks.append(GracefulInterrupt(run_dir))
     logger = False
     if cfg.get("logger"):
-        # the run is named by the seed the checkpoint was trained with
-        named = {"seed": trained.get("seed")} if "seed" in cfg.logger else {}
+        # the run is named by the seed the checkpoint was trained with (an ensemble: all of them)
+        seed = "+".join(str(m.config().get("seed")) for m in members)
+        named = {"seed": seed} if "seed" in cfg.logger else {}
         logger = instantiate(cfg.logger, **named)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     start = time.perf_counter()
@@ -110,7 +150,7 @@ def _test(cfg, ckpt, trained, run_dir, record) -> dict[str, Any]:
     record.update(
         **results_from_test(result, callbacks),
         status="completed",
-        test_weights=ckpt.path.name,
+        test_weights=ckpt.path.name if len(members) == 1 else [m.path.name for m in members],
         epochs=module.trained_epochs,
         global_step=int(ckpt.data["global_step"]),
         weights_sha256=state_dict_sha256(net),

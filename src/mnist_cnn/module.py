@@ -35,8 +35,12 @@ class ClassifierModule(L.LightningModule):
         config: dict[str, Any] | None = None,
         scheduler: SchedulerFactory | None = None,
         divergence_check_every: int | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        # the training loss only: validation and test losses stay plain cross-entropy, so they
+        # compare across runs whatever the smoothing
+        self.label_smoothing = label_smoothing
         # None: every step where the loss is already on the host (a CPU), else every
         # log_every_n_steps steps and at each epoch's last batch (see _check_divergence)
         self.divergence_check_every = divergence_check_every
@@ -81,7 +85,8 @@ class ClassifierModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str):
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        smoothing = self.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         preds = logits.argmax(dim=1)
         acc, mean_loss = self.metrics[f"{stage}_acc"], self.metrics[f"{stage}_loss"]
         acc.update(preds, y)

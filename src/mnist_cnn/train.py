@@ -200,6 +200,7 @@ def build(
         num_classes=datamodule.num_classes,
         channels_last=cfg.get("channels_last", False),
         config=config,
+        label_smoothing=cfg.get("label_smoothing", 0.0),
     )
     callback_cfgs = cfg.get("callbacks") or {}
     if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:

@@ -28,6 +28,7 @@ class SpeedCNN(nn.Module):
         image_size: int = 28,
         conv1_channels: int = 16,
         conv2_channels: int = 32,
+        hidden_units: int = 0,
         num_classes: int = 10,
         init: str = "torch",
     ) -> None:
@@ -38,8 +39,15 @@ class SpeedCNN(nn.Module):
         self.conv1 = stage(in_channels, conv1_channels, 5)
         self.conv2 = stage(conv1_channels, conv2_channels, 3)
         self.flatten = nn.Flatten()
-        self.output = nn.Linear(conv2_channels * side * side, num_classes)
+        features = conv2_channels * side * side
+        # 0: the pooled features go straight to the classes; N: through N ReLU units first
+        self.hidden = (
+            nn.Sequential(nn.Linear(features, hidden_units), nn.ReLU())
+            if hidden_units
+            else nn.Identity()
+        )
+        self.output = nn.Linear(hidden_units or features, num_classes)
         initialise(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.flatten(self.conv2(self.conv1(x))))
+        return self.output(self.hidden(self.flatten(self.conv2(self.conv1(x)))))

@@ -1,0 +1,150 @@
+"""The frontier recipes: SpeedCNN and experiment=speedrun, experiment=frontier, label smoothing,
+and eval.py's ensembles with test-time augmentation (checked against an independent computation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers.data import write_mnist
+from helpers.runs import run_eval, run_train
+
+from mnist_cnn import checkpoints
+from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.ensemble import TTA_SHIFTS, Ensemble, shift
+from mnist_cnn.models.speed_cnn import SpeedCNN
+from mnist_cnn.module import ClassifierModule
+from mnist_cnn.runs import hydra_override
+
+
+def test_speed_cnn_shapes_and_its_optional_hidden_layer():
+    net = SpeedCNN()
+    # conv 16x1x5x5, BN 2x16, conv 32x16x3x3, BN 2x32, linear 800x10+10
+    assert sum(p.numel() for p in net.parameters()) == 400 + 32 + 4608 + 64 + 8010
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    hidden = SpeedCNN(hidden_units=64, num_classes=5)
+    assert hidden(torch.rand(2, 1, 28, 28)).shape == (2, 5)
+    assert hidden.hidden[0].out_features == 64 and hidden.output.in_features == 64
+    with pytest.raises(ValueError, match="image_size=9 is too small"):
+        SpeedCNN(image_size=9)
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    plain, smooth = (
+        ClassifierModule(SpeedCNN(), optimizer=None, label_smoothing=s).eval() for s in (0.0, 0.3)
+    )
+    smooth.net.load_state_dict(plain.net.state_dict())
+    logits = plain(x)
+    expected = {
+        "plain": F.cross_entropy(logits, y),
+        "smooth": F.cross_entropy(logits, y, label_smoothing=0.3),
+    }
+    assert not torch.allclose(expected["plain"], expected["smooth"])  # the case can tell
+    assert torch.allclose(plain._step((x, y), "train")[0], expected["plain"])
+    assert torch.allclose(smooth._step((x, y), "train")[0], expected["smooth"])
+    assert torch.allclose(smooth._step((x, y), "val")[0], expected["plain"])
+
+
+def test_shift_moves_every_pixel_and_fills_the_border_with_zeros():
+    x = torch.arange(1, 26, dtype=torch.float32).reshape(1, 1, 5, 5)
+    for dy, dx in TTA_SHIFTS:
+        moved = shift(x, dy, dx)
+        assert moved.shape == x.shape
+        for i in range(5):
+            for j in range(5):
+                si, sj = i - dy, j - dx
+                inside = 0 <= si < 5 and 0 <= sj < 5
+                assert moved[0, 0, i, j] == (x[0, 0, si, sj] if inside else 0), (dy, dx, i, j)
+
+
+def test_an_ensemble_outputs_the_log_of_its_members_mean_probabilities():
+    torch.manual_seed(1)
+    members = [SpeedCNN().eval(), SpeedCNN(hidden_units=8).eval()]
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        probs = [F.softmax(m(x), dim=1) for m in members]
+        one = Ensemble(members[:1])(x)
+        both = Ensemble(members)(x)
+        tta = Ensemble(members[:1], tta=True)(x)
+        shifted = [F.softmax(members[0](shift(x, dy, dx)), dim=1) for dy, dx in TTA_SHIFTS]
+    assert torch.allclose(one, F.log_softmax(members[0](x), dim=1), atol=1e-6)
+    assert torch.allclose(both.exp(), (probs[0] + probs[1]) / 2, atol=1e-6)
+    assert torch.allclose(tta.exp(), torch.stack(shifted).mean(0), atol=1e-6)
+    # cross-entropy of the output is the ensemble's negative log-likelihood
+    y = torch.tensor([0, 1, 2, 3])
+    nll = -torch.log((probs[0] + probs[1])[torch.arange(4), y] / 2).mean()
+    assert torch.allclose(F.cross_entropy(both, y), nll, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble([])
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _expected_accuracy(ckpts: list[Path], data_dir: Path, tta: bool) -> tuple[int, int]:
+    """Correct and total by hand: each network's softmax averaged, no Lightning, no Ensemble."""
+    nets = [checkpoints.load(p).build_net(in_channels=1, image_size=28).eval() for p in ckpts]
+    datamodule = MNISTDataModule(data_dir=str(data_dir), download=False, eval_batch_size=1000)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    shifts = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)] if tta else [(0, 0)]
+    correct = total = 0
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            x, y = datamodule.on_after_batch_transfer(batch, 0)
+            p = sum(
+                F.softmax(net(torch.roll(F.pad(x, (1,) * 4), (dy, dx), (2, 3))[..., 1:-1, 1:-1]), 1)
+                for net in nets
+                for dy, dx in shifts
+            )
+            correct += int((p.argmax(1) == y).sum())
+            total += len(y)
+    return correct, total
+
+
+@pytest.mark.slow
+def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
+    data = write_mnist(tmp_path / "data", n_train=1200, n_test=300)
+    common = [hydra_override("data.data_dir", str(data)), "experiment=speedrun"]
+    ckpts = []
+    for name, extra in (("s1", "seed=1"), ("s2", "seed=2"), ("norm", "data.normalize=true")):
+        proc = run_train(*common, extra, run_dir=tmp_path / name)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        m = _metrics(tmp_path / name)
+        assert m["status"] == "completed" and m["test/total"] == 300 and m["epochs"] == 1
+        assert m["config"]["model"]["_target_"].endswith("SpeedCNN")
+        assert not (tmp_path / name / "tensorboard").exists()  # the speedrun logs nothing
+        ckpts.append(tmp_path / name / "checkpoints" / "last.ckpt")
+
+    def listed(paths: list[Path]) -> str:  # ckpt_path=[A,B]: each element quoted as Hydra reads it
+        return "ckpt_path=[" + ",".join(hydra_override("", str(p))[1:] for p in paths) + "]"
+
+    for tta in (False, True):
+        run_dir = tmp_path / f"ensemble-tta-{tta}"
+        proc = run_eval(listed(ckpts[:2]), hydra_override("data.data_dir", str(data)),
+                        f"tta={str(tta).lower()}", hydra_override("hydra.run.dir", str(run_dir)),
+                        "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        m = _metrics(run_dir)
+        correct, total = _expected_accuracy(ckpts[:2], data, tta)
+        assert (m["test/correct"], m["test/total"]) == (correct, total), tta
+        assert m["checkpoint"] == [str(p) for p in ckpts[:2]] and m["seed"] == [1, 2]
+        assert m["tta"] is tta and m["status"] == "completed"
+        assert (run_dir / "figures" / "confusion_counts.png").is_file()
+
+    refusals = {
+        "normalize=True (not False)": [ckpts[0], ckpts[2]],
+        "more than once": [ckpts[0], ckpts[1], ckpts[0]],
+        "names no checkpoint": [],
+    }
+    for i, (expected, paths) in enumerate(refusals.items()):
+        proc = run_eval(listed(paths), hydra_override("data.data_dir", str(data)),
+                        hydra_override("hydra.run.dir", str(tmp_path / f"refused{i}")))  # fmt: skip
+        assert proc.returncode == 2 and expected in proc.stderr, (expected, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
