@@ -74,8 +74,8 @@ def evaluate(
         record.failed(exc)
         raise
     if one:
-        ckpt = members[0]
-        weights = f"checkpoint {ckpt.path} (epoch {metrics['epochs']}, step {metrics['global_step']})"
+        epoch, step = metrics["epochs"], metrics["global_step"]
+        weights = f"checkpoint {members[0].path} (epoch {epoch}, step {step})"
     else:
         weights = f"an ensemble of {len(members)} checkpoints (seeds {seeds})"
     if tta:
@@ -90,7 +90,7 @@ def _check_members_agree(members: list[checkpoints.Checkpoint]) -> None:
     expected = {k: first.config()["data"].get(k) for k in ("dataset", "normalize")}
     for other in members[1:]:
         got = {k: other.config()["data"].get(k) for k in expected}
-        differ = [f"{k}={got[k]!r} (not {expected[k]!r})" for k in expected if got[k] != expected[k]]
+        differ = [f"{k}={got[k]!r} (not {v!r})" for k, v in expected.items() if got[k] != v]
         if differ:
             raise UserError(
                 f"{other.path}: trained with {', '.join(differ)} as in {first.path}; an "

@@ -33,7 +33,6 @@ def main() -> None:
 def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
-    from mnist_cnn import checkpoints
     from mnist_cnn.config import check_accelerator, validate
 
     with user_errors():
