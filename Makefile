@@ -47,6 +47,18 @@ $(KERAS): # TensorFlow for the Keras side of the bench only: its own environment
 	$(UV) venv --quiet --python 3.11 .bench-keras
 	$(UV) pip install --quiet --python $(KERAS) --compile-bytecode tensorflow-cpu==2.21.0 numpy
 
+gpu-bench: ## on a GPU machine: seed workload, speedrun, frontier and a plain loop, one table (bench/gpu.sh, < 10 min)
+	bash bench/gpu.sh $(ARGS)
+
+GPU_WHEELS := hydra-core omegaconf antlr4-python3-runtime
+gpu-pack: install ## .gpu/: the pure-Python wheels an offline GPU machine's python3 lacks, and MNIST gzipped (for bench/gpu.sh)
+	rm -rf .gpu && mkdir -p .gpu/wheels .gpu/data
+	python3 -m pip wheel --quiet --no-deps -w .gpu/wheels $$(for p in $(GPU_WHEELS); do \
+	  echo "$$p==$$($(PY) -c "import importlib.metadata as m; print(m.version('$$p'))")"; done)
+	for f in "$$($(PY) -c 'from mnist_cnn.data.sources import default_data_dir as d; print(d())')"/MNIST/raw/*-ubyte; do \
+	  gzip -c "$$f" >".gpu/data/$$(basename "$$f").gz"; done
+	du -sh .gpu
+
 adversarial: install ## hostile inputs to every entry point, as typed: exit codes, tracebacks, files kept, peak memory
 	$(PY) scripts/adversarial_pass.py
 

@@ -148,3 +148,23 @@ def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
                         hydra_override("hydra.run.dir", str(tmp_path / f"refused{i}")))  # fmt: skip
         assert proc.returncode == 2 and expected in proc.stderr, (expected, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_runs_its_whole_table_on_a_cpu(tiny_data_dir, tmp_path):
+    """bench/gpu.py is what a rare GPU session runs: it must not fail there for a CPU-testable
+    reason. Tiny data, one epoch, one speedrun seed; the rows, the saved records, the table."""
+    from helpers.runs import run_script
+
+    save = tmp_path / "saved"
+    proc = run_script("bench/gpu.py", "--accelerator", "cpu", "--data-dir", str(tiny_data_dir),
+                      "--speedrun-seeds", "1", "--save", str(save), "trainer.max_epochs=1",
+                      "callbacks=minimal", timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 6, proc.stdout  # the header and five workloads
+    saved = {p.stem: json.loads(p.read_text()) for p in save.glob("*.json")}
+    assert set(saved) == {"seed_auto", "seed_fp32", "speedrun_s1", "frontier_s1", "table"}
+    assert saved["frontier_s1"]["config"]["label_smoothing"] == 0.1
+    assert all(saved[k]["device"] == "cpu" for k in ("seed_auto", "speedrun_s1"))
+    assert saved["seed_fp32"]["precision"] == "32-true"
