@@ -89,12 +89,14 @@ def main() -> None:
         )
     )
     rows.append(
-        ("experiment=frontier, seed 1",
-         train("frontier_s1", [*common, "experiment=frontier", "seed=1"], args.save))  # fmt: skip
+        (
+            "experiment=frontier, seed 1",
+            train("frontier_s1", [*common, "experiment=frontier", "seed=1"], args.save),
+        )  # fmt: skip
     )
     device = "cuda" if args.accelerator == "gpu" else "cpu"
     rows.append(("plain PyTorch loop (bench/reference.py)", plain_loop(data_dir, device)))
-    print(f"\n| workload | whole s | fit s | test acc | precision | weights |")
+    print("\n| workload | whole s | fit s | test acc | precision | weights |")
     print("|---|---|---|---|---|---|")
     for name, r in rows:
         acc = f"{100 * r['test_acc']:.2f}%"

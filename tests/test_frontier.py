@@ -161,7 +161,8 @@ def test_the_gpu_bench_runs_its_whole_table_on_a_cpu(tiny_data_dir, tmp_path):
                       "--speedrun-seeds", "1", "--save", str(save), "trainer.max_epochs=1",
                       "callbacks=minimal", timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    lines = proc.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line]
     assert len(rows) == 6, proc.stdout  # the header and five workloads
     saved = {p.stem: json.loads(p.read_text()) for p in save.glob("*.json")}
     assert set(saved) == {"seed_auto", "seed_fp32", "speedrun_s1", "frontier_s1", "table"}
