@@ -242,3 +242,27 @@ def test_runs_on_part_of_the_test_set_are_kept_apart_unless_asked(tmp_path):
     assert "trainer.limit_test_batches=0.1" in excluded["reason"]
     pooled = compare([str(tmp_path)], include_subsets=True)
     assert sum(len(g["runs"]) for g in pooled["groups"]) == 2
+
+
+def test_runs_without_a_validation_set_compare_on_the_test_set(tmp_path):
+    """data.val_split=0 (the speedrun, the frontier) leaves val/acc null: such runs are compared,
+    their val column says why it is empty; a null val/acc with a validation set still excludes."""
+    no_val = {"data": {"val_split": 0.0}}
+    for seed, acc in enumerate([0.990, 0.991]):
+        write_run(tmp_path / f"a{seed}", seed, acc, 1e-3, config=no_val, **{"val/acc": None})
+        write_run(
+            tmp_path / f"b{seed}", seed, acc + 0.002, 3e-3, config=no_val, **{"val/acc": None}
+        )
+    write_run(tmp_path / "broken", 5, 0.99, 3e-3, **{"val/acc": None})  # has a validation split
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(tmp_path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("none (no validation set)") == 2
+    assert "val/acc is missing or not finite" in proc.stdout  # the broken one, excluded
+    rows = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))
+    assert [r["n"] for r in rows] == ["2", "2"] and all(r["val/acc mean"] == "" for r in rows)
+    assert float(rows[1]["test/acc mean"]) - float(rows[0]["test/acc mean"]) == pytest.approx(0.002)

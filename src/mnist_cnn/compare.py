@@ -20,6 +20,8 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.significance import correct_for_several, describe, welch
 
 METRICS = ("test/acc", "test/loss", "val/acc")
+# absent (null) in runs with data.val_split=0; their groups show none
+WITHOUT_VALIDATION = ("val/acc",)
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
 IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path")  # what a group varies over
 IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
@@ -113,6 +115,8 @@ def load(run_dir: Path) -> Run | str:
     values = {}
     for name in METRICS:
         v = m.get(name)
+        if name in WITHOUT_VALIDATION and v is None and _no_validation(m.get("config")):
+            continue  # data.val_split=0: trained on every training digit, nothing to validate on
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             return f"{name} is missing or not finite ({v!r})"
         values[name] = float(v)
@@ -130,6 +134,10 @@ def load(run_dir: Path) -> Run | str:
     partial = partial_run(m["config"].get("trainer"))
     weights = m.get("weights_sha256")
     return Run(run_dir, m.get("seed"), values, config, weights, extra, recorded, partial)
+
+
+def _no_validation(config: Any) -> bool:
+    return _dig(config, ("data", "val_split")) in (0, 0.0)
 
 
 def _dig(tree: Any, path: tuple[str, ...]) -> Any:
@@ -178,7 +186,11 @@ def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
     for group in (g for g in same.values() if len(g) > 1):
         first = group[0]
         for other in group[1:]:
-            deltas = {m: abs(first.metrics[m] - other.metrics[m]) for m in METRICS}
+            deltas = {
+                m: abs(first.metrics[m] - other.metrics[m])
+                for m in METRICS
+                if m in first.metrics and m in other.metrics
+            }
             identical = first.weights == other.weights and not any(deltas.values())
             causes = [
                 f"{name} {first.recorded.get(name)} vs {other.recorded.get(name)}"
@@ -264,7 +276,12 @@ def _summary(g: Group) -> dict[str, Any]:
     fits = [r.extra["train_seconds"] for r in g.runs if "train_seconds" in r.extra]
     return {
         "group": g.label,
-        **{m: describe([r.metrics[m] for r in g.runs], BOUNDS[m]) for m in METRICS},
+        **{
+            m: describe([r.metrics[m] for r in g.runs], BOUNDS[m])
+            if all(m in r.metrics for r in g.runs)
+            else None  # some of its runs had no validation set
+            for m in METRICS
+        },
         "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
         "train_seconds": describe(fits) if fits else None,
         "seeds": [r.seed for r in g.runs],

@@ -14,7 +14,9 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.runs import save_figure, write_json_atomic, write_text_atomic
 
 
-def _cell(d: dict[str, Any], pct: bool) -> str:
+def _cell(d: dict[str, Any] | None, pct: bool) -> str:
+    if d is None:
+        return "none (no validation set)"
     scale, unit = (100, "%") if pct else (1, "")
     if d["std"] is None:
         return f"{scale * d['mean']:.2f}{unit} (n=1)" if pct else f"{d['mean']:.4f} (n=1)"
@@ -56,7 +58,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fit['mean']:.0f}" if fit else "?",
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    if any(g[m].get("ci95_clipped") for g in result["groups"] for m in ("test/acc", "val/acc")):
+    clipped = (
+        (g[m] or {}).get("ci95_clipped") for g in result["groups"] for m in ("test/acc", "val/acc")
+    )
+    if any(clipped):
         lines += [
             "",
             "* the t-interval passed 100% at this n and is clipped to the possible range.",
@@ -115,7 +120,7 @@ def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
     for g in result["groups"]:
         row = [g["group"], g["test/acc"]["n"]]
         for m in METRICS:
-            d = g[m]
+            d = g[m] or {"mean": None, "std": None, "ci95": None}  # None: no validation set
             row += [d["mean"], d["std"], *(d["ci95"] or (None, None))]
         writer.writerow(row)
     write_text_atomic(out_dir / "comparison.csv", buffer.getvalue())
