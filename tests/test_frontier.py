@@ -170,3 +170,17 @@ def test_the_gpu_bench_runs_its_whole_table_on_a_cpu(tiny_data_dir, tmp_path):
     assert saved["frontier_s1"]["config"]["label_smoothing"] == 0.1
     assert all(saved[k]["device"] == "cpu" for k in ("seed_auto", "speedrun_s1"))
     assert saved["seed_fp32"]["precision"] == "32-true"
+
+
+def test_a_list_of_checkpoints_is_for_eval_not_for_resuming():
+    from omegaconf import OmegaConf
+
+    from mnist_cnn.config import validate
+    from mnist_cnn.errors import UserError
+
+    with pytest.raises(
+        UserError, match=r"ckpt_path=\['a.ckpt', 'b.ckpt'\] is a list: a run resumes"
+    ):
+        validate(OmegaConf.create({"ckpt_path": ["a.ckpt", "b.ckpt"]}))
+    with pytest.raises(UserError, match=r"tta='yes' is invalid: expected true or false"):
+        validate(OmegaConf.create({"tta": "yes"}), ignore=("ckpt_path",))

@@ -163,7 +163,12 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         if not ok(value):
             problems.append(f"{key}={value!r} is invalid: expected {expected}")
     ckpt = None if source or "ckpt_path" in ignore else cfg.get("ckpt_path")
-    if ckpt is not None and not Path(str(ckpt)).is_file():
+    if OmegaConf.is_list(ckpt):
+        problems.append(
+            f"ckpt_path={list(ckpt)!r} is a list: a run resumes from one checkpoint; give one "
+            "path (lists are for eval.py, which tests them as an ensemble)"
+        )
+    elif ckpt is not None and not Path(str(ckpt)).is_file():
         problems.append(
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
