@@ -89,12 +89,12 @@ def main() -> None:
             },
         )
     )
-    rows.append(
-        (
-            "experiment=frontier, seed 1",
-            train("frontier_s1", [*common, "experiment=frontier", "seed=1"], args.save),
-        )  # fmt: skip
-    )
+    # the same seed in fp32: the drift table of docs/performance.md sets it beside the CPU's
+    fp32 = train("speedrun_s1_fp32", [*common, "experiment=speedrun", "seed=1", "trainer=fp32"],
+                 args.save)  # fmt: skip
+    rows.append(("experiment=speedrun, seed 1, fp32", fp32))
+    frontier = train("frontier_s1", [*common, "experiment=frontier", "seed=1"], args.save)
+    rows.append(("experiment=frontier, seed 1", frontier))
     device = "cuda" if args.accelerator == "gpu" else "cpu"
     rows.append(("plain PyTorch loop (bench/reference.py)", plain_loop(data_dir, device)))
     print("\n| workload | whole s | fit s | test acc | precision | weights |")
