@@ -37,8 +37,7 @@ def evaluate(
 
     checkpoint: cfg.ckpt_path as already read (a list where it names several files)."""
     if checkpoint is None:
-        paths = cfg.ckpt_path if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
-        checkpoint = [checkpoints.load(p) for p in paths]
+        checkpoint = checkpoints.load_all(cfg.ckpt_path)
     members = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     trained = members[0].config()
     _check_members_agree(members)

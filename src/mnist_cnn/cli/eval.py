@@ -33,13 +33,14 @@ def main() -> None:
 def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
+    from mnist_cnn import checkpoints
     from mnist_cnn.config import check_accelerator, validate
 
     with user_errors():
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
         check_accelerator(cfg)
-        checkpoint = _read_checkpoints(cfg)
+        checkpoint = checkpoints.load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
     from mnist_cnn.callbacks.resume import InterruptedDuringTest
     from mnist_cnn.eval import evaluate
@@ -50,24 +51,3 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-
-
-def _read_checkpoints(cfg):
-    """ckpt_path=PATH reads one checkpoint; ckpt_path=[A,B,...] several, tested as an ensemble."""
-    from omegaconf import OmegaConf
-
-    from mnist_cnn import checkpoints
-    from mnist_cnn.errors import UserError
-
-    if not OmegaConf.is_list(cfg.ckpt_path):
-        return checkpoints.load(cfg.ckpt_path)
-    paths = list(cfg.ckpt_path)
-    if not paths:
-        raise UserError("ckpt_path=[] names no checkpoint: give one path or a list [A,B,...]")
-    repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
-    if repeated:
-        raise UserError(
-            f"ckpt_path lists {', '.join(repeated)} more than once: an ensemble would count its "
-            "vote twice; name each checkpoint once"
-        )
-    return [checkpoints.load(p) for p in paths]

@@ -21,11 +21,14 @@ def initialise(net: nn.Module, init: str) -> None:
         raise ValueError(f"init={init!r}: expected 'keras' (the Keras lab's) or 'torch'")
 
 
-def conv_pool_side(image_size: int, stages: int = 2) -> int:
-    """Side of the feature map after `stages` valid 3x3 convolutions, each with a 2x2 max-pool."""
+def conv_pool_side(image_size: int, kernels: tuple[int, ...] = (3, 3)) -> int:
+    """Side of the feature map after one valid convolution per kernel size, each with a 2x2
+    max-pool."""
     side = image_size
-    for _ in range(stages):
-        side = (side - 2) // 2
+    for kernel in kernels:
+        side = (side - kernel + 1) // 2
     if side < 1:
-        raise ValueError(f"image_size={image_size} is too small for {stages} conv+pool stages")
+        raise ValueError(
+            f"image_size={image_size} is too small for {len(kernels)} conv+pool stages"
+        )
     return side

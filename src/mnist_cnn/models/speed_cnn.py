@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnist_cnn.models.init import initialise
+from mnist_cnn.models.init import conv_pool_side, initialise
 
 
 def stage(cin: int, cout: int, kernel: int) -> nn.Sequential:
@@ -34,9 +34,7 @@ class SpeedCNN(nn.Module):
         init: str = "torch",
     ) -> None:
         super().__init__()
-        side = ((image_size - 4) // 2 - 2) // 2
-        if side < 1:
-            raise ValueError(f"image_size={image_size} is too small for SpeedCNN's two stages")
+        side = conv_pool_side(image_size, kernels=(5, 3))
         self.conv1 = stage(in_channels, conv1_channels, 5)
         self.conv2 = stage(conv1_channels, conv2_channels, 3)
         self.flatten = nn.Flatten()
