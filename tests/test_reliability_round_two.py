@@ -111,6 +111,8 @@ def test_a_sweep_into_a_dir_holding_runs_is_refused(tmp_path, layout):
         (["model.conv1_channels=0"], "model.conv1_channels"),
         (["model.dense_units=-3"], "model.dense_units"),
         (["model=mlp", "model.hidden=[128,0]"], "model.hidden"),
+        (["model=deep_cnn", "model.head_channels=0"], "model.head_channels"),
+        (["model=deep_cnn", "model.dropout=1"], "model.dropout"),
         (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum"),
         (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum"),
         (["+optimizer.betas=[0.9,1.2]"], "optimizer.betas"),

@@ -106,6 +106,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.conv1_channels": (_positive_int, "an integer >= 1"),
     "model.conv2_channels": (_positive_int, "an integer >= 1"),
     "model.dense_units": (_positive_int, "an integer >= 1"),
+    "model.head_channels": (_positive_int, "an integer >= 1"),
     "model.hidden": (
         lambda v: isinstance(v, (list, ListConfig)) and all(_positive_int(x) for x in v),
         "a list of layer widths, each an integer >= 1 (e.g. [256,128])",
