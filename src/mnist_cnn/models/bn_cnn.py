@@ -13,9 +13,14 @@ from torch import nn
 from mnist_cnn.models.init import conv_pool_side, initialise
 
 
-def conv_bn(cin: int, cout: int) -> nn.Sequential:
-    # the convolution's bias is redundant before batch norm
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    # the convolution's bias is redundant before batch norm; a strided conv pads to keep "same"
+    padding = kernel // 2 if stride > 1 else 0
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    )
 
 
 class BatchNormCNN(nn.Module):

@@ -11,17 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mnist_cnn.models.bn_cnn import conv_bn
 from mnist_cnn.models.init import initialise
-
-
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    # the convolution's bias is redundant before batch norm; a strided conv pads to keep "same"
-    padding = kernel // 2 if stride > 1 else 0
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(),
-    )
 
 
 def stage_side(side: int) -> int:
