@@ -203,7 +203,16 @@ SCHEMA_RETRIES = 10
 
 
 def _schema_race(exc: Exception) -> bool:
-    """Optuna creates its tables when it first opens a database, without a lock."""
+    """Optuna creates its tables when it first opens a database, without a lock.
+
+    The loser of that race sees either a table that appeared meanwhile ("already exists") or a
+    second insert of the schema's version row: SQLAlchemy's IntegrityError, whose text differs
+    by backend (SQLite "UNIQUE constraint failed", PostgreSQL "duplicate key").
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        return True
     text = str(exc).lower()
     return any(s in text for s in ("already exists", "duplicate key", "uniqueviolation"))
 
