@@ -139,30 +139,39 @@ def _expected_accuracy(ckpts: list[Path], data_dir: Path, tta: bool) -> tuple[in
 @pytest.mark.slow
 def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
     data = write_mnist(tmp_path / "data", n_train=1200, n_test=300)
-    common = [hydra_override("data.data_dir", str(data)), "experiment=speedrun"]
+    common = [hydra_override("data.data_dir", str(data))]
     ckpts = []
-    for name, extra in (("s1", "seed=1"), ("s2", "seed=2"), ("norm", "data.normalize=true")):
-        proc = run_train(*common, extra, run_dir=tmp_path / name)
+    runs = (
+        ("s1", "SpeedCNN", ["experiment=speedrun", "seed=1"]),
+        ("s2", "SpeedCNN", ["experiment=speedrun", "seed=2"]),
+        ("norm", "SpeedCNN", ["experiment=speedrun", "data.normalize=true"]),
+        # a member of another architecture and recipe: the frontier's diverse ensembles
+        ("deep", "DeepCNN", ["experiment=frontier", "model=deep_cnn", "seed=3",
+                             "trainer.max_epochs=1", "callbacks=minimal", "~logger"]),
+    )  # fmt: skip
+    for name, model, extra in runs:
+        proc = run_train(*common, *extra, run_dir=tmp_path / name)
         assert proc.returncode == 0, proc.stderr[-3000:]
         m = _metrics(tmp_path / name)
         assert m["status"] == "completed" and m["test/total"] == 300 and m["epochs"] == 1
-        assert m["config"]["model"]["_target_"].endswith("SpeedCNN")
-        assert not (tmp_path / name / "tensorboard").exists()  # the speedrun logs nothing
+        assert m["config"]["model"]["_target_"].endswith(model)
+        assert not (tmp_path / name / "tensorboard").exists()  # neither logs dashboards
         ckpts.append(tmp_path / name / "checkpoints" / "last.ckpt")
 
     def listed(paths: list[Path]) -> str:  # ckpt_path=[A,B]: each element quoted as Hydra reads it
         return "ckpt_path=[" + ",".join(hydra_override("", str(p))[1:] for p in paths) + "]"
 
-    for tta in (False, True):
-        run_dir = tmp_path / f"ensemble-tta-{tta}"
-        proc = run_eval(listed(ckpts[:2]), hydra_override("data.data_dir", str(data)),
+    for members, tta in (([0, 1], False), ([0, 1], True), ([0, 1, 3], False)):
+        paths = [ckpts[i] for i in members]
+        run_dir = tmp_path / f"ensemble-{len(members)}-tta-{tta}"
+        proc = run_eval(listed(paths), hydra_override("data.data_dir", str(data)),
                         f"tta={str(tta).lower()}", hydra_override("hydra.run.dir", str(run_dir)),
                         "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         m = _metrics(run_dir)
-        correct, total = _expected_accuracy(ckpts[:2], data, tta)
-        assert (m["test/correct"], m["test/total"]) == (correct, total), tta
-        assert m["checkpoint"] == [str(p) for p in ckpts[:2]] and m["seed"] == [1, 2]
+        correct, total = _expected_accuracy(paths, data, tta)
+        assert (m["test/correct"], m["test/total"]) == (correct, total), (members, tta)
+        assert m["checkpoint"] == [str(p) for p in paths] and m["seed"] == [1, 2, 3][: len(paths)]
         assert m["tta"] is tta and m["status"] == "completed"
         assert (run_dir / "figures" / "confusion_counts.png").is_file()
 
