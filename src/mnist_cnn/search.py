@@ -206,15 +206,13 @@ def _schema_race(exc: Exception) -> bool:
     """Optuna creates its tables when it first opens a database, without a lock.
 
     The loser of that race sees either a table that appeared meanwhile ("already exists") or a
-    second insert of the schema's version row: SQLAlchemy's IntegrityError, whose text differs
-    by backend (SQLite "UNIQUE constraint failed", PostgreSQL "duplicate key").
+    second insert of a unique row: SQLAlchemy's IntegrityError on every backend (SQLite's
+    "UNIQUE constraint failed" on the schema's version row, PostgreSQL's "duplicate key" on its
+    type catalogue), which Optuna passes on unwrapped.
     """
     from sqlalchemy.exc import IntegrityError
 
-    if isinstance(exc, IntegrityError):
-        return True
-    text = str(exc).lower()
-    return any(s in text for s in ("already exists", "duplicate key", "uniqueviolation"))
+    return isinstance(exc, IntegrityError) or "already exists" in str(exc).lower()
 
 
 def redact(url: str) -> str:
