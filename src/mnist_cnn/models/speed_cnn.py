@@ -3,8 +3,8 @@
 conv(5x5), max-pool, batch norm, ReLU; conv(3x3), max-pool, batch norm, ReLU; [dense, ReLU];
 linear. Pooling first makes batch norm and ReLU touch a quarter of the values (max-pool commutes
 with ReLU, not with batch norm: this is its own network, trained that way). About 13,000
-parameters, 109,000 with the speedrun's 128 hidden units: one epoch of it at a high one-cycle
-learning rate reaches 99% (experiment=speedrun, docs/performance.md).
+parameters, 106,000 with the speedrun's 8 first-layer filters and 128 hidden units: one epoch of
+it at a high one-cycle learning rate reaches 99% (experiment=speedrun, docs/performance.md).
 """
 
 from __future__ import annotations
