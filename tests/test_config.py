@@ -46,6 +46,21 @@ def test_the_labs_own_recipe_is_one_override_away(experiment):
     assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.val_split) == (3, 128, 0.1)
 
 
+def test_the_five_minute_frontier_is_the_frontier_recipe_on_a_widened_speed_cnn():
+    frontier, five = compose_train("experiment=frontier"), compose_train("experiment=frontier_5min")
+    assert five.model._target_.endswith("SpeedCNN") and frontier.model._target_.endswith("DeepCNN")
+    assert (five.model.conv1_channels, five.model.conv2_channels, five.model.hidden_units) == (
+        32,
+        64,
+        256,
+    )
+    assert (five.trainer.max_epochs, frontier.trainer.max_epochs) == (15, 30)
+    for cfg in (frontier, five):
+        with open_dict(cfg):
+            del cfg.model, cfg.trainer.max_epochs
+    assert five == frontier  # data, augmentation, optimizer, schedule, smoothing: all shared
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_train(f"{group}={option}")
