@@ -266,3 +266,27 @@ def test_runs_without_a_validation_set_compare_on_the_test_set(tmp_path):
     rows = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))
     assert [r["n"] for r in rows] == ["2", "2"] and all(r["val/acc mean"] == "" for r in rows)
     assert float(rows[1]["test/acc mean"]) - float(rows[0]["test/acc mean"]) == pytest.approx(0.002)
+
+
+def test_a_sweep_of_partial_runs_only_is_compared_and_says_so(tmp_path):
+    """The first sweep a user runs (`-m seed=1,2,3 +trainer.limit_train_batches=0.1`): every run
+    is partial, so they are compared with each other (exit 0), and the report says so."""
+    partial = {"trainer": {"limit_train_batches": 0.1}}
+    for seed, acc in enumerate([0.91, 0.92, 0.90]):
+        write_run(tmp_path / "sweep" / str(seed), seed, acc, config=partial)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(tmp_path / "sweep")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| 3 |" in proc.stdout and "Excluded" not in proc.stdout
+    assert "part of the data (trainer.limit_train_batches=0.1)" in proc.stdout
+    result = json.loads((tmp_path / "sweep" / "comparison.json").read_text())
+    assert result["partial"] == ["trainer.limit_train_batches=0.1"] and not result["excluded"]
+    # mixed with a full run, the partial ones are kept apart again
+    write_run(tmp_path / "sweep" / "full", 9, 0.99)
+    mixed = compare([str(tmp_path / "sweep")])
+    assert [len(g["runs"]) for g in mixed["groups"]] == [1] and len(mixed["excluded"]) == 3
+    assert mixed["partial"] == []

@@ -7,6 +7,7 @@ import gzip
 import json
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from helpers.data import make_digits
@@ -18,6 +19,7 @@ from mnist_cnn.data.idx import write_idx
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.errors import UserError
 from mnist_cnn.models.bn_cnn import BatchNormCNN
+from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
 
 DEBIAN = sources.SYSTEM_COPIES["FashionMNIST"]
@@ -119,17 +121,43 @@ def test_augmentation_only_touches_training_batches(tiny_data_dir):
     assert torch.equal(plain, batch[0].float() / 255) and not torch.equal(plain, augmented)
 
 
-def test_one_cycle_schedule_spans_the_run(tiny_data_dir, tmp_path):
+class _LearningRates(L.Callback):
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def _schedule(tiny_data_dir, tmp_path, lr: float, scheduler) -> list[float]:
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
-    schedule = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.01)
+    factory = None if scheduler is None else functools.partial(scheduler)
     module = ClassifierModule(
-        BatchNormCNN(), functools.partial(torch.optim.AdamW, lr=1e-3), scheduler=schedule
+        SimpleCNN(), functools.partial(torch.optim.AdamW, lr=lr), scheduler=factory
     )
-    trainer = quiet_trainer(tmp_path, max_epochs=2)
+    rates = _LearningRates()
+    trainer = quiet_trainer(tmp_path / f"{lr}", max_epochs=2, callbacks=[rates])
     trainer.fit(module, datamodule=dm)
-    scheduler = trainer.lr_scheduler_configs[0].scheduler
-    assert scheduler.total_steps == 2 * 9 == trainer.global_step  # ceil(540 / 64) per epoch
-    assert trainer.lr_scheduler_configs[0].interval == "step"
+    if scheduler is not None:
+        assert trainer.lr_scheduler_configs[0].interval == "step"
+    assert len(rates.seen) == 2 * 9 == trainer.global_step  # ceil(540 / 64) per epoch
+    return rates.seen
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [None, torch.optim.lr_scheduler.CosineAnnealingLR, torch.optim.lr_scheduler.OneCycleLR],
+    ids=["constant", "cosine", "onecycle"],
+)
+def test_the_learning_rate_has_one_home_under_every_schedule(tiny_data_dir, tmp_path, scheduler):
+    """optimizer.lr is the peak of every schedule, spanning the whole run: two learning rates
+    give two schedules (one-cycle's own max_lr once overwrote the optimizer's lr)."""
+    low, high = (_schedule(tiny_data_dir, tmp_path, lr, scheduler) for lr in (1e-3, 5e-3))
+    # the peak within one step of the schedule (one-cycle may fall between two batches)
+    assert max(low) == pytest.approx(1e-3, rel=0.02) and max(high) == pytest.approx(5e-3, rel=0.02)
+    assert [h / lo for h, lo in zip(high, low, strict=True)] == pytest.approx([5.0] * len(low))
+    if scheduler is not None:  # the schedule moves and ends near zero, at the run's last step
+        assert len(set(low)) > 2 and low[-1] < 0.1 * max(low)
 
 
 def test_batchnorm_cnn_shapes_and_parameters():

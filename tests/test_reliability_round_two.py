@@ -117,7 +117,6 @@ def test_a_sweep_into_a_dir_holding_runs_is_refused(tmp_path, layout):
         (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum"),
         (["+optimizer.betas=[0.9,1.2]"], "optimizer.betas"),
         (["optimizer.eps=0"], "optimizer.eps"),
-        (["scheduler=onecycle", "scheduler.max_lr=-1"], "scheduler.max_lr"),
         (["scheduler=onecycle", "scheduler.pct_start=1"], "scheduler.pct_start"),
         (["+trainer.limit_train_batches=0"], "trainer.limit_train_batches"),
         (["+trainer.limit_test_batches=0"], "trainer.limit_test_batches"),
@@ -134,6 +133,14 @@ def test_a_sweep_into_a_dir_holding_runs_is_refused(tmp_path, layout):
 def test_values_for_torch_and_lightning_are_checked_first(overrides, key):
     with pytest.raises(UserError, match=rf"(^|; ){key}=.* is invalid: expected "):
         validate(compose_train(*overrides))
+
+
+@pytest.mark.parametrize("peak", ["0.01", "-1"])
+def test_a_second_home_for_the_learning_rate_is_refused(peak):
+    """One-cycle peaks at optimizer.lr; a scheduler.max_lr beside it would make one of the two
+    a dead setting, so it is refused naming the key that counts."""
+    with pytest.raises(UserError, match=r"scheduler.max_lr=.* is not a setting: .*optimizer.lr"):
+        validate(compose_train("scheduler=onecycle", f"+scheduler.max_lr={peak}"))
 
 
 @pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)

@@ -242,21 +242,29 @@ def compare(
         "reproducibility": reproducibility(runs),
         "excluded": excluded,
         "pruned": pruned,
+        "partial": sorted({r.partial for g in groups for r in g.runs if r.partial}),
     }
 
 
 def load_all(paths: list[str], include_subsets: bool) -> tuple[list[Run], list[dict[str, str]]]:
     """The usable runs under paths, and every other run dir with the reason it is left out."""
-    excluded, runs = [], []
+    excluded, loaded_runs = [], []
     for run_dir in discover(paths):
         loaded = load(run_dir)
-        if not isinstance(loaded, Run):
-            excluded.append({"path": str(run_dir), "reason": loaded})
-        elif loaded.partial and not include_subsets:
-            reason = f"run on part of the data ({loaded.partial}); --include-subsets pools it"
-            excluded.append({"path": str(run_dir), "reason": reason})
+        if isinstance(loaded, Run):
+            loaded_runs.append(loaded)
         else:
-            runs.append(loaded)
+            excluded.append({"path": str(run_dir), "reason": loaded})
+    # partial runs are kept apart from full ones only: when every run shown is partial (a smoke
+    # sweep), comparing them is what was asked for, and the report says they are partial
+    mixed = any(r.partial for r in loaded_runs) and any(not r.partial for r in loaded_runs)
+    runs = []
+    for run in loaded_runs:
+        if run.partial and mixed and not include_subsets:
+            reason = f"run on part of the data ({run.partial}); --include-subsets pools it"
+            excluded.append({"path": str(run.path), "reason": reason})
+        else:
+            runs.append(run)
     if not runs:
         first = f"; e.g. {excluded[0]['path']}: {excluded[0]['reason']}" if excluded else ""
         raise UserError(

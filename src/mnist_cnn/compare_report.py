@@ -66,6 +66,12 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "* the t-interval passed 100% at this n and is clipped to the possible range.",
         ]
+    if result.get("partial"):
+        lines += [
+            "",
+            f"Runs on part of the data ({', '.join(result['partial'])}): a smoke comparison, "
+            "not a result to quote.",
+        ]
     if result["differing_keys"]:
         lines += ["", f"Grouped by: {', '.join(result['differing_keys'])} (seeds pooled)."]
     if result.get("ignored_differences"):

@@ -118,10 +118,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, (list, ListConfig)) and len(v) == 2 and all(map(_fraction, v)),
         "two numbers in [0, 1), e.g. [0.9,0.999]",
     ),
-    "scheduler.max_lr": (
-        lambda v: _is_real(v) and math.isfinite(v) and v > 0,
-        "a finite number > 0",
-    ),
     "scheduler.pct_start": (lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
     "scheduler.eta_min": (lambda v: _is_real(v) and math.isfinite(v) and v >= 0, "a number >= 0"),
     "callbacks.filters.top_k": (_positive_int, "an integer >= 1"),
@@ -175,6 +171,13 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
     problems += _augment_problems(cfg)
+    # a checkpoint written before the learning rate had one home may still carry the key
+    if source is None and OmegaConf.select(cfg, "scheduler.max_lr") is not None:
+        problems.append(
+            f"scheduler.max_lr={OmegaConf.select(cfg, 'scheduler.max_lr')!r} is not a setting: "
+            "the one-cycle peak is optimizer.lr (one home for the learning rate); set "
+            "optimizer.lr to the peak instead"
+        )
     if problems:
         where = f"{source}: " if source else ""
         raise UserError(where + "; ".join(problems))

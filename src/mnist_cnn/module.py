@@ -184,7 +184,13 @@ class ClassifierModule(L.LightningModule):
         # schedules that span the whole run are told its length in steps
         steps = int(self.trainer.estimated_stepping_batches)
         kind = getattr(self.scheduler_factory, "func", self.scheduler_factory).__name__
-        length = {"OneCycleLR": {"total_steps": steps}, "CosineAnnealingLR": {"T_max": steps}}
+        # the optimizer's lr is the one home of the learning rate: one-cycle peaks at it (its
+        # own max_lr would overwrite the optimizer's, leaving optimizer.lr a dead setting)
+        peak = [group["lr"] for group in optimizer.param_groups]
+        length = {
+            "OneCycleLR": {"total_steps": steps, "max_lr": peak},
+            "CosineAnnealingLR": {"T_max": steps},
+        }
         scheduler = self.scheduler_factory(optimizer, **length.get(kind, {}))
         return {
             "optimizer": optimizer,
