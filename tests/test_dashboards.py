@@ -377,3 +377,45 @@ def test_tensorboard_pages_in_a_real_browser(dashboard_run, tmp_path):
     assert ((b > 100) & (r < 60) & (g < 110)).sum() > 300, "no confusion matrix on Images"
     r, g, b = _pixels(shots["hparams"], (330, 180, SIZE[0], 230)).T
     assert ((r < 100) & (g < 100) & (b < 100)).sum() > 100, "no row in the HParams table"
+
+
+class _PruneAfterFirstValidation(L.Callback):
+    def on_validation_end(self, trainer, pl_module) -> None:
+        from mnist_cnn.errors import Pruned
+
+        if not trainer.sanity_checking:
+            raise Pruned(trainer.current_epoch + 1, float(trainer.callback_metrics["val/acc"]))
+
+
+def test_a_sweep_opens_hparams_on_what_it_varies_and_a_pruned_trial_is_a_row(
+    tiny_data_dir, tmp_path
+):
+    """TensorBoard orders HParams columns `differs` first, then by name, and ticks the first
+    few: a job's own sweep parameters are marked differing (seed, lr), constants are not, and a
+    trial stopped by its pruner still writes its row (val/acc, no test columns)."""
+    from mnist_cnn.callbacks.hparams import chosen
+    from mnist_cnn.errors import Pruned
+
+    overrides = ["seed=2", "optimizer.lr=0.003", "hparams_search=optuna_lr", "callbacks=minimal"]
+    assert chosen(overrides) == {"seed", "lr"}
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
+    module = ClassifierModule(
+        SimpleCNN(),
+        functools.partial(torch.optim.Adam, lr=3e-3),
+        config={"seed": 2, "optimizer": {"lr": 0.003}, "data": {"batch_size": 64}},
+    )
+    logger = RunLogger(tmp_path, seed=2, overrides=overrides)
+    callbacks = [HParamsLogger(), _PruneAfterFirstValidation()]
+    trainer = quiet_trainer(tmp_path, max_epochs=3, logger=logger, callbacks=callbacks)
+    with pytest.raises(Pruned):
+        trainer.fit(module, datamodule=dm)
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    differs = {h.name for h in experiment.hparam_infos if h.differs}
+    assert differs == {"seed", "lr"}
+    assert "hparams_search" not in {h.name for h in experiment.hparam_infos}
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["seed"].number_value == 2
+    assert "test/acc" not in events.Tags()["scalars"] and "acc/val" in events.Tags()["scalars"]

@@ -78,11 +78,15 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+SEEDED = "hydra.sweeper.sampler.seed=7"  # one seed for both workers: still no repeated draws
+
+
 def _two_workers(data_dir: Path, tmp: Path, storage: str, n_trials: int = 4) -> list[Path]:
     sweeps = [tmp / "worker0", tmp / "worker1"]
     procs = [
         _popen(
-            _search(data_dir, s, storage, f"hydra.sweeper.n_trials={n_trials}"), tmp / f"{k}.log"
+            _search(data_dir, s, storage, f"hydra.sweeper.n_trials={n_trials}", SEEDED),
+            tmp / f"{k}.log",
         )
         for k, s in enumerate(sweeps)
     ]
@@ -95,6 +99,8 @@ def _check_shared_study(storage: str, sweeps: list[Path], n_trials: int) -> None
     trials = _trials(storage)
     assert sorted(t.number for t in trials) == list(range(n_trials))  # never the same trial twice
     assert {t.state for t in trials} == {TrialState.COMPLETE}
+    lrs = [t.params["optimizer.lr"] for t in trials]
+    assert len(set(lrs)) == n_trials, f"workers repeated a draw: {lrs}"
     dirs = _run_dirs(*sweeps)
     assert sorted(dirs) == list(range(n_trials))
     assert all(len(list(s.glob("tiny-trial-*"))) >= 1 for s in sweeps), "one worker did all"
@@ -173,7 +179,7 @@ def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
     for t in bad:
         assert t.state == TrialState.PRUNED
         m = _metrics(dirs[t.number])
-        assert m["status"] == "pruned" and m["epoch"] == 0 and m["optuna"]["state"] == "pruned"
+        assert m["status"] == "pruned" and m["epoch"] == 1 and m["optuna"]["state"] == "pruned"
         assert "test/acc" not in m  # pruned trials are never tested
     assert all(t.state == TrialState.COMPLETE for t in good)
     out = proc.stdout + proc.stderr

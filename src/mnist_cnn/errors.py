@@ -35,7 +35,8 @@ class Stopped(BaseException):
 
 class Pruned(Exception):
     """An Optuna trial stopped by the study's pruner after an epoch: not a failure. The run's
-    record says `pruned` with the epoch; the sweep job returns this (picklable) to the sweeper."""
+    record says `pruned` with the epochs it completed (counted from 1, as the progress lines
+    count); the sweep job returns this (picklable) to the sweeper."""
 
     def __init__(self, epoch: int, value: float) -> None:
         super().__init__(f"pruned after epoch {epoch} (val/acc {value:.4f})")

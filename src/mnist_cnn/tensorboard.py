@@ -35,6 +35,7 @@ DROPPED = frozenset({"epoch", "test/correct", "test/total"})
 # of run names (the full command line stays in .hydra/overrides.yaml)
 NOT_IN_LABEL = (
     "hydra", "paths", "callbacks", "logger", "threads", "ckpt_path", "data.data_dir", "optuna",
+    "hparams_search",
     "data.download", "data.num_workers", "data.eval_batch_size", "trainer.default_root_dir",
 )  # fmt: skip
 MAX_LABEL = 120  # characters: a file name, and a column a person can read
@@ -108,15 +109,28 @@ class RunLogger(TensorBoardLogger):
 
 
 def write_hparams(
-    logger: TensorBoardLogger, params: Mapping[str, Any], metric_tags: Iterable[str]
+    logger: TensorBoardLogger,
+    params: Mapping[str, Any],
+    metric_tags: Iterable[str],
+    varying: Iterable[str] = (),
 ) -> None:
     """The HParams dashboard's row for this run: params as columns, and metric columns read by
     TensorBoard from scalar tags the run already logs (their last value), so no duplicate
-    one-point `hp/` charts are written."""
+    one-point `hp/` charts are written. TensorBoard orders the columns `differs` first, then by
+    name, and ticks the first few: the columns in `varying` (a sweep's parameters) are marked
+    so, else a seed sweep would open with `seed` hidden behind the constant settings."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
     from torch.utils.tensorboard.summary import hparams
 
     tags = dict.fromkeys(metric_tags, 0.0)  # only the names are used
     writer = logger.experiment.file_writer
-    for summary in hparams(dict(params), tags):
+    experiment, start, end = hparams(dict(params), tags)
+    content = experiment.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(content.content)
+    marked = set(varying)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in marked
+    content.content = data.SerializeToString()
+    for summary in (experiment, start, end):
         writer.add_summary(summary)
     logger.hparams.update(params)  # what hparams.yaml beside the events holds

@@ -89,7 +89,7 @@ class OptunaSweeper(Sweeper):
         search.check_settings(self.direction, self.n_trials, self.n_jobs)
         space = search.parse_space(self.params, self.config)
         fixed = self._fixed(arguments, {p.key for p in space})
-        sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
+        sampler = self._sampler()
         pruner = _instantiate(self.pruner_cfg, "hydra.sweeper.pruner")
         url = self.storage_url
         if url is None:
@@ -120,6 +120,19 @@ class OptunaSweeper(Sweeper):
             self.study_name, self.direction, search.redact(url), done, self.n_trials,
         )  # fmt: skip
         return study, space, fixed
+
+    def _sampler(self):
+        """The configured sampler; a seeded one draws by trial number (sampling.py: why)."""
+        sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
+        raw = OmegaConf.select(self.config, "hydra.sweeper.sampler")
+        seed = raw.get("seed") if OmegaConf.is_dict(raw) and "_target_" in raw else None
+        if seed is None:
+            return sampler
+        from hydra.utils import instantiate
+
+        from hydra_plugins.mnist_cnn_optuna.sampling import TrialSeededSampler
+
+        return TrialSeededSampler(lambda s: instantiate(raw, seed=s), int(seed))
 
     @staticmethod
     def _fixed(arguments: list[str], searched: set[str]) -> list[str]:

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 
 from mnist_cnn import tensorboard
+from mnist_cnn.errors import Pruned
 
 # The columns every run has, short names first (TensorBoard shows the settings that differ
 # across the runs shown first, then the rest by name; the first five are ticked).
@@ -26,6 +27,8 @@ CORE = {
     "precision": "trainer.precision",
     "seed": "seed",
 }
+# config groups that choose a search, not what a run computes (the sampled values are columns)
+NOT_COLUMNS = ("hparams_search",)
 # the HParams metric columns: tags the run logs anyway (TensorBoard takes their last value)
 METRICS = ("val/acc", "val/loss", "test/acc", "test/loss", "time/fit_seconds")
 
@@ -56,7 +59,7 @@ def hparams(config: dict[str, Any], overrides: Iterable[str] = ()) -> dict[str, 
     covered = {p.removesuffix("._target_") for p in CORE.values()}
     for item in tensorboard.recipe_overrides(overrides):
         key = tensorboard.override_key(item)
-        if key in covered or key in out:
+        if key in covered or key in out or key in NOT_COLUMNS:
             continue
         value = OmegaConf.select(cfg, key, default=None)
         if value is None or OmegaConf.is_config(value):  # a config group: the name chosen
@@ -64,6 +67,13 @@ def hparams(config: dict[str, Any], overrides: Iterable[str] = ()) -> dict[str, 
         if value not in (None, "null"):
             out[key] = _value(value)
     return out
+
+
+def chosen(overrides: Iterable[str]) -> set[str]:
+    """The columns this job's own overrides set: in a sweep, what varies across its runs."""
+    by_path = {p.removesuffix("._target_"): name for name, p in CORE.items()}
+    keys = (tensorboard.override_key(o) for o in tensorboard.recipe_overrides(overrides))
+    return {by_path.get(k, k) for k in keys if k not in NOT_COLUMNS}
 
 
 class HParamsLogger(L.Callback):
@@ -80,6 +90,15 @@ class HParamsLogger(L.Callback):
         self._fit_seconds = time.perf_counter() - self._fit_started
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        # a trial its pruner stopped is a row too: its val/acc, no test columns
+        if isinstance(exception, Pruned):
+            self._fit_seconds = time.perf_counter() - self._fit_started
+            self._write(trainer, pl_module)
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:  # the events are rank 0's
             return
         config = dict(pl_module.hparams)
@@ -90,7 +109,9 @@ class HParamsLogger(L.Callback):
                 lg.log_metrics({"time/fit_seconds": self._fit_seconds}, trainer.global_step)
             overrides = getattr(lg, "overrides", ())
             logged = [m for m in METRICS if m != "time/fit_seconds" or self._fit_seconds]
-            tensorboard.write_hparams(lg, hparams(config, overrides), map(tensorboard.tag, logged))
+            tensorboard.write_hparams(
+                lg, hparams(config, overrides), map(tensorboard.tag, logged), chosen(overrides)
+            )
             # Lightning wrote an empty hparams.yaml at fit end and never overwrites it
             (Path(lg.log_dir) / lg.NAME_HPARAMS_FILE).unlink(missing_ok=True)
             lg.save()

@@ -45,4 +45,4 @@ class OptunaPruning(L.Callback):
             prune = self._trial.should_prune()
         # every rank stops together (a rank stopping alone would leave the others waiting)
         if trainer.strategy.broadcast(prune, src=0):
-            raise Pruned(epoch, value)
+            raise Pruned(epoch + 1, value)  # epochs completed, counted from 1 as people do

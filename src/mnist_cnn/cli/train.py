@@ -86,6 +86,8 @@ def single_run(cfg) -> float | None:
         )
         print(f"interrupted: {exc}; training had completed; {then}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+    except Pruned:  # one rank of a trial's DDP run: its launcher reads the record, exit 0
+        return None
     except KeyboardInterrupt:  # a second Ctrl-C in fit: Lightning exits 1 by itself
         print("interrupted; metrics.json says interrupted", file=sys.stderr)
         sys.exit(130)
