@@ -198,3 +198,33 @@ def test_flatten_takes_any_depth():
     flat = flatten(deep)
     assert list(flat.values()) == [1] and list(flat)[0].count(".") == 5000
     assert flatten({"x": {"y": 2}, "z": [1]}, sep="/") == {"x/y": 2, "z": [1]}
+
+
+@pytest.mark.parametrize(
+    "env,overrides,ok",
+    [
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "WORLD_SIZE": "4"}, ["trainer.devices=2"], 0),
+        (
+            {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "4"},
+            ["trainer.devices=2", "trainer.num_nodes=2"],
+            1,
+        ),
+        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, ["trainer.devices=1"], 0),
+        ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, ["trainer.devices=2"], 1),
+    ],
+)
+def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, env, overrides, ok):
+    """torchrun and srun decide how many ranks there are; trainer.devices x num_nodes must say
+    the same, checked before anything is written (a real torchrun pair: test_distributed)."""
+    from mnist_cnn.config import check_scale
+
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = compose_train("trainer.accelerator=cpu", *overrides)
+    if ok:
+        check_scale(cfg)
+    else:
+        with pytest.raises(UserError, match=r"the launcher \(torchrun or srun\) started \d"):
+            check_scale(cfg)

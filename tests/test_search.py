@@ -187,6 +187,35 @@ def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
     assert f"best_value: {max(t.value for t in good)}" in (sweep / "best.yaml").read_text()
 
 
+def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path):
+    """Under DDP both ranks stop at the pruner's word: one PRUNED trial that counts toward the
+    budget, no failure, no traceback, the search exits 0 and its summary lists it apart."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=3"),
+        "trainer.max_epochs=2",
+        "trainer.devices=2",
+        "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:0}",  # bad, good, bad
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    trials = _trials(storage)
+    assert len(trials) == 3, [t.state for t in trials]
+    states = {t.number: t.state for t in trials}
+    assert sorted(states.values()) == sorted([TrialState.PRUNED] * 2 + [TrialState.COMPLETE])
+    dirs = _run_dirs(sweep)
+    for t in trials:
+        m = _metrics(dirs[t.number])
+        want = "pruned" if t.state == TrialState.PRUNED else "completed"
+        assert m["status"] == want and m["world_size"] == 2, m.get("error")
+    assert "Traceback" not in out and "failed" not in out.lower()
+    assert "pruned after epoch 1" in out and "Pruned by the search" in out
+
+
 def _wait_running(storage: str, log: Path, proc, timeout: float = 300) -> None:
     """Until the study has a RUNNING trial that has finished its first epoch."""
     deadline = time.monotonic() + timeout

@@ -270,6 +270,14 @@ def check_scale(cfg: DictConfig) -> None:
     devices, nodes = trainer.get("devices", 1), int(trainer.get("num_nodes", 1) or 1)
     accelerator = trainer.get("accelerator", "auto")
     count = distributed.devices_count(devices)
+    world = distributed.world_size_from_launcher()
+    if world is not None and count is not None and world != count * nodes:
+        raise UserError(
+            f"trainer.devices={devices} x trainer.num_nodes={nodes} = {count * nodes} ranks, but "
+            f"the launcher (torchrun or srun) started {world}; give trainer.devices=<ranks per "
+            "node> and trainer.num_nodes=<nodes> as the launcher has them (torchrun: "
+            "--nproc-per-node and --nnodes; srun: --ntasks-per-node and --nodes)"
+        )
     if nodes > 1 and not distributed.started_from_outside():
         raise UserError(
             f"trainer.num_nodes={nodes}: the ranks of the other nodes are started by a launcher "

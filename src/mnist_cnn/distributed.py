@@ -35,6 +35,17 @@ def started_from_outside() -> bool:
     )
 
 
+def world_size_from_launcher() -> int | None:
+    """The ranks torchrun or srun started for this run (None in a plain run)."""
+    if not started_from_outside():
+        return None
+    for name in ("WORLD_SIZE", "SLURM_NTASKS"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def local_ranks() -> int:
     """Ranks of this run on this machine (they share its CPUs): 1 in a plain run."""
     if not started_from_outside():

@@ -39,6 +39,7 @@ def evaluate_checkpoint(cfg) -> float:
     with user_errors():
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
+        check_one_process(cfg)
         check_accelerator(cfg)
         checkpoint = checkpoints.load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
@@ -51,3 +52,23 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+
+
+def check_one_process(cfg) -> None:
+    """eval.py tests in one process: refused up front for several devices, nodes or ranks
+    (each rank would claim the same run dir, and the result is the same numbers)."""
+    from mnist_cnn import distributed
+    from mnist_cnn.errors import UserError
+
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    count = distributed.devices_count(devices)
+    if (count or 1) > 1 or (nodes or 1) != 1 or distributed.started_from_outside():
+        asked = f"trainer.devices={devices}, trainer.num_nodes={nodes}"
+        if distributed.started_from_outside():
+            asked += f", started as rank {distributed.rank()} by torchrun or srun"
+        raise UserError(
+            f"eval.py tests in one process ({asked}): the 10,000 test digits take seconds, "
+            "and one process gives the numbers a DDP run reports; drop trainer.devices and "
+            "num_nodes and run eval.py alone (not under torchrun or srun)"
+        )

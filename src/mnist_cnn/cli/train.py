@@ -185,8 +185,11 @@ def check_inputs(cfg):
     if cfg.get("ckpt_path") is None:
         return None
     from mnist_cnn import checkpoints  # torch, not Lightning
+    from mnist_cnn.resumable import check_resumable
 
-    return checkpoints.load(cfg.ckpt_path)
+    resume = checkpoints.load(cfg.ckpt_path)
+    check_resumable(resume.config(), cfg, str(resume.path))
+    return resume
 
 
 def _launch(cfg) -> dict:
