@@ -39,6 +39,17 @@ def test_notebook_runs_top_to_bottom_in_fast_mode(tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError naming the failing cell
     outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "fast mode" in outputs and "test accuracy" in outputs
+    # every figure is drawn inline, never only its repr; a cell that makes a plot shows a PNG
+    for o in (o for c in nb.cells for o in c.get("outputs", [])):
+        data = o.get("data", {})
+        assert "image/png" in data or "<Figure size" not in str(data.get("text/plain", ""))
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and ("plots." in cell.source or "Image(" in cell.source):
+            kinds = {m for o in cell.outputs for m in o.get("data", {})}
+            assert "image/png" in kinds, f"cell {k} drew no figure: {cell.outputs}"
+    # the libraries' noise the command line drops is dropped here too
+    for noise in ("TPU available", "Tip:", "LeafSpec", "srun", "Total Flops"):
+        assert noise not in outputs, noise
     [run] = list(tmp_path.iterdir())
     for name in ("simple_cnn", "mlp"):
         assert json.loads((run / name / "metrics.json").read_text())["status"] == "completed"

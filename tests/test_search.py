@@ -197,7 +197,7 @@ def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path
         "trainer.max_epochs=2",
         "trainer.devices=2",
         "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
-        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:0}",  # bad, good, bad
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
         timeout=600,
     )

@@ -34,6 +34,33 @@ def test_same_seed_same_bits_other_seed_differs(tiny_data_dir, tmp_path):
     assert "Sweep summary" in proc.stdout
 
 
+@pytest.mark.slow
+def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_path):
+    """`-m seed=1,2 +trainer.limit_train_batches=...`: every run is partial, so the sweep and
+    compare.py (exactly as the README shows it) compare them and say they are partial."""
+    import subprocess
+    import sys
+
+    from helpers.data import ROOT
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m", f"data.data_dir={tiny_data_dir}", *TINY, "seed=1,2",
+        "+trainer.limit_train_batches=0.5", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Runs on part of the data (trainer.limit_train_batches=0.5)" in proc.stdout
+    assert "did not complete" not in proc.stderr
+    summary = json.loads((sweep / "comparison.json").read_text())
+    assert [g["test/acc"]["n"] for g in summary["groups"]] == [2] and not summary["excluded"]
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(sweep)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "| all runs | 2 |" in again.stdout and "smoke comparison" in again.stdout
+
+
 @pytest.mark.reliability("M3")
 @pytest.mark.slow
 def test_a_failed_job_does_not_stop_the_others(tiny_data_dir, tmp_path):

@@ -1,4 +1,5 @@
-"""Process-wide settings, all in one place. Only the entry points (mnist_cnn.cli) call this module.
+"""Process-wide settings, all in one place. Only the entry points (mnist_cnn.cli, the notebook's
+first cell) call this module.
 
 Library code (`run`, `evaluate`, callbacks, plots) changes nothing process-wide, so a notebook or
 a test can call it without its interpreter changing under it. The figures behind each lever are
@@ -28,6 +29,8 @@ QUIET_WARNINGS = (
     r".*smaller than the logging interval.*",
     # the model summary cannot count bf16 sizes; the parameter counts it prints stay right
     r"Precision .* is not supported by the model summary.*",
+    # wherever SLURM is installed: this project starts srun's ranks itself (README: Scaling out)
+    r".*The `srun` command is available on your system but is not used.*",
 )
 # Lightning's info lines that say nothing about this run
 QUIET_INFO = (
@@ -44,10 +47,7 @@ _exit_code: int | None = None
 
 def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: bool = True) -> int:
     """Set everything process-wide that a run wants; returns the torch threads used."""
-    for message in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
-    _one_console_handler()
-    _drop_lines(QUIET_INFO)
+    quiet_libraries()
     import torch
 
     count = thread_count(threads, parallel_jobs)
@@ -56,6 +56,15 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
         keep_freed_memory()
     _stop_on_signals()
     return count
+
+
+def quiet_libraries() -> None:
+    """Drop the libraries' warnings and info lines that say nothing about this run; what an
+    entry point (a command, the lab notebook's first cell) calls before its first run."""
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    _one_console_handler()
+    _drop_lines(QUIET_INFO)
 
 
 def _raise_stopped(signum: int, frame: object) -> None:

@@ -201,12 +201,14 @@ def results_from_test(test_metrics: dict[str, Any], callbacks: list) -> dict[str
 
 def summary(m: dict[str, Any], weights: str) -> str:
     """The lines a person reads at the end of a run or an evaluation; weights: what was tested."""
-    return (
+    lines = (
         f"Test accuracy {100 * m['test/acc']:.2f}% ({m['test/correct']:,} of {m['test/total']:,} "
         f"correct, {m['test/incorrect']:,} wrong), test loss {m['test/loss']:.4f}, {weights}\n"
-        f"Run directory: {m['run_dir']}\n"
-        f"View it: {tensorboard_command(m['run_dir'])}"
+        f"Run directory: {m['run_dir']}"
     )
+    if any(Path(m["run_dir"]).glob("tensorboard/**/events.out.tfevents.*")):  # logger=null: none
+        lines += f"\nView it: {tensorboard_command(m['run_dir'])}"
+    return lines
 
 
 def tensorboard_command(run_dir: str | os.PathLike) -> str:

@@ -260,15 +260,37 @@ def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
     raise UserError(f"optuna.trial={number}: no such trial in study {study_name!r}")
 
 
+# the sweeper's pruner settings, as JSON, for the ranks a trial's job starts (their own Hydra
+# config is a plain run's, without the sweeper)
+PRUNER_ENV = "MNIST_CNN_TRIAL_PRUNER"
+
+
+def pruner_for_ranks() -> str:
+    """The pruner settings of the search this job is a trial of, for PRUNER_ENV."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    spec = HydraConfig.get().sweeper.get("pruner")
+    return json.dumps(OmegaConf.to_container(spec, resolve=True) if spec is not None else None)
+
+
 def job_pruner():
     """The search's pruner, built in the trial's own process (any launcher, any machine) from
     the sweeper settings its job carries; None outside a search or without pruning."""
+    import json
+    import os
+
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
-    if not HydraConfig.initialized():
+    if PRUNER_ENV in os.environ:  # a rank of a trial's DDP run: its launching job passed it
+        spec = json.loads(os.environ[PRUNER_ENV])
+    elif HydraConfig.initialized():
+        spec = HydraConfig.get().sweeper.get("pruner")
+    else:
         return None
-    spec = HydraConfig.get().sweeper.get("pruner")
     if spec is None:
         return None
     try:

@@ -122,7 +122,7 @@ class OptunaSweeper(Sweeper):
         return study, space, fixed
 
     def _sampler(self):
-        """The configured sampler; a seeded one draws by trial number (sampling.py: why)."""
+        """The configured sampler; a seeded one draws by trial number (trial_sampler.py: why)."""
         sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
         raw = OmegaConf.select(self.config, "hydra.sweeper.sampler")
         seed = raw.get("seed") if OmegaConf.is_dict(raw) and "_target_" in raw else None
@@ -130,7 +130,7 @@ class OptunaSweeper(Sweeper):
             return sampler
         from hydra.utils import instantiate
 
-        from hydra_plugins.mnist_cnn_optuna.sampling import TrialSeededSampler
+        from mnist_cnn.trial_sampler import TrialSeededSampler
 
         return TrialSeededSampler(lambda s: instantiate(raw, seed=s), int(seed))
 

@@ -218,6 +218,10 @@ def _launch(cfg) -> dict:
         "hydra.output_subdir=null",  # .hydra/ is this process's, written once
     ]
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's elastic agent would say 1, loudly
+    if cfg.get("optuna") and cfg.optuna.get("trial") is not None:  # the ranks prune as one
+        from mnist_cnn.search import PRUNER_ENV, pruner_for_ranks
+
+        os.environ[PRUNER_ENV] = pruner_for_ranks()
     log.info("starting %d ranks in %s", nproc, run_dir)
     path = Path(run_dir) / "metrics.json"
     try:
