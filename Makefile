@@ -27,13 +27,13 @@ browser: ## headless Chromium for the TensorBoard page tests and `make screensho
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "make browser: no Chromium and not root; install it (apt-get install chromium) or the browser test fails"
 
-screenshots: install browser ## TensorBoard's pages of the newest run under outputs/ as PNGs in outputs/screenshots/ (RUN=<run dir> for another)
-	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-$$(ls -td outputs/*/*/tensorboard outputs/multirun/*/*/*/tensorboard 2>/dev/null | head -1)}" outputs/screenshots
+screenshots: install browser ## TensorBoard's pages of the newest completed run under outputs/ as PNGs in outputs/screenshots/ (RUN=<tensorboard dir> for another)
+	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-}" outputs/screenshots
 
 test-fast: install ## only the fast tier (seconds)
 	$(PY) -m pytest -m "not slow and not real_data" $(ARGS)
 
-notebook: install ## run notebooks/mnist_lab.ipynb in full mode; the executed copy lands in outputs/notebook/
+notebook: install ## run notebooks/mnist_lab.ipynb in full mode (a few minutes; MNIST_LAB_FAST=1 make notebook: a slice, under a minute); the executed copy lands in outputs/notebook/
 	$(PY) notebooks/execute.py
 
 notebook-strip: install ## remove outputs from the committed notebook

@@ -106,12 +106,31 @@ def take(logdir: Path, out_dir: Path, pages=PAGES) -> list[Path]:
         return [screenshot(page_url(base, p), out_dir / f"{p}.png") for p in pages]
 
 
+def newest_completed_run(outputs: Path) -> Path | None:
+    """The tensorboard/ dir of the newest run under `outputs` that completed (not a pruned,
+    failed or running one, whose pages would be half empty)."""
+    found = []
+    for events in outputs.glob("**/tensorboard"):
+        record = events.parent / "metrics.json"
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(record.read_text()).get("status") == "completed":
+                found.append((record.stat().st_mtime, events))
+    return max(found)[1] if found else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("logdir", type=Path)
+    parser.add_argument("logdir", type=Path, help="a run's tensorboard/ dir, or '' for the newest")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=PAGES)
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where to look")
     args = parser.parse_args(argv)
+    if str(args.logdir) in ("", "."):
+        newest = newest_completed_run(args.outputs)
+        if newest is None:
+            parser.error(f"no completed run with TensorBoard events under {args.outputs}/")
+        print(f"screenshots of {newest} (the newest completed run; RUN=<dir> for another)")
+        args.logdir = newest
     if not args.logdir.is_dir():
         parser.error(f"logdir {args.logdir} is not a directory")
     for path in take(args.logdir, args.out_dir, args.pages):

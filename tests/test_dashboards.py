@@ -155,7 +155,7 @@ def test_hparams_logged_with_final_metrics(dashboard_run):
     assert metric_tags <= set(dashboard_run.events.Tags()["scalars"])
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     columns = start.session_start_info.hparams
-    assert columns["seed"].number_value == 0 and columns["lr"].number_value == 0.001
+    assert columns["seed"].string_value == "0" and columns["lr"].number_value == 0.001
     assert not [k for k in columns if k.startswith("paths")]
 
 
@@ -417,5 +417,5 @@ def test_a_sweep_opens_hparams_on_what_it_varies_and_a_pruned_trial_is_a_row(
     assert differs == {"seed", "lr"}
     assert "hparams_search" not in {h.name for h in experiment.hparam_infos}
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    assert start.session_start_info.hparams["seed"].number_value == 2
+    assert start.session_start_info.hparams["seed"].string_value == "2"
     assert "test/acc" not in events.Tags()["scalars"] and "acc/val" in events.Tags()["scalars"]

@@ -106,7 +106,7 @@ def test_a_training_step_reads_nothing_back_but_what_it_logs(tiny_data_dir, tmp_
 def test_a_divergence_names_the_step_it_began(tiny_data_dir, tmp_path, check_every, found):
     # every step on a CPU (the loss is on the host already); every few where reading it waits
     extra = [f"+callbacks.boom.check_every={check_every}"] if check_every else []
-    with pytest.raises(TrainingDiverged, match=rf"at epoch 0, step 5{'' if found else ';'}") as e:
+    with pytest.raises(TrainingDiverged, match=rf"at epoch 1, step 5{'' if found else ';'}") as e:
         _run(tiny_data_dir, tmp_path, "+callbacks.boom._target_=helpers.device_probe.BlowUpAt",
              "+callbacks.boom.step=5", *extra)  # fmt: skip
     assert found in str(e.value)

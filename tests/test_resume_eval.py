@@ -310,11 +310,11 @@ def test_a_diverging_run_stops_with_exit_3_and_no_nan_checkpoint(tiny_data_dir, 
     line = proc.stderr.strip().splitlines()[-1]
     # non-finite, or finite and above the bound: either way stopped before the optimizer step
     assert re.match(
-        r"error: training diverged: train loss (nan|inf|\S+e\+\d+) at epoch 0, step ", line
+        r"error: training diverged: train loss (nan|inf|\S+e\+\d+) at epoch 1, step ", line
     )
     assert "optimizer.lr=100000" in line and "Traceback" not in proc.stderr
     m = _metrics(run_dir)
-    assert m["status"] == "diverged" and m["epoch"] == 0
+    assert m["status"] == "diverged" and m["epoch"] == 1
     for ckpt in run_dir.rglob("*.ckpt"):
         state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())

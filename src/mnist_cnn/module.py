@@ -163,10 +163,10 @@ class ClassifierModule(L.LightningModule):
             )
 
     def _diverged(self, value: float, step: int, note: str = "") -> TrainingDiverged:
+        epoch = self.current_epoch + 1  # counted from 1, as the progress lines count
         return TrainingDiverged(
-            f"training diverged: train loss {value:.4g} at epoch {self.current_epoch}, "
-            f"step {step}{note}",
-            epoch=self.current_epoch,
+            f"training diverged: train loss {value:.4g} at epoch {epoch}, step {step}{note}",
+            epoch=epoch,
             step=step,
         )
 

@@ -124,7 +124,11 @@ def write_hparams(
 
     tags = dict.fromkeys(metric_tags, 0.0)  # only the names are used
     writer = logger.experiment.file_writer
-    experiment, start, end = hparams(dict(params), tags)
+    # TensorBoard prints every number with four decimals (batch 128.00, seed 3.0000): integers
+    # go as text, which it prints as they are (hparams.yaml keeps their types)
+    shown = {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+             for k, v in params.items()}  # fmt: skip
+    experiment, start, end = hparams(shown, tags)
     content = experiment.value[0].metadata.plugin_data
     data = HParamsPluginData.FromString(content.content)
     marked = set(varying)
