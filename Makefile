@@ -47,7 +47,7 @@ $(KERAS): # TensorFlow for the Keras side of the bench only: its own environment
 	$(UV) venv --quiet --python 3.11 .bench-keras
 	$(UV) pip install --quiet --python $(KERAS) --compile-bytecode tensorflow-cpu==2.21.0 numpy
 
-gpu-bench: ## on a GPU machine: seed workload, speedrun, frontier and a plain loop, one table (bench/gpu.sh, < 10 min)
+gpu-bench: ## on a GPU machine: Keras lab workload, speedrun, frontier and a plain loop, one table (bench/gpu.sh, < 10 min)
 	bash bench/gpu.sh $(ARGS)
 
 GPU_WHEELS := hydra-core omegaconf antlr4-python3-runtime

@@ -1,6 +1,6 @@
 """The GPU check in one run (bench/gpu.sh calls it): every frontier workload on one GPU, one table.
 
-Rows, each one process as a user starts it: the seed workload (`python train.py`, precision=auto,
+Rows, each one process as a user starts it: the Keras lab workload (`python train.py`, precision=auto,
 so bf16-mixed on a GPU with bf16) and the same in fp32, `experiment=speedrun` over seeds 1-5, the
 speedrun's seed 1 again in fp32 (for the drift table), `experiment=frontier` seed 1, and the plain
 PyTorch loop (bench/reference.py) with the data on the GPU. Each train.py run's metrics.json is
@@ -70,8 +70,8 @@ def main() -> None:
         args.save.mkdir(parents=True, exist_ok=True)
     common = [f"trainer.accelerator={args.accelerator}", f"data.data_dir={data_dir}", *args.extra]
     rows: list[tuple[str, dict]] = [
-        ("seed workload, precision=auto", train("seed_auto", common, args.save)),
-        ("seed workload, fp32", train("seed_fp32", [*common, "trainer=fp32"], args.save)),
+        ("Keras lab workload, precision=auto", train("lab_auto", common, args.save)),
+        ("Keras lab workload, fp32", train("lab_fp32", [*common, "trainer=fp32"], args.save)),
     ]
     speed = [
         train(f"speedrun_s{s}", [*common, "experiment=speedrun", f"seed={s}"], args.save)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, one command, under ten minutes on one H100/H200:  bash bench/gpu.sh [--save DIR]
-# Installs what it needs, then bench/gpu.py: the seed workload (bf16 and fp32), experiment=speedrun
+# Installs what it needs, then bench/gpu.py: the Keras lab workload (bf16 and fp32), experiment=speedrun
 # (5 seeds), experiment=frontier (seed 1) and the plain PyTorch loop on the GPU, one table.
 # Offline GPU machines whose python3 already has torch and lightning: `make gpu-pack` here first
 # puts the missing wheels and the MNIST files into .gpu/, which this script then uses.

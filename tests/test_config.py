@@ -38,7 +38,7 @@ def test_default_config_is_the_keras_lab_with_a_cosine_decay():
     validate(cfg)
 
 
-@pytest.mark.parametrize("experiment", ["keras_lab", "seed_lab", "lab4_vs_lab7"])
+@pytest.mark.parametrize("experiment", ["keras_lab", "lab4_vs_lab7"])
 def test_the_labs_own_recipe_is_one_override_away(experiment):
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.optimizer.lr == 0.001 and cfg.optimizer.eps == 1e-7  # Keras' Adam defaults

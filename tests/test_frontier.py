@@ -202,11 +202,11 @@ def test_the_gpu_bench_runs_its_whole_table_on_a_cpu(tiny_data_dir, tmp_path):
     rows = [line for line in lines if line.startswith("| ") and "---" not in line]
     assert len(rows) == 7, proc.stdout  # the header and six workloads
     saved = {p.stem: json.loads(p.read_text()) for p in save.glob("*.json")}
-    expected = {"seed_auto", "seed_fp32", "speedrun_s1", "speedrun_s1_fp32", "frontier_s1", "table"}
+    expected = {"lab_auto", "lab_fp32", "speedrun_s1", "speedrun_s1_fp32", "frontier_s1", "table"}
     assert set(saved) == expected
     assert saved["frontier_s1"]["config"]["label_smoothing"] == 0.1
-    assert all(saved[k]["device"] == "cpu" for k in ("seed_auto", "speedrun_s1"))
-    assert saved["seed_fp32"]["precision"] == "32-true"
+    assert all(saved[k]["device"] == "cpu" for k in ("lab_auto", "speedrun_s1"))
+    assert saved["lab_fp32"]["precision"] == "32-true"
 
 
 def test_a_list_of_checkpoints_is_for_eval_not_for_resuming():

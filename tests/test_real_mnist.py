@@ -1,4 +1,4 @@
-"""The seed workload on the real MNIST files: 3 epochs, the official 10,000 test digits."""
+"""The Keras lab workload on the real MNIST files: 3 epochs, the official 10,000 test digits."""
 
 from __future__ import annotations
 

@@ -223,19 +223,6 @@ def test_an_impossible_device_count_is_refused_before_anything_loads(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_keras_labs_old_name_still_runs_and_says_so(tiny_data_dir, tmp_path):
-    proc = run_train(
-        "experiment=seed_lab", "debug=fast_dev_run", f"data.data_dir={tiny_data_dir}",
-        run_dir=tmp_path / "run",
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    assert "experiment=seed_lab is deprecated" in out and "use experiment=keras_lab" in out
-    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
-    assert config["optimizer"]["lr"] == 0.001 and config.get("scheduler") is None
-
-
-@pytest.mark.slow
 def test_a_log_file_gets_plain_lines_one_per_epoch(trained):
     """Output to a pipe (as to make's log or SLURM's file): no progress-bar refreshes, no
     advertisement; each epoch one line with its metrics, in train.log too."""

@@ -13,8 +13,6 @@ from mnist_cnn.cli import stopped_by_signal, user_errors
 from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
 
 log = logging.getLogger("train")
-# old names of config options that still work for one release, and their new names
-RENAMED = {("experiment", "seed_lab"): "keras_lab"}
 
 
 def main() -> None:
@@ -30,7 +28,6 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
     def task(cfg) -> float | None:
-        _warn_renamed(HydraConfig.get().runtime.choices)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return sweep_job(cfg)
         objective = single_run(cfg)
@@ -276,15 +273,3 @@ def _parallel_jobs() -> int:
         return 1
     n_jobs = int(launcher.get("n_jobs", 1) or 1)
     return n_jobs if n_jobs > 0 else process.available_cpus()
-
-
-def _warn_renamed(choices) -> None:
-    for (group, old), new in RENAMED.items():
-        if choices.get(group) == old:
-            log.warning(
-                "%s=%s is deprecated and will be removed in the next release: use %s=%s",
-                group,
-                old,
-                group,
-                new,
-            )
