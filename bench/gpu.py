@@ -1,11 +1,10 @@
 """The GPU check in one run (bench/gpu.sh calls it): every frontier workload on one GPU, one table.
 
 Rows, each one process as a user starts it: the Keras lab workload (`python train.py`,
-precision=auto,
-so bf16-mixed on a GPU with bf16) and the same in fp32, `experiment=speedrun` over seeds 1-5, the
-speedrun's seed 1 again in fp32 (for the drift table), `experiment=frontier` seed 1, and the plain
-PyTorch loop (bench/reference.py) with the data on the GPU. Each train.py run's metrics.json is
-kept under --save (for `compare.py` across devices).
+precision=auto, so bf16-mixed on a GPU with bf16) and the same in fp32, `experiment=speedrun`
+over seeds 1-5, the speedrun's seed 1 again in fp32 (for the drift table), `experiment=frontier`
+seed 1, and the plain PyTorch loop (bench/reference.py) with the data on the GPU. Each train.py
+run's metrics.json is kept under --save (for `compare.py` across devices).
 `--accelerator cpu` runs the same table on the CPU: how the script itself is tested.
 """
 
