@@ -228,3 +228,28 @@ def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, 
     else:
         with pytest.raises(UserError, match=r"the launcher \(torchrun or srun\) started \d"):
             check_scale(cfg)
+
+
+@pytest.mark.parametrize(
+    "env,overrides",
+    [
+        ({}, ["trainer.devices=2"]),
+        ({}, ["trainer.num_nodes=2"]),
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}, []),
+    ],
+)
+def test_eval_refuses_several_processes_up_front(monkeypatch, env, overrides):
+    """eval.py tests in one process: several devices, nodes, or ranks started by torchrun are
+    refused before anything is read or written (its second rank once claimed the run dir)."""
+    from hydra import compose, initialize_config_dir
+
+    from mnist_cnn.cli.eval import check_one_process
+
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt", *overrides])
+    with pytest.raises(UserError, match=r"eval.py tests in one process \(trainer.devices="):
+        check_one_process(cfg)

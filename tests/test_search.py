@@ -196,6 +196,7 @@ def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path
         *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=3"),
         "trainer.max_epochs=2",
         "trainer.devices=2",
+        "+trainer.limit_test_batches=0.5",  # a partial search: still compared, still exit 0
         "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
         "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
@@ -214,6 +215,7 @@ def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path
         assert m["status"] == want and m["world_size"] == 2, m.get("error")
     assert "Traceback" not in out and "failed" not in out.lower()
     assert "pruned after epoch 1" in out and "Pruned by the search" in out
+    assert "Runs on part of the data (trainer.limit_test_batches=0.5)" in out
 
 
 def _wait_running(storage: str, log: Path, proc, timeout: float = 300) -> None:

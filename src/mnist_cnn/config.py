@@ -282,7 +282,7 @@ def check_scale(cfg: DictConfig) -> None:
         raise UserError(
             f"trainer.num_nodes={nodes}: the ranks of the other nodes are started by a launcher "
             f"on each node: torchrun --nnodes={nodes} --nproc-per-node=<devices> ... train.py, or "
-            "srun under SLURM (README: Scaling out); on one machine use trainer.devices=N"
+            "srun under SLURM (docs/scaling.md); on one machine use trainer.devices=N"
         )
     if accelerator in ("cpu",) or count is None:
         if isinstance(devices, (list, ListConfig)) and accelerator == "cpu":

@@ -29,7 +29,7 @@ QUIET_WARNINGS = (
     r".*smaller than the logging interval.*",
     # the model summary cannot count bf16 sizes; the parameter counts it prints stay right
     r"Precision .* is not supported by the model summary.*",
-    # wherever SLURM is installed: this project starts srun's ranks itself (README: Scaling out)
+    # wherever SLURM is installed: this project starts srun's ranks itself (docs/scaling.md)
     r".*The `srun` command is available on your system but is not used.*",
 )
 # Lightning's info lines that say nothing about this run
