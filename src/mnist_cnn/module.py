@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
-
-from mnist_cnn.errors import TrainingDiverged
-
-# Cross-entropy over 10 classes starts near ln(10) = 2.3 and falls; a loss this high means logits
-# hundreds apart in the wrong direction: the run has blown up even where the numbers stay finite
-DIVERGED_LOSS = 1000.0
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -34,17 +27,12 @@ class ClassifierModule(L.LightningModule):
         channels_last: bool = False,
         config: dict[str, Any] | None = None,
         scheduler: SchedulerFactory | None = None,
-        divergence_check_every: int | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         # the training loss only: validation and test losses stay plain cross-entropy, so they
         # compare across runs whatever the smoothing
         self.label_smoothing = label_smoothing
-        # None: every step where the loss is already on the host (a CPU), else every
-        # log_every_n_steps steps and at each epoch's last batch (see _check_divergence)
-        self.divergence_check_every = divergence_check_every
-        self._first_bad: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -61,7 +49,7 @@ class ClassifierModule(L.LightningModule):
         for stage in ("train", "val", "test"):
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
             # its NaN check reads the value on the host, a GPU sync every step: a NaN training
-            # loss is a divergence (_check_divergence), one in evaluation shows as a NaN mean
+            # loss is a divergence (callbacks/divergence.py), one in evaluation shows as a NaN mean
             self.metrics[f"{stage}_loss"] = MeanMetric(nan_strategy="disable")
         # the running epoch's training metrics go into checkpoints: a run resumed mid-epoch
         # reports the same train/acc and train/loss as one never interrupted
@@ -120,55 +108,7 @@ class ClassifierModule(L.LightningModule):
         self._registered.discard("test")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")[0]
-        self._check_divergence(loss.detach(), batch_idx)
-        return loss
-
-    def _check_interval(self, loss: torch.Tensor) -> int:
-        if self.divergence_check_every:
-            return self.divergence_check_every
-        if loss.device.type == "cpu":
-            return 1
-        return self._trainer.log_every_n_steps if self._trainer is not None else 50
-
-    def _check_divergence(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """A non-finite or absurd loss stops the run. Checked before the optimizer step, so the
-        weights stay as they were. Reading a loss waits for the device to finish the step: on a
-        GPU that is a stall every step, so there the first bad loss is kept on the device and
-        read every few steps (the message says how many steps the weights took since)."""
-        every = self._check_interval(loss)
-        if every == 1:
-            value = loss.item()
-            if not math.isfinite(value) or value > DIVERGED_LOSS:
-                raise self._diverged(value, self.global_step)
-            return
-        bad = ~torch.isfinite(loss) | (loss > DIVERGED_LOSS)
-        step = torch.full((), self.global_step, device=loss.device, dtype=torch.long)
-        if self._first_bad is None:
-            self._first_bad = (bad, loss, step)
-        else:  # no host read: torch.where keeps the first bad step's loss and step
-            seen, value, at = self._first_bad
-            new = bad & ~seen
-            value, at = torch.where(new, loss, value), torch.where(new, step, at)
-            self._first_bad = (seen | bad, value, at)
-        trainer = self._trainer
-        last = trainer is not None and batch_idx + 1 >= trainer.num_training_batches
-        if (self.global_step + 1) % every and not last:
-            return
-        seen, value, at = self._first_bad
-        if bool(seen):
-            later = self.global_step - int(at)
-            raise self._diverged(
-                float(value), int(at), f" (found {later} steps later: the weights took them)"
-            )
-
-    def _diverged(self, value: float, step: int, note: str = "") -> TrainingDiverged:
-        epoch = self.current_epoch + 1  # counted from 1, as the progress lines count
-        return TrainingDiverged(
-            f"training diverged: train loss {value:.4g} at epoch {epoch}, step {step}{note}",
-            epoch=epoch,
-            step=step,
-        )
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

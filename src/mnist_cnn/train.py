@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints, distributed
+from mnist_cnn.callbacks.divergence import DivergenceGuard
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
 from mnist_cnn.errors import Pruned, Stopped, TrainingDiverged
 from mnist_cnn.module import ClassifierModule
@@ -212,7 +213,7 @@ def build(
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c is not None]
     # always on, whatever callbacks= says: a signal must never lose the training done so far
     interrupt = GracefulInterrupt(run_dir / "checkpoints")
-    callbacks.append(interrupt)
+    callbacks += [interrupt, DivergenceGuard()]  # likewise: a blown-up run stops, named
     trial = OmegaConf.select(cfg, "optuna.trial")
     if trial is not None:  # a trial of an Optuna search: report val/acc, maybe be pruned
         from mnist_cnn.callbacks.pruning import OptunaPruning

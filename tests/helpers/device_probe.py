@@ -12,6 +12,13 @@ import torch
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy")
 
 
+def _set_check_every(trainer: L.Trainer, every: int | None) -> None:
+    from mnist_cnn.callbacks.divergence import DivergenceGuard
+
+    (guard,) = (c for c in trainer.callbacks if isinstance(c, DivergenceGuard))
+    guard.check_every = every
+
+
 class BlowUpAt(L.Callback):
     """From global step `step`, the output bias makes the loss absurd (finite, ~1e6)."""
 
@@ -19,7 +26,7 @@ class BlowUpAt(L.Callback):
         self.step, self.check_every = step, check_every
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.divergence_check_every = self.check_every
+        _set_check_every(trainer, self.check_every)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
@@ -44,7 +51,7 @@ class CountHostReads(L.Callback):
         CountHostReads.last = self  # built by Hydra inside run(): the test reads it here
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.divergence_check_every = self.check_every
+        _set_check_every(trainer, self.check_every)
 
     def _patch(self) -> None:
         self._current = 0
