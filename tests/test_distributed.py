@@ -115,6 +115,30 @@ def test_eval_in_one_process_gives_the_ddp_runs_numbers(ddp_run, tiny_data_dir, 
 
 
 @pytest.mark.slow
+def test_predict_reads_a_ddp_runs_checkpoint_as_one_process_would(ddp_run, tmp_path):
+    """predict.py with a DDP run's checkpoint: the network's own answers, in one process."""
+    from helpers.data import make_digits
+    from PIL import Image
+
+    from mnist_cnn import checkpoints
+
+    run_dir, _ = ddp_run
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    digits, _ = make_digits(4, seed=11)
+    for i, d in enumerate(digits):
+        Image.fromarray(d).save(tmp_path / f"{i}.png")
+    net = checkpoints.load(ckpt).build_net(in_channels=1, image_size=28)
+    expected = net(torch.from_numpy(digits).float()[:, None] / 255).argmax(1).tolist()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *(str(tmp_path / f"{i}.png") for i in range(4)),
+         "--ckpt", str(ckpt), "--json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["digit"] for r in json.loads(proc.stdout)] == expected
+
+
+@pytest.mark.slow
 def test_ddp_spawn_is_the_same_complete_run(ddp_run, tiny_data_dir, tmp_path):
     """Lightning's ddp_spawn lost the run's state (epochs 0, counts doubled): here it is DDP."""
     run_dir, _ = ddp_run

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from mnist_cnn.trial_sampler import TrialSeededSampler
+from mnist_cnn.search.sampler import TrialSeededSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {

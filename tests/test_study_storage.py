@@ -8,7 +8,7 @@ import multiprocessing as mp
 import pytest
 
 from mnist_cnn.errors import UserError
-from mnist_cnn.search import open_storage
+from mnist_cnn.search.storage import open_storage
 
 WORKERS = 4
 ROUNDS = 6  # unfixed, about three rounds in four lose the race on a 2-core machine

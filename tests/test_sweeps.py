@@ -176,3 +176,19 @@ def test_a_second_sweep_into_the_same_dir_keeps_the_first(tiny_data_dir, tmp_pat
     assert "already holds the runs of an earlier sweep" in second.stderr
     assert (sweep / "0" / "metrics.json").read_bytes() == before
     assert not (sweep / ".sweep.lock").exists()
+
+
+def test_a_run_that_is_not_a_trial_never_imports_the_search():
+    """Hydra imports every module of hydra_plugins at each start: the sweeper there imports the
+    search wing (mnist_cnn.search) and Optuna only when a search runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hydra_plugins.mnist_cnn_optuna.optuna_sweeper, mnist_cnn.train, "
+        "mnist_cnn.cli.train\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('optuna', 'mnist_cnn.search')))\n"
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

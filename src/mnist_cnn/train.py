@@ -216,8 +216,8 @@ def build(
     callbacks += [interrupt, DivergenceGuard()]  # likewise: a blown-up run stops, named
     trial = OmegaConf.select(cfg, "optuna.trial")
     if trial is not None:  # a trial of an Optuna search: report val/acc, maybe be pruned
-        from mnist_cnn.callbacks.pruning import OptunaPruning
-        from mnist_cnn.search import job_pruner
+        from mnist_cnn.search.pruning import OptunaPruning
+        from mnist_cnn.search.trials import job_pruner
 
         callbacks.append(
             OptunaPruning(cfg.optuna.storage, cfg.optuna.study, int(trial), job_pruner())
@@ -294,7 +294,8 @@ def _trial(cfg: DictConfig) -> dict[str, Any]:
     number = OmegaConf.select(cfg, "optuna.trial")
     if number is None:
         return {}
-    from mnist_cnn.search import redact, trial_params
+    from mnist_cnn.search.storage import redact
+    from mnist_cnn.search.trials import trial_params
 
     return {
         "study": cfg.optuna.study,

@@ -24,7 +24,6 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import search
 from mnist_cnn.errors import Pruned, UserError
 from mnist_cnn.runs import hydra_override
 
@@ -68,9 +67,11 @@ class OptunaSweeper(Sweeper):
         except UserError as exc:  # nothing started, nothing in the database changed
             print(f"error: {exc}", file=sys.stderr, flush=True)
             sys.exit(exc.exit_code)
+        from mnist_cnn.search.results import write_results
+
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self._run(study, space, fixed, sweep_dir)
-        best = search.write_results(study, sweep_dir)
+        best = write_results(study, sweep_dir)
         if best is None:
             print(f"Study {study.study_name}: no trial completed", flush=True)
             return
@@ -85,9 +86,12 @@ class OptunaSweeper(Sweeper):
     def _open(self, arguments: list[str]):
         import optuna
 
-        search.check_study_name(self.study_name)
-        search.check_settings(self.direction, self.n_trials, self.n_jobs)
-        space = search.parse_space(self.params, self.config)
+        from mnist_cnn.search import space as search_space
+        from mnist_cnn.search import storage as study_storage
+
+        search_space.check_study_name(self.study_name)
+        search_space.check_settings(self.direction, self.n_trials, self.n_jobs)
+        space = search_space.parse_space(self.params, self.config)
         fixed = self._fixed(arguments, {p.key for p in space})
         sampler = self._sampler()
         pruner = _instantiate(self.pruner_cfg, "hydra.sweeper.pruner")
@@ -97,12 +101,12 @@ class OptunaSweeper(Sweeper):
             sweep_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
         self.url = url
-        storage = search.open_storage(url, self.heartbeat, self.grace)
+        storage = study_storage.open_storage(url, self.heartbeat, self.grace)
         self.storage = storage
-        described = search.space_json(space)
-        existing = search.existing_study(storage, self.study_name)
+        described = search_space.space_json(space)
+        existing = study_storage.existing_study(storage, self.study_name)
         if existing is not None:
-            search.check_joinable(existing, self.direction, described)
+            study_storage.check_joinable(existing, self.direction, described)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial lines: ours say more
         study = optuna.create_study(
             study_name=self.study_name,
@@ -112,17 +116,17 @@ class OptunaSweeper(Sweeper):
             direction=self.direction,
             load_if_exists=True,
         )
-        if search.SPACE_ATTR not in study.user_attrs:
-            study.set_user_attr(search.SPACE_ATTR, described)
+        if study_storage.SPACE_ATTR not in study.user_attrs:
+            study.set_user_attr(study_storage.SPACE_ATTR, described)
         done = len(study.get_trials(deepcopy=False))
         log.info(
             "Optuna study %s (%s), %s: %d trial(s) so far, %d in all",
-            self.study_name, self.direction, search.redact(url), done, self.n_trials,
+            self.study_name, self.direction, study_storage.redact(url), done, self.n_trials,
         )  # fmt: skip
         return study, space, fixed
 
     def _sampler(self):
-        """The configured sampler; a seeded one draws by trial number (trial_sampler.py: why)."""
+        """The configured sampler; a seeded one draws by trial number (search/sampler.py: why)."""
         sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
         raw = OmegaConf.select(self.config, "hydra.sweeper.sampler")
         seed = raw.get("seed") if OmegaConf.is_dict(raw) and "_target_" in raw else None
@@ -130,7 +134,7 @@ class OptunaSweeper(Sweeper):
             return sampler
         from hydra.utils import instantiate
 
-        from mnist_cnn.trial_sampler import TrialSeededSampler
+        from mnist_cnn.search.sampler import TrialSeededSampler
 
         return TrialSeededSampler(lambda s: instantiate(raw, seed=s), int(seed))
 

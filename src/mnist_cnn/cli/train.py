@@ -216,7 +216,7 @@ def _launch(cfg) -> dict:
     ]
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's elastic agent would say 1, loudly
     if cfg.get("optuna") and cfg.optuna.get("trial") is not None:  # the ranks prune as one
-        from mnist_cnn.search import PRUNER_ENV, pruner_for_ranks
+        from mnist_cnn.search.trials import PRUNER_ENV, pruner_for_ranks
 
         os.environ[PRUNER_ENV] = pruner_for_ranks()
     log.info("starting %d ranks in %s", nproc, run_dir)

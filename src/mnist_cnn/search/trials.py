@@ -1,0 +1,59 @@
+"""What a trial's own job needs from its study: its sampled settings, and the pruner that may
+stop it (built in the trial's process, or handed to the ranks of its DDP run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnist_cnn.errors import UserError
+
+
+def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
+    """The settings the study sampled for trial `number` (what metrics.json records)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == number:
+            return dict(trial.params)
+    raise UserError(f"optuna.trial={number}: no such trial in study {study_name!r}")
+
+
+# the sweeper's pruner settings, as JSON, for the ranks a trial's job starts (their own Hydra
+# config is a plain run's, without the sweeper)
+PRUNER_ENV = "MNIST_CNN_TRIAL_PRUNER"
+
+
+def pruner_for_ranks() -> str:
+    """The pruner settings of the search this job is a trial of, for PRUNER_ENV."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    spec = HydraConfig.get().sweeper.get("pruner")
+    return json.dumps(OmegaConf.to_container(spec, resolve=True) if spec is not None else None)
+
+
+def job_pruner():
+    """The search's pruner, built in the trial's own process (any launcher, any machine) from
+    the sweeper settings its job carries; None outside a search or without pruning."""
+    import json
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    if PRUNER_ENV in os.environ:  # a rank of a trial's DDP run: its launching job passed it
+        spec = json.loads(os.environ[PRUNER_ENV])
+    elif HydraConfig.initialized():
+        spec = HydraConfig.get().sweeper.get("pruner")
+    else:
+        return None
+    if spec is None:
+        return None
+    try:
+        return instantiate(spec)
+    except Exception as exc:
+        raise UserError(f"hydra.sweeper.pruner cannot be built: {exc}".splitlines()[0]) from None
