@@ -1,6 +1,8 @@
-"""Exceptions that entry points turn into one-line messages and exit codes."""
+"""Every way a run can end other than completing, with its exit code: the entry points turn these
+into one-line messages and exit codes, and mnist_cnn.outcome into the run record's status."""
 
 import signal
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -63,3 +65,35 @@ class RankFailed(UserError):
         )
         self.rank = rank
         self.exit_code = exit_code if 0 < exit_code < 256 else 1
+
+
+# the shell's 128 + signal number; SIGHUP: the terminal or SSH session that started the run closed
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class Interrupted(Exception):
+    """A signal stopped the run; its exit code is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1)
+
+
+class TrainingInterrupted(Interrupted):
+    """Fit stopped on a signal after saving `checkpoint`."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(signum, f"{signal.Signals(signum).name} received")
+        self.checkpoint = checkpoint
+
+
+class InterruptedDuringTest(Interrupted):
+    """The test stage stopped on a signal; `checkpoint` (set by the caller) holds the weights."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum, f"{signal.Signals(signum).name} received during the test")
+        self.checkpoint: Path | None = None

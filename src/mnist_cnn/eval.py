@@ -12,11 +12,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints
-from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest
+from mnist_cnn.callbacks.resume import GracefulInterrupt
 from mnist_cnn.data.mnist import MNISTDataModule
-from mnist_cnn.errors import Stopped, UserError
+from mnist_cnn.errors import UserError
 from mnist_cnn.models.ensemble import Ensemble
 from mnist_cnn.module import ClassifierModule
+from mnist_cnn.outcome import recorded
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sha256, summary
 
@@ -61,17 +62,8 @@ def evaluate(
         precision=precision,
         precision_reason=why,
     )
-    try:
+    with recorded(record, evaluation=True):
         metrics = _test(cfg, members, trained, run_dir, record, tta)
-    except InterruptedDuringTest as exc:
-        record.update(status="interrupted", error=str(exc))
-        raise
-    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
-        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
-        raise
-    except Exception as exc:
-        record.failed(exc)
-        raise
     if one:
         epoch, step = metrics["epochs"], metrics["global_step"]
         weights = f"checkpoint {members[0].path} (epoch {epoch}, step {step})"

@@ -167,6 +167,21 @@ class RunRecord:
         self.update(status="failed", error=error_text(exc))
 
     @classmethod
+    def existing(cls, run_dir: str | os.PathLike) -> RunRecord | None:
+        """The record a run (or its rank 0) already wrote, to update; None where there is none
+        or it cannot be read as one."""
+        path = Path(run_dir) / "metrics.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        record = cls.__new__(cls)
+        record.path, record.data, record.writes = path, data, True
+        return record
+
+    @classmethod
     def failed_before_start(cls, run_dir: str | os.PathLike, exc: BaseException) -> None:
         """A run stopped before it began its record (bad data, bad checkpoint) still says why;
         a record that already exists is the run's own and is left as it is."""

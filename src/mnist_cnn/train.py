@@ -20,15 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import REPO_ROOT, checkpoints, distributed
 from mnist_cnn.callbacks.divergence import DivergenceGuard
 from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
-from mnist_cnn.errors import Pruned, Stopped, TrainingDiverged
+from mnist_cnn.errors import Pruned
 from mnist_cnn.module import ClassifierModule
+from mnist_cnn.outcome import recorded
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import (
     RunRecord,
-    eval_command,
     manifest,
     results_from_test,
-    resume_command,
     state_dict_sha256,
     summary,
 )
@@ -87,46 +86,12 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
     trial = _trial(cfg)
     if trial:
         record.update(optuna=trial)
+    last = run_dir / "checkpoints" / "last.ckpt"
     try:
-        metrics = _fit_and_test(cfg, run_dir, record, resume)
+        with recorded(record, trial, last, OmegaConf.select(cfg, "optimizer.lr")):
+            metrics = _fit_and_test(cfg, run_dir, record, resume)
     except Pruned as exc:
-        record.update(
-            status="pruned",
-            epoch=exc.epoch,
-            **{"val/acc": exc.value},
-            optuna={**trial, "state": "pruned"},
-        )
         log.info("trial %s %s", trial.get("trial"), exc)
-        raise
-    except TrainingDiverged as exc:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        lr = OmegaConf.select(cfg, "optimizer.lr")
-        message = (
-            f"{exc}; last good checkpoint: {last if last.is_file() else 'none (first epoch)'}; "
-            f"try a lower learning rate (optimizer.lr={lr} now, e.g. optimizer.lr={lr / 10:g})"
-        )
-        record.update(status="diverged", error=message, epoch=exc.epoch, global_step=exc.step)
-        raise TrainingDiverged(message, exc.epoch, exc.step) from None
-    except TrainingInterrupted as exc:
-        record.update(
-            status="interrupted",
-            error=str(exc),
-            resume_checkpoint=str(exc.checkpoint),
-            resume_command=resume_command(exc.checkpoint),
-        )
-        raise
-    except InterruptedDuringTest as exc:
-        record.update(
-            status="interrupted",
-            error=f"{exc}; training had completed",
-            eval_command=eval_command(exc.checkpoint),
-        )
-        raise
-    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
-        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
-        raise
-    except Exception as exc:
-        record.failed(exc)
         raise
     if trial:
         record.update(optuna={**trial, "state": "complete"})

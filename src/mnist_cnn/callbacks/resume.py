@@ -16,36 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-# the shell's 128 + signal number; SIGHUP: the terminal or SSH session that started the run closed
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
-
-
-class Interrupted(Exception):
-    """A signal stopped the run; its exit code is the shell's 128 + signal number."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 1)
-
-
-class TrainingInterrupted(Interrupted):
-    """Fit stopped on a signal after saving `checkpoint`."""
-
-    def __init__(self, signum: int, checkpoint: Path) -> None:
-        super().__init__(signum, f"{signal.Signals(signum).name} received")
-        self.checkpoint = checkpoint
-
-
-class InterruptedDuringTest(Interrupted):
-    """The test stage stopped on a signal; `checkpoint` (set by the caller) holds the weights."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum, f"{signal.Signals(signum).name} received during the test")
-        self.checkpoint: Path | None = None
+from mnist_cnn.errors import EXIT_CODES, InterruptedDuringTest, TrainingInterrupted
 
 
 class GracefulInterrupt(L.Callback):

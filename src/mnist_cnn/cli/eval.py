@@ -43,7 +43,7 @@ def evaluate_checkpoint(cfg) -> float:
         check_accelerator(cfg)
         checkpoint = checkpoints.load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
-    from mnist_cnn.callbacks.resume import InterruptedDuringTest
+    from mnist_cnn.errors import InterruptedDuringTest
     from mnist_cnn.eval import evaluate
 
     try:

@@ -56,7 +56,7 @@ def single_run(cfg) -> float | None:
             metrics = _launch(cfg)
         return metrics.get("val/acc")
     process.configure(cfg.threads, distributed.local_ranks(), keep_freed=cfg.keep_freed_memory)
-    from mnist_cnn.callbacks.resume import InterruptedDuringTest, TrainingInterrupted
+    from mnist_cnn.errors import InterruptedDuringTest, TrainingInterrupted
     from mnist_cnn.runs import eval_command, resume_command
     from mnist_cnn.train import run
 
@@ -95,8 +95,8 @@ def sweep_job(cfg) -> float | Pruned | None:
     """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
     from hydra.core.hydra_config import HydraConfig
 
-    from mnist_cnn.callbacks.resume import Interrupted
     from mnist_cnn.config import validate
+    from mnist_cnn.errors import Interrupted
 
     job = HydraConfig.get().job.num
     try:
@@ -192,7 +192,6 @@ def check_inputs(cfg):
 def _launch(cfg) -> dict:
     """This run as trainer.devices ranks on this machine (torch's elastic launcher), each a plain
     `train.py` run in this run's dir; returns the metrics.json rank 0 wrote."""
-    import json
 
     from hydra.core.hydra_config import HydraConfig
 
@@ -220,23 +219,17 @@ def _launch(cfg) -> dict:
 
         os.environ[PRUNER_ENV] = pruner_for_ranks()
     log.info("starting %d ranks in %s", nproc, run_dir)
-    path = Path(run_dir) / "metrics.json"
     try:
         distributed.launch_ranks(nproc, argv, run_dir)
-    except (RankFailed, Stopped) as exc:  # the record says what, whatever rank 0 wrote last
-        from mnist_cnn.runs import RunRecord, write_json_atomic
+    except (RankFailed, Stopped) as exc:
+        from mnist_cnn.outcome import launch_ended
 
-        if not path.is_file():
-            RunRecord.failed_before_start(run_dir, exc)
-        elif isinstance(exc, RankFailed):
-            metrics = json.loads(path.read_text())
-            write_json_atomic(path, {**metrics, "status": "failed", "error": str(exc)})
-        elif json.loads(path.read_text()).get("status") == "running":  # rank 0 said nothing
-            metrics = json.loads(path.read_text())
-            error = f"{exc} received {exc.where}"
-            write_json_atomic(path, {**metrics, "status": "interrupted", "error": error})
+        launch_ended(run_dir, exc)
         raise
-    return json.loads(path.read_text()) if path.is_file() else {}
+    from mnist_cnn.runs import RunRecord
+
+    record = RunRecord.existing(run_dir)
+    return record.data if record is not None else {}
 
 
 def _rank_overrides() -> list[str]:

@@ -1,0 +1,85 @@
+"""How a run ended, in one place: each way out of train.run, evaluate and the launcher of a
+multi-process run is mapped here to the status metrics.json records (the exit codes belong to
+the exceptions themselves, in errors.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mnist_cnn.errors import (
+    InterruptedDuringTest,
+    Pruned,
+    RankFailed,
+    Stopped,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
+from mnist_cnn.runs import RunRecord, eval_command, resume_command
+
+
+@contextmanager
+def recorded(
+    record: RunRecord,
+    trial: dict[str, Any] | None = None,
+    last_checkpoint: Path | None = None,
+    lr: float | None = None,
+    evaluation: bool = False,
+) -> Iterator[None]:
+    """Records how the body ended (re-raising): pruned, diverged, interrupted or failed.
+
+    trial: the Optuna trial the run is (its state goes with the record); last_checkpoint and lr:
+    what a diverged run's message points to; evaluation: eval.py's run (no training to name)."""
+    try:
+        yield
+    except Pruned as exc:
+        record.update(status="pruned", epoch=exc.epoch, **{"val/acc": exc.value})
+        if trial:
+            record.update(optuna={**trial, "state": "pruned"})
+        raise
+    except TrainingDiverged as exc:
+        good = last_checkpoint if last_checkpoint and last_checkpoint.is_file() else None
+        message = f"{exc}; last good checkpoint: {good or 'none (first epoch)'}"
+        if lr is not None:
+            lower = f"optimizer.lr={lr / 10:g}"
+            message += f"; try a lower learning rate (optimizer.lr={lr} now, e.g. {lower})"
+        record.update(status="diverged", error=message, epoch=exc.epoch, global_step=exc.step)
+        raise TrainingDiverged(message, exc.epoch, exc.step) from None
+    except TrainingInterrupted as exc:
+        record.update(
+            status="interrupted",
+            error=str(exc),
+            resume_checkpoint=str(exc.checkpoint),
+            resume_command=resume_command(exc.checkpoint),
+        )
+        raise
+    except InterruptedDuringTest as exc:
+        if evaluation:  # its own command again
+            record.update(status="interrupted", error=str(exc))
+        else:
+            record.update(
+                status="interrupted",
+                error=f"{exc}; training had completed",
+                eval_command=eval_command(exc.checkpoint),
+            )
+        raise
+    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
+        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
+        raise
+    except Exception as exc:
+        record.failed(exc)
+        raise
+
+
+def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> None:
+    """The ranks of a multi-process run ended early: the record says so, whatever rank 0 wrote
+    last (a failure named by its rank; a signal where rank 0 had said nothing)."""
+    record = RunRecord.existing(run_dir)
+    if record is None:
+        RunRecord.failed_before_start(run_dir, exc)
+    elif isinstance(exc, RankFailed):
+        record.update(status="failed", error=str(exc))
+    elif record.data.get("status") == "running":
+        record.update(status="interrupted", error=f"{exc} received {exc.where}")
