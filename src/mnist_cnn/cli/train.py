@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import stopped_by_signal, user_errors
+from mnist_cnn.cli import launch, stopped_by_signal, user_errors
 from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
 
 log = logging.getLogger("train")
@@ -23,7 +23,7 @@ def main() -> None:
 
     # conf/paths resolves outputs/ against the repository, wherever the command is launched from
     os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
-    sys.argv += _rank_overrides()
+    sys.argv += launch.rank_overrides()
     completed = []
 
     @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
@@ -51,9 +51,9 @@ def single_run(cfg) -> float | None:
         resume = check_inputs(cfg)
     from mnist_cnn import distributed
 
-    if distributed.needs_launch(cfg.trainer):
+    if launch.needed(cfg):
         with user_errors():
-            metrics = _launch(cfg)
+            metrics = launch.launch(cfg)
         return metrics.get("val/acc")
     process.configure(cfg.threads, distributed.local_ranks(), keep_freed=cfg.keep_freed_memory)
     from mnist_cnn.errors import InterruptedDuringTest, TrainingInterrupted
@@ -100,17 +100,16 @@ def sweep_job(cfg) -> float | Pruned | None:
 
     job = HydraConfig.get().job.num
     try:
-        _resume_if_requeued(cfg, job)
+        launch.resume_if_requeued(cfg, job)
         validate(cfg)
         resume = check_inputs(cfg)
-        from mnist_cnn import distributed
 
-        if distributed.needs_launch(cfg.trainer):  # this job's ranks, as one run in its dir
-            metrics = _launch(cfg)
+        if launch.needed(cfg):  # this job's ranks, as one run in its dir
+            metrics = launch.launch(cfg)
             if metrics.get("status") == "pruned":
                 return Pruned(metrics.get("epoch", 0), metrics.get("val/acc", math.nan))
             return metrics.get("val/acc")
-        process.configure(cfg.threads, _parallel_jobs(), keep_freed=cfg.keep_freed_memory)
+        process.configure(cfg.threads, launch.parallel_jobs(), keep_freed=cfg.keep_freed_memory)
         from mnist_cnn.train import run
 
         return run(cfg, resume).get("val/acc")
@@ -131,33 +130,6 @@ def sweep_job(cfg) -> float | Pruned | None:
         log.exception("job %s failed", job)
         _record_failure(exc)
     return None
-
-
-def _resume_if_requeued(cfg, job) -> None:
-    """A job started again in its own dir (SLURM requeued it after a preemption, or its array
-    task ran again) continues from the checkpoint its interruption saved, not from scratch."""
-    import json
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    record = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
-    if cfg.get("ckpt_path") is not None or not record.is_file():
-        return
-    try:
-        before = json.loads(record.read_text())
-    except ValueError:
-        return
-    checkpoint = before.get("resume_checkpoint")
-    if before.get("status") == "interrupted" and checkpoint and Path(checkpoint).is_file():
-        with open_dict(cfg):
-            cfg.ckpt_path = checkpoint
-        log.info(
-            "job %s was interrupted before (%s): resuming from %s",
-            job,
-            before.get("error"),
-            checkpoint,
-        )
 
 
 def check_inputs(cfg):
@@ -189,80 +161,9 @@ def check_inputs(cfg):
     return resume
 
 
-def _launch(cfg) -> dict:
-    """This run as trainer.devices ranks on this machine (torch's elastic launcher), each a plain
-    `train.py` run in this run's dir; returns the metrics.json rank 0 wrote."""
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from mnist_cnn import distributed
-    from mnist_cnn.runs import hydra_override
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = hydra_cfg.runtime.output_dir
-    nproc = distributed.devices_count(cfg.trainer.devices)
-    # the job's own overrides; where and how Hydra runs it is this process's business
-    mine = ("hydra", "threads=")  # where and how Hydra runs it, and threads: decided here
-    overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(mine)]
-    # the CPUs this process may use, shared among its ranks (and the sweep's parallel jobs)
-    threads = process.thread_count(cfg.threads, nproc * _parallel_jobs())
-    argv = [
-        str(REPO_ROOT / "train.py"),
-        *overrides,
-        f"threads={threads}",
-        hydra_override("hydra.run.dir", run_dir),
-        "hydra.output_subdir=null",  # .hydra/ is this process's, written once
-    ]
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's elastic agent would say 1, loudly
-    if cfg.get("optuna") and cfg.optuna.get("trial") is not None:  # the ranks prune as one
-        from mnist_cnn.search.trials import PRUNER_ENV, pruner_for_ranks
-
-        os.environ[PRUNER_ENV] = pruner_for_ranks()
-    log.info("starting %d ranks in %s", nproc, run_dir)
-    try:
-        distributed.launch_ranks(nproc, argv, run_dir)
-    except (RankFailed, Stopped) as exc:
-        from mnist_cnn.outcome import launch_ended
-
-        launch_ended(run_dir, exc)
-        raise
-    from mnist_cnn.runs import RunRecord
-
-    record = RunRecord.existing(run_dir)
-    return record.data if record is not None else {}
-
-
-def _rank_overrides() -> list[str]:
-    """For one rank of a multi-process run: Hydra writes no second .hydra/ into the shared run
-    dir, and every log line names its rank."""
-    from mnist_cnn import distributed
-    from mnist_cnn.runs import hydra_override
-
-    if not distributed.started_from_outside():
-        return []
-    rank = distributed.rank()
-    extra = []
-    if rank > 0 or os.environ.get(distributed.LAUNCHED):
-        extra.append("hydra.output_subdir=null")
-    fmt = f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s"
-    extra.append(hydra_override("hydra.job_logging.formatters.simple.format", fmt))
-    return extra
-
-
 def _record_failure(exc: BaseException) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from mnist_cnn.runs import RunRecord
 
     RunRecord.failed_before_start(HydraConfig.get().runtime.output_dir, exc)
-
-
-def _parallel_jobs() -> int:
-    """Jobs the launcher runs at once on this machine (joblib's n_jobs; otherwise one)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return 1
-    n_jobs = int(launcher.get("n_jobs", 1) or 1)
-    return n_jobs if n_jobs > 0 else process.available_cpus()
