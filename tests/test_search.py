@@ -187,6 +187,23 @@ def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
     assert f"best_value: {max(t.value for t in good)}" in (sweep / "best.yaml").read_text()
 
 
+def test_a_search_whose_every_trial_was_pruned_ends_as_searches_do(tiny_data_dir, tmp_path):
+    """Nothing completed, nothing failed: exit 0, the summary says every trial was pruned."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=2"),
+        "trainer.max_epochs=2",
+        "hydra.sweeper.params.optimizer.lr='choice(0.0000001, 0.0000002)'",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert {t.state for t in _trials(storage)} == {TrialState.PRUNED}
+    assert "every trial (2) was pruned by the search" in out and "no trial completed" in out
+
+
 def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path):
     """Under DDP both ranks stop at the pruner's word: one PRUNED trial that counts toward the
     budget, no failure, no traceback, the search exits 0 and its summary lists it apart."""
@@ -196,7 +213,7 @@ def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path
         *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=3"),
         "trainer.max_epochs=2",
         "trainer.devices=2",
-        "+trainer.limit_test_batches=0.5",  # a partial search: still compared, still exit 0
+        "+trainer.limit_train_batches=0.5",  # a partial search: still compared, still exit 0
         "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
         "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
@@ -215,7 +232,7 @@ def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path
         assert m["status"] == want and m["world_size"] == 2, m.get("error")
     assert "Traceback" not in out and "failed" not in out.lower()
     assert "pruned after epoch 1" in out and "Pruned by the search" in out
-    assert "Runs on part of the data (trainer.limit_test_batches=0.5)" in out
+    assert "Runs on part of the data (trainer.limit_train_batches=0.5)" in out
 
 
 def _wait_running(storage: str, log: Path, proc, timeout: float = 300) -> None:

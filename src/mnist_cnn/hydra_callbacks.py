@@ -163,11 +163,17 @@ class SweepSummary(Callback):
     @staticmethod
     def _summarise(sweep_dir: Path) -> None:
         # imported here: Hydra builds its callbacks for single runs too, which need none of this
-        from mnist_cnn.compare import compare
+        from mnist_cnn.compare import PRUNED, compare, discover, load
         from mnist_cnn.compare_report import markdown, write
-
-        result = compare([str(sweep_dir)])
         from mnist_cnn.runs import tensorboard_command
+
+        reasons = [load(run_dir) for run_dir in discover([str(sweep_dir)])]
+        if reasons and all(isinstance(r, str) and r.startswith(PRUNED) for r in reasons):
+            # a search whose pruner stopped every trial ended as searches do: nothing to compare
+            print(f"\nSweep summary ({sweep_dir}): every trial ({len(reasons)}) was {PRUNED}; "
+                  "nothing completed to compare", flush=True)  # fmt: skip
+            return
+        result = compare([str(sweep_dir)])
 
         print(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}", flush=True)
         print(f"View the sweep: {tensorboard_command(sweep_dir)}", flush=True)
