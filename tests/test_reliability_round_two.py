@@ -453,13 +453,12 @@ def test_a_signal_before_training_or_testing_is_recorded(tiny_data_dir, tmp_path
 
 @pytest.mark.reliability("TRN1")
 def test_a_finite_blow_up_is_a_divergence():
-    from mnist_cnn.errors import TrainingDiverged
-    from mnist_cnn.models.mlp import MLP
-    from mnist_cnn.module import ClassifierModule
-
     from types import SimpleNamespace
 
     from mnist_cnn.callbacks.divergence import DivergenceGuard
+    from mnist_cnn.errors import TrainingDiverged
+    from mnist_cnn.models.mlp import MLP
+    from mnist_cnn.module import ClassifierModule
 
     module = ClassifierModule(MLP(), optimizer=torch.optim.SGD)
     with torch.no_grad():
