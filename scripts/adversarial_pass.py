@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.data import write_mnist  # noqa: E402  (tests/ on the path: the generated data)
 
-from mnist_cnn.runs import hydra_override as q  # noqa: E402
+from mnist_cnn.commands import hydra_override as q  # noqa: E402
 
 
 @dataclass

@@ -216,7 +216,7 @@ def test_flatten_takes_any_depth():
 def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, env, overrides, ok):
     """torchrun and srun decide how many ranks there are; trainer.devices x num_nodes must say
     the same, checked before anything is written (a real torchrun pair: test_distributed)."""
-    from mnist_cnn.config import check_scale
+    from mnist_cnn.preflight import check_scale
 
     for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(name, raising=False)
@@ -243,7 +243,7 @@ def test_eval_refuses_several_processes_up_front(monkeypatch, env, overrides):
     refused before anything is read or written (its second rank once claimed the run dir)."""
     from hydra import compose, initialize_config_dir
 
-    from mnist_cnn.cli.eval import check_one_process
+    from mnist_cnn.preflight import check_one_process
 
     for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(name, raising=False)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import DeviceBatches, EpochBatchSampler, InMemoryBatches
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.errors import TrainingDiverged
-from mnist_cnn.runs import hydra_override
 from mnist_cnn.train import compose_config, run
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -18,8 +18,8 @@ import torch
 from helpers.data import ROOT
 from helpers.runs import run_eval, run_train
 
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import EpochBatchSampler
-from mnist_cnn.runs import hydra_override
 
 # one epoch at a low lr: the network still makes mistakes on the tiny test set, so the gathered
 # confusion matrix and mistakes have something to agree on

@@ -13,12 +13,12 @@ from helpers.data import write_mnist
 from helpers.runs import run_eval, run_train
 
 from mnist_cnn import checkpoints
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.deep_cnn import DeepCNN
 from mnist_cnn.models.ensemble import TTA_SHIFTS, Ensemble, shift
 from mnist_cnn.models.speed_cnn import SpeedCNN
 from mnist_cnn.module import ClassifierModule
-from mnist_cnn.runs import hydra_override
 
 
 def test_speed_cnn_shapes_and_its_optional_hidden_layer():

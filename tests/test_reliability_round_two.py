@@ -20,9 +20,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mnist_cnn import checkpoints
+from mnist_cnn.commands import eval_command, hydra_override, script_command
 from mnist_cnn.config import validate
 from mnist_cnn.errors import UserError
-from mnist_cnn.runs import eval_command, hydra_override, script_command
 
 HELPERS = str(ROOT / "tests" / "helpers")
 HOSTILE = list(" '\"\\$[]{}(),=:%#!*?~@^&|;<>`é") + ["${", "${x}", "\\'", "null", "1e3"]
@@ -153,7 +153,7 @@ def test_a_zero_channel_network_stops_before_anything_loads(tmp_path):
 
 @pytest.mark.reliability("VAL2")
 def test_a_gpu_that_is_not_there_is_named_before_lightning_loads(tmp_path, monkeypatch):
-    from mnist_cnn.config import check_accelerator
+    from mnist_cnn.preflight import check_accelerator
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for accelerator in ("gpu", "cuda"):

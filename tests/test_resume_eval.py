@@ -21,8 +21,8 @@ from helpers.data import ROOT, write_mnist
 from helpers.runs import run_eval, run_train
 
 from mnist_cnn import checkpoints
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import UserError
-from mnist_cnn.runs import hydra_override
 
 HELPERS = str(ROOT / "tests" / "helpers")
 # dropout, batch norm, per-digit augmentation and a one-cycle schedule: everything RNG-driven

@@ -22,7 +22,7 @@ from helpers.data import ROOT
 from helpers.runs import run_train
 from optuna.trial import TrialState
 
-from mnist_cnn.runs import hydra_override
+from mnist_cnn.commands import hydra_override
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,7 +18,7 @@ import pytest
 from helpers.data import ROOT
 from helpers.runs import run_train
 
-from mnist_cnn.runs import hydra_override
+from mnist_cnn.commands import hydra_override
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 

@@ -6,22 +6,16 @@ Reads metrics.json files only (never instantiates anything it reads back).
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from mnist_cnn.config import flatten, partial_run
 from mnist_cnn.errors import UserError
+from mnist_cnn.run_reader import METRICS, PRUNED, RECORDED, Run, load_all
 from mnist_cnn.significance import correct_for_several, describe, welch
 
-METRICS = ("test/acc", "test/loss", "val/acc")
-# absent (null) in runs with data.val_split=0; their groups show none
-WITHOUT_VALIDATION = ("val/acc",)
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
 IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path")  # what a group varies over
 IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
@@ -29,26 +23,6 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and 
 # one group, and the differences are listed in one line
 NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
 NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
-# what a run records about how it computed: named when same config and seed give other bits
-RECORDED = {
-    "torch threads": ("manifest", "torch_threads"),
-    "precision": ("precision",),
-    "device": ("device",),
-    "world size": ("world_size",),
-    "commit": ("manifest", "git", "commit"),
-}
-
-
-@dataclass
-class Run:
-    path: Path
-    seed: Any
-    metrics: dict[str, float]
-    config: dict[str, Any]
-    weights: str | None
-    extra: dict[str, Any] = field(default_factory=dict)  # num_params, train_seconds (if known)
-    recorded: dict[str, Any] = field(default_factory=dict)  # threads, precision, device, ...
-    partial: str | None = None  # the setting that made it use part of the data, if any
 
 
 def _setting(key: str, value: Any) -> str:
@@ -70,85 +44,6 @@ class Group:
         if self.name:
             return self.name
         return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
-
-
-def discover(paths: list[str]) -> list[Path]:
-    """Run dirs under each path (a run dir, a sweep dir or a glob), each once, in order."""
-    found: dict[Path, None] = {}
-    for pattern in paths:
-        literal = Path(os.path.expanduser(pattern))
-        # an existing path is taken as it is, even where its name holds glob characters
-        matches = [str(literal)] if literal.exists() else sorted(glob.glob(str(literal)))
-        matches = matches or [pattern]
-        for match in map(Path, matches):
-            if not match.exists():
-                raise UserError(f"{match}: no such run or sweep directory")
-            if (match / "metrics.json").exists() or (match / ".hydra").is_dir():
-                found[match.resolve()] = None
-            for m in sorted(match.rglob("metrics.json")):
-                found[m.parent.resolve()] = None
-            for h in sorted(match.rglob(".hydra")):  # a run that died before writing metrics
-                found[h.parent.resolve()] = None
-    return list(found)
-
-
-PRUNED = "pruned by the search"
-
-
-def load(run_dir: Path) -> Run | str:
-    """A usable Run, or the reason it is excluded."""
-    path = run_dir / "metrics.json"
-    if not path.exists():
-        return "no metrics.json (the run died before it started)"
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        return f"metrics.json unreadable ({type(exc).__name__})"
-    if not isinstance(m, dict):
-        return "metrics.json is not an object"
-    status = m.get("status")
-    if status == "pruned":  # stopped by an Optuna pruner: listed apart, never a failure
-        return f"{PRUNED} after epoch {m.get('epoch')} (val/acc {m.get('val/acc')})"
-    if status != "completed":
-        why = f": {m['error']}" if m.get("error") else ""
-        return "still running (or killed)" if status == "running" else f"status {status}{why}"
-    values = {}
-    for name in METRICS:
-        v = m.get(name)
-        if name in WITHOUT_VALIDATION and v is None and _no_validation(m.get("config")):
-            continue  # data.val_split=0: trained on every training digit, nothing to validate on
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            return f"{name} is missing or not finite ({v!r})"
-        values[name] = float(v)
-    if not isinstance(m.get("config"), dict):
-        return "metrics.json has no config (written by an older version)"
-    # values that name the run's own directory differ by construction: not a config difference
-    own = str(run_dir)
-    config = {
-        k: v
-        for k, v in _settings(m["config"]).items()
-        if not (isinstance(v, str) and v.startswith(own))
-    }
-    extra = {k: m[k] for k in ("num_params", "train_seconds") if isinstance(m.get(k), (int, float))}
-    recorded = {name: _dig(m, path) for name, path in RECORDED.items()}
-    partial = partial_run(m["config"].get("trainer"))
-    weights = m.get("weights_sha256")
-    return Run(run_dir, m.get("seed"), values, config, weights, extra, recorded, partial)
-
-
-def _no_validation(config: Any) -> bool:
-    return _dig(config, ("data", "val_split")) in (0, 0.0)
-
-
-def _dig(tree: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        tree = tree.get(key) if isinstance(tree, dict) else None
-    return tree
-
-
-def _settings(config: dict[str, Any]) -> dict[str, Any]:
-    """Flat `a.b` keys; lists as JSON text, so they compare and group like any value."""
-    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(config).items()}
 
 
 def _recipe(key: str) -> bool:
@@ -244,33 +139,6 @@ def compare(
         "pruned": pruned,
         "partial": sorted({r.partial for g in groups for r in g.runs if r.partial}),
     }
-
-
-def load_all(paths: list[str], include_subsets: bool) -> tuple[list[Run], list[dict[str, str]]]:
-    """The usable runs under paths, and every other run dir with the reason it is left out."""
-    excluded, loaded_runs = [], []
-    for run_dir in discover(paths):
-        loaded = load(run_dir)
-        if isinstance(loaded, Run):
-            loaded_runs.append(loaded)
-        else:
-            excluded.append({"path": str(run_dir), "reason": loaded})
-    # partial runs are kept apart from full ones only: when every run shown is partial (a smoke
-    # sweep), comparing them is what was asked for, and the report says they are partial
-    mixed = any(r.partial for r in loaded_runs) and any(not r.partial for r in loaded_runs)
-    runs = []
-    for run in loaded_runs:
-        if run.partial and mixed and not include_subsets:
-            reason = f"run on part of the data ({run.partial}); --include-subsets pools it"
-            excluded.append({"path": str(run.path), "reason": reason})
-        else:
-            runs.append(run)
-    if not runs:
-        first = f"; e.g. {excluded[0]['path']}: {excluded[0]['reason']}" if excluded else ""
-        raise UserError(
-            f"no completed run under {', '.join(paths)} ({len(excluded)} run dirs excluded{first})"
-        )
-    return runs, excluded
 
 
 def _name_groups(groups: list[Group], label_keys: list[str]) -> None:

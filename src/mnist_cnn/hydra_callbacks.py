@@ -163,9 +163,10 @@ class SweepSummary(Callback):
     @staticmethod
     def _summarise(sweep_dir: Path) -> None:
         # imported here: Hydra builds its callbacks for single runs too, which need none of this
-        from mnist_cnn.compare import PRUNED, compare, discover, load
+        from mnist_cnn.commands import tensorboard_command
+        from mnist_cnn.compare import compare
         from mnist_cnn.compare_report import markdown, write
-        from mnist_cnn.runs import tensorboard_command
+        from mnist_cnn.run_reader import PRUNED, discover, load
 
         reasons = [load(run_dir) for run_dir in discover([str(sweep_dir)])]
         if reasons and all(isinstance(r, str) and r.startswith(PRUNED) for r in reasons):

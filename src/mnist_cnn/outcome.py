@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mnist_cnn.commands import eval_command, resume_command
 from mnist_cnn.errors import (
     InterruptedDuringTest,
     Pruned,
@@ -17,7 +18,7 @@ from mnist_cnn.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
-from mnist_cnn.runs import RunRecord, eval_command, resume_command
+from mnist_cnn.runs import RunRecord
 
 
 @contextmanager

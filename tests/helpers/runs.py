@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from helpers.data import ROOT
-from mnist_cnn.runs import hydra_override
+from mnist_cnn.commands import hydra_override
 
 
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300):

@@ -24,8 +24,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import Pruned, UserError
-from mnist_cnn.runs import hydra_override
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
     from mnist_cnn import checkpoints
-    from mnist_cnn.config import check_accelerator, validate
+    from mnist_cnn.config import validate
+    from mnist_cnn.preflight import check_accelerator, check_one_process
 
     with user_errors():
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
@@ -52,23 +53,3 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-
-
-def check_one_process(cfg) -> None:
-    """eval.py tests in one process: refused up front for several devices, nodes or ranks
-    (each rank would claim the same run dir, and the result is the same numbers)."""
-    from mnist_cnn import distributed
-    from mnist_cnn.errors import UserError
-
-    trainer = cfg.get("trainer") or {}
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    count = distributed.devices_count(devices)
-    if (count or 1) > 1 or (nodes or 1) != 1 or distributed.started_from_outside():
-        asked = f"trainer.devices={devices}, trainer.num_nodes={nodes}"
-        if distributed.started_from_outside():
-            asked += f", started as rank {distributed.rank()} by torchrun or srun"
-        raise UserError(
-            f"eval.py tests in one process ({asked}): the 10,000 test digits take seconds, "
-            "and one process gives the numbers a DDP run reports; drop trainer.devices and "
-            "num_nodes and run eval.py alone (not under torchrun or srun)"
-        )

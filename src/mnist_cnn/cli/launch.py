@@ -33,7 +33,7 @@ def launch(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     from mnist_cnn import distributed
-    from mnist_cnn.runs import hydra_override
+    from mnist_cnn.commands import hydra_override
 
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
@@ -73,7 +73,7 @@ def rank_overrides() -> list[str]:
     """For one rank of a multi-process run: Hydra writes no second .hydra/ into the shared run
     dir, and every log line names its rank."""
     from mnist_cnn import distributed
-    from mnist_cnn.runs import hydra_override
+    from mnist_cnn.commands import hydra_override
 
     if not distributed.started_from_outside():
         return []

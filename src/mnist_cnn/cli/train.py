@@ -6,9 +6,8 @@ import logging
 import math
 import os
 import sys
-from pathlib import Path
 
-from mnist_cnn import REPO_ROOT, process
+from mnist_cnn import REPO_ROOT, preflight, process
 from mnist_cnn.cli import launch, stopped_by_signal, user_errors
 from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
 
@@ -48,7 +47,7 @@ def single_run(cfg) -> float | None:
     with user_errors():
         validate(cfg)
     with user_errors(on_error=_record_failure):  # the run dir says why too
-        resume = check_inputs(cfg)
+        resume = preflight.check_inputs(cfg)
     from mnist_cnn import distributed
 
     if launch.needed(cfg):
@@ -56,8 +55,8 @@ def single_run(cfg) -> float | None:
             metrics = launch.launch(cfg)
         return metrics.get("val/acc")
     process.configure(cfg.threads, distributed.local_ranks(), keep_freed=cfg.keep_freed_memory)
+    from mnist_cnn.commands import eval_command, resume_command
     from mnist_cnn.errors import InterruptedDuringTest, TrainingInterrupted
-    from mnist_cnn.runs import eval_command, resume_command
     from mnist_cnn.train import run
 
     try:
@@ -102,7 +101,7 @@ def sweep_job(cfg) -> float | Pruned | None:
     try:
         launch.resume_if_requeued(cfg, job)
         validate(cfg)
-        resume = check_inputs(cfg)
+        resume = preflight.check_inputs(cfg)
 
         if launch.needed(cfg):  # this job's ranks, as one run in its dir
             metrics = launch.launch(cfg)
@@ -130,35 +129,6 @@ def sweep_job(cfg) -> float | Pruned | None:
         log.exception("job %s failed", job)
         _record_failure(exc)
     return None
-
-
-def check_inputs(cfg):
-    """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
-    when they cannot be fetched, the device, and the checkpoint to resume from, returned as read
-    (once)."""
-    from mnist_cnn.config import check_accelerator, check_scale
-    from mnist_cnn.data import sources  # NumPy only
-
-    check_accelerator(cfg)
-    check_scale(cfg)
-    data = cfg.get("data")
-    if data is not None and not data.get("download", True):
-        dataset = data.get("dataset", "MNIST")
-        root = data.get("data_dir")
-        data_dir = Path(root).expanduser().resolve() if root else sources.default_data_dir(dataset)
-        raw_dir = data_dir / dataset / "raw"
-        absent = sources.missing(raw_dir)
-        if absent and not sources.has_system_copy(dataset):
-            why = "data.download=false"
-            raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
-    if cfg.get("ckpt_path") is None:
-        return None
-    from mnist_cnn import checkpoints  # torch, not Lightning
-    from mnist_cnn.resumable import check_resumable
-
-    resume = checkpoints.load(cfg.ckpt_path)
-    check_resumable(resume.config(), cfg, str(resume.path))
-    return resume
 
 
 def _record_failure(exc: BaseException) -> None:

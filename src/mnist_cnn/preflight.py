@@ -1,0 +1,123 @@
+"""Every check of a run's inputs that needs more than the config's values, in one place, before
+Lightning loads (a typo answers in seconds): the device, the scale and its launcher, the data
+files, the checkpoint to resume from, and eval's one process. Value checks: config.validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mnist_cnn.errors import UserError
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """trainer.accelerator names a device this process can use (imports torch, not Lightning)."""
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+
+    if accelerator == "mps":
+        available, what = torch.backends.mps.is_available(), "no Apple GPU (MPS)"
+    else:
+        available, what = torch.cuda.is_available(), "no CUDA GPU"
+    if not available:
+        raise UserError(
+            f"trainer.accelerator={accelerator}: {what} is visible to this process; use "
+            "trainer.accelerator=auto (a GPU where there is one, else the CPU) or cpu"
+        )
+
+
+def check_scale(cfg: DictConfig) -> None:
+    """trainer.devices and num_nodes this machine and launcher can give (imports torch only)."""
+    from mnist_cnn import distributed
+
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), int(trainer.get("num_nodes", 1) or 1)
+    accelerator = trainer.get("accelerator", "auto")
+    count = distributed.devices_count(devices)
+    world = distributed.world_size_from_launcher()
+    if world is not None and count is not None and world != count * nodes:
+        raise UserError(
+            f"trainer.devices={devices} x trainer.num_nodes={nodes} = {count * nodes} ranks, but "
+            f"the launcher (torchrun or srun) started {world}; give trainer.devices=<ranks per "
+            "node> and trainer.num_nodes=<nodes> as the launcher has them (torchrun: "
+            "--nproc-per-node and --nnodes; srun: --ntasks-per-node and --nodes)"
+        )
+    if nodes > 1 and not distributed.started_from_outside():
+        raise UserError(
+            f"trainer.num_nodes={nodes}: the ranks of the other nodes are started by a launcher "
+            f"on each node: torchrun --nnodes={nodes} --nproc-per-node=<devices> ... train.py, or "
+            "srun under SLURM (docs/scaling.md); on one machine use trainer.devices=N"
+        )
+    if accelerator in ("cpu",) or count is None:
+        if isinstance(devices, (list, ListConfig)) and accelerator == "cpu":
+            raise UserError(
+                f"trainer.devices={list(devices)}: device indices name GPUs; on the CPU give a "
+                "number of processes, e.g. trainer.devices=2"
+            )
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    wants_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if wants_gpu and count > gpus:
+        raise UserError(
+            f"trainer.devices={devices}: {count} GPUs asked, {gpus} visible to this process; "
+            f"use trainer.devices={max(gpus, 1)} or fewer"
+            + ("" if gpus else ", or trainer.accelerator=cpu for CPU processes")
+        )
+    if not wants_gpu and isinstance(devices, (list, ListConfig)):
+        raise UserError(
+            f"trainer.devices={list(devices)}: device indices name GPUs and none is visible; "
+            "on the CPU give a number of processes, e.g. trainer.devices=2"
+        )
+
+
+def check_inputs(cfg):
+    """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
+    when they cannot be fetched, the device, and the checkpoint to resume from, returned as read
+    (once)."""
+    from mnist_cnn.data import sources  # NumPy only
+
+    check_accelerator(cfg)
+    check_scale(cfg)
+    data = cfg.get("data")
+    if data is not None and not data.get("download", True):
+        dataset = data.get("dataset", "MNIST")
+        root = data.get("data_dir")
+        data_dir = Path(root).expanduser().resolve() if root else sources.default_data_dir(dataset)
+        raw_dir = data_dir / dataset / "raw"
+        absent = sources.missing(raw_dir)
+        if absent and not sources.has_system_copy(dataset):
+            why = "data.download=false"
+            raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
+    if cfg.get("ckpt_path") is None:
+        return None
+    from mnist_cnn import checkpoints  # torch, not Lightning
+    from mnist_cnn.resumable import check_resumable
+
+    resume = checkpoints.load(cfg.ckpt_path)
+    check_resumable(resume.config(), cfg, str(resume.path))
+    return resume
+
+
+def check_one_process(cfg) -> None:
+    """eval.py tests in one process: refused up front for several devices, nodes or ranks
+    (each rank would claim the same run dir, and the result is the same numbers)."""
+    from mnist_cnn import distributed
+    from mnist_cnn.errors import UserError
+
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    count = distributed.devices_count(devices)
+    if (count or 1) > 1 or (nodes or 1) != 1 or distributed.started_from_outside():
+        asked = f"trainer.devices={devices}, trainer.num_nodes={nodes}"
+        if distributed.started_from_outside():
+            asked += f", started as rank {distributed.rank()} by torchrun or srun"
+        raise UserError(
+            f"eval.py tests in one process ({asked}): the 10,000 test digits take seconds, "
+            "and one process gives the numbers a DDP run reports; drop trainer.devices and "
+            "num_nodes and run eval.py alone (not under torchrun or srun)"
+        )
