@@ -16,8 +16,11 @@ install: ## create .venv from uv.lock, bytecode compiled (halves every start whe
 train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra overrides: ARGS="seed=7")
 	$(PY) train.py $(ARGS)
 
-test: install browser ## the whole suite: fast, slow (train.py subprocesses, a real browser) and real-MNIST tiers
-	$(PY) -m pytest $(ARGS)
+# two pytest workers (pytest-xdist): the suite is mostly subprocesses that start single-threaded;
+# a file with a module-scoped fixture (or the SLURM cluster) stays on one worker (xdist_group)
+XDIST := -n 2 --dist loadgroup
+test: install browser ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-cluster: install ## only the SLURM tier: a real one-node cluster (slurm-wlm, munge) started and stopped by scripts/slurm_cluster.sh
 	$(PY) -m pytest -m cluster $(ARGS)
@@ -30,8 +33,8 @@ browser: ## headless Chromium for the TensorBoard page tests and `make screensho
 screenshots: install browser ## TensorBoard's pages of the newest completed run under outputs/ as PNGs in outputs/screenshots/ (RUN=<tensorboard dir> for another)
 	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-}" outputs/screenshots
 
-test-fast: install ## only the fast tier (seconds)
-	$(PY) -m pytest -m "not slow and not real_data" $(ARGS)
+test-fast: install ## only the fast tier (about a minute)
+	$(PY) -m pytest $(XDIST) -m "not slow and not real_data" $(ARGS)
 
 notebook: install ## run notebooks/mnist_lab.ipynb in full mode (a few minutes; MNIST_LAB_FAST=1 make notebook: a slice, under a minute); the executed copy lands in outputs/notebook/
 	$(PY) notebooks/execute.py

@@ -37,6 +37,9 @@ from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.tensorboard import RunLogger
 
+# its module-scoped fixture is built once: the whole file runs on one xdist worker
+pytestmark = pytest.mark.xdist_group("dashboards")
+
 EPOCHS = 2
 
 

@@ -21,6 +21,9 @@ from helpers.runs import run_eval, run_train
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import EpochBatchSampler
 
+# its module-scoped fixture is built once: the whole file runs on one xdist worker
+pytestmark = pytest.mark.xdist_group("distributed")
+
 # one epoch at a low lr: the network still makes mistakes on the tiny test set, so the gathered
 # confusion matrix and mistakes have something to agree on
 SMALL = ("trainer.max_epochs=1", "data.batch_size=32", "data.eval_batch_size=64",

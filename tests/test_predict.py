@@ -22,6 +22,9 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.predict import newest_checkpoint
 
+# its module-scoped fixture is built once: the whole file runs on one xdist worker
+pytestmark = pytest.mark.xdist_group("predict")
+
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:

@@ -24,6 +24,9 @@ from mnist_cnn import checkpoints
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import UserError
 
+# its module-scoped fixture is built once: the whole file runs on one xdist worker
+pytestmark = pytest.mark.xdist_group("resume_eval")
+
 HELPERS = str(ROOT / "tests" / "helpers")
 # dropout, batch norm, per-digit augmentation and a one-cycle schedule: everything RNG-driven
 STRONG = ["experiment=bn_cnn", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]

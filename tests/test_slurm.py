@@ -20,7 +20,8 @@ from helpers.runs import run_train
 
 from mnist_cnn.commands import hydra_override
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+# one cluster on this machine at a time: the whole file runs on one xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.xdist_group("slurm")]
 
 SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 TINY = ("trainer.max_epochs=1", "data.batch_size=32", "data.eval_batch_size=64",

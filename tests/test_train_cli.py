@@ -19,6 +19,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_cnn.precision import resolve_precision
 
+# its module-scoped fixture is built once: the whole file runs on one xdist worker
+pytestmark = pytest.mark.xdist_group("train_cli")
+
 TINY = ("trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=64")
 
 

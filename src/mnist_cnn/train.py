@@ -9,19 +9,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import REPO_ROOT, checkpoints, distributed
-from mnist_cnn.callbacks.divergence import DivergenceGuard
-from mnist_cnn.callbacks.resume import GracefulInterrupt, InterruptedDuringTest, TrainingInterrupted
+from mnist_cnn import REPO_ROOT, checkpoints
+from mnist_cnn.build import Parts, build
+from mnist_cnn.callbacks.resume import InterruptedDuringTest, TrainingInterrupted
 from mnist_cnn.errors import Pruned
-from mnist_cnn.module import ClassifierModule
 from mnist_cnn.outcome import recorded
 from mnist_cnn.precision import resolve_precision
 from mnist_cnn.runs import (
@@ -45,18 +42,6 @@ def compose_config(overrides: list[str], run_dir: str | os.PathLike) -> DictConf
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
     run_dir.mkdir(parents=True, exist_ok=True)
     return cfg
-
-
-@dataclass
-class Parts:
-    """What a config builds: everything fit and test need."""
-
-    datamodule: L.LightningDataModule
-    net: Any
-    module: ClassifierModule
-    callbacks: list
-    interrupt: GracefulInterrupt
-    trainer: L.Trainer
 
 
 def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[str, Any]:
@@ -83,7 +68,11 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
         precision_requested=requested,
         precision_reason=why,
     )
-    trial = _trial(cfg)
+    trial: dict[str, Any] = {}
+    if OmegaConf.select(cfg, "optuna.trial") is not None:  # a trial of an Optuna search
+        from mnist_cnn.search.trials import trial_record
+
+        trial = trial_record(cfg)
     if trial:
         record.update(optuna=trial)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -143,61 +132,6 @@ def _fit_and_test(
     return record.data
 
 
-def build(
-    cfg: DictConfig,
-    run_dir: Path,
-    resume: checkpoints.Checkpoint | None,
-    config: dict[str, Any],
-) -> Parts:
-    """Data first (a bad or missing file stops the run before anything else exists), then the
-    network (resume: its weights must fit, never a half-load), module, callbacks, trainer."""
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    channels, height, _ = datamodule.image_shape
-
-    L.seed_everything(cfg.seed, workers=True)
-    net = instantiate(
-        cfg.model, in_channels=channels, image_size=height, num_classes=datamodule.num_classes
-    )
-    if resume is not None:
-        resume.weights_for(net)
-    module = ClassifierModule(
-        net=net,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        num_classes=datamodule.num_classes,
-        channels_last=cfg.get("channels_last", False),
-        config=config,
-        label_smoothing=cfg.get("label_smoothing", 0.0),
-    )
-    callback_cfgs = cfg.get("callbacks") or {}
-    if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:
-        log.info("data.val_split=0: no validation set, so only last.ckpt is kept")
-        callback_cfgs.model_checkpoint = None
-    callbacks = [instantiate(c) for c in callback_cfgs.values() if c is not None]
-    # always on, whatever callbacks= says: a signal must never lose the training done so far
-    interrupt = GracefulInterrupt(run_dir / "checkpoints")
-    callbacks += [interrupt, DivergenceGuard()]  # likewise: a blown-up run stops, named
-    trial = OmegaConf.select(cfg, "optuna.trial")
-    if trial is not None:  # a trial of an Optuna search: report val/acc, maybe be pruned
-        from mnist_cnn.search.pruning import OptunaPruning
-        from mnist_cnn.search.trials import job_pruner
-
-        callbacks.append(
-            OptunaPruning(cfg.optuna.storage, cfg.optuna.study, int(trial), job_pruner())
-        )
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=logger,
-        plugins=[checkpoints.checkpoint_io(resume)],
-        **distributed.trainer_overrides(cfg.trainer),
-    )
-    return Parts(datamodule, net, module, callbacks, interrupt, trainer)
-
-
 def fit(parts: Parts, resume: checkpoints.Checkpoint | None) -> None:
     """Train; a signal after the last training batch still stops with a checkpoint to resume."""
     ckpt_path = str(resume.path) if resume is not None else None
@@ -252,23 +186,6 @@ def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
         else:
             best = callback.best_model_path
     return best, last
-
-
-def _trial(cfg: DictConfig) -> dict[str, Any]:
-    """Which Optuna trial this run is, with its sampled settings ({} outside a search)."""
-    number = OmegaConf.select(cfg, "optuna.trial")
-    if number is None:
-        return {}
-    from mnist_cnn.search.storage import redact
-    from mnist_cnn.search.trials import trial_params
-
-    return {
-        "study": cfg.optuna.study,
-        "trial": int(number),
-        "storage": redact(cfg.optuna.storage),
-        "params": trial_params(cfg.optuna.storage, cfg.optuna.study, int(number)),
-        "state": "running",
-    }
 
 
 def _relative(path: str, root: Path) -> str | None:

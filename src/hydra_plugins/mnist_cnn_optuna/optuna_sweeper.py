@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnist_cnn_optuna.heartbeat import Heartbeat, fail_and_requeue
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import Pruned, UserError
 
@@ -172,15 +172,15 @@ class OptunaSweeper(Sweeper):
             if batch <= 0:
                 return
             with warnings.catch_warnings():  # "heartbeats are meant for Study.optimize": we
-                warnings.simplefilter("ignore", UserWarning)  # beat ourselves (_Heartbeat)
+                warnings.simplefilter("ignore", UserWarning)  # beat ourselves (heartbeat.py)
                 trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
             jobs = [self._overrides(t, fixed, sweep_dir) for t in trials]
-            with _Heartbeat(self.storage, study, trials, self.heartbeat):
+            with Heartbeat(self.storage, study, trials, self.heartbeat):
                 try:
                     returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
                 except BaseException:  # a signal or a launcher failure: not left RUNNING
                     for trial in trials:
-                        _fail_and_requeue(study, trial)
+                        fail_and_requeue(study, trial)
                     raise
             self.job_idx += batch
             for trial, ret in zip(trials, returns, strict=True):
@@ -234,46 +234,3 @@ def _instantiate(cfg: Any, where: str):
         return instantiate(cfg)
     except Exception as exc:
         raise UserError(f"{where} cannot be built: {exc}".splitlines()[0]) from None
-
-
-def _fail_and_requeue(study, trial) -> None:
-    """An interrupted trial: failed, and its parameters queued for the next worker to run."""
-    from optuna.trial import TrialState
-
-    try:
-        study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
-    except Exception:  # the database is gone too: the heartbeat's grace period covers it
-        log.exception("could not mark trial %d failed", trial.number)
-
-
-class _Heartbeat:
-    """Beats for the running trials from a thread, so a trial whose worker dies goes stale."""
-
-    def __init__(self, storage, study, trials, interval: int) -> None:
-        self.storage = storage  # the RDBStorage this sweeper opened
-        study_id = storage.get_study_id_from_name(study.study_name)
-        self.ids = [
-            storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials
-        ]
-        self.interval = interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeat")
-
-    def _beat(self) -> None:
-        while True:
-            for trial_id in self.ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # a database hiccup: the next beat tries again
-                    log.debug("heartbeat failed", exc_info=True)
-            if self.stop.wait(self.interval):
-                return
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)

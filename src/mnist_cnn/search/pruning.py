@@ -9,7 +9,7 @@ from mnist_cnn.errors import Pruned
 
 class OptunaPruning(L.Callback):
     """Reports `monitor` to trial `trial` of `study` in `storage` after each validation; stops
-    the fit with errors.Pruned when the study's pruner says so. Added by train.build when the
+    the fit with errors.Pruned when the study's pruner says so. Added by build.build when the
     sweeper set `optuna.trial` (never in a plain run)."""
 
     def __init__(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from mnist_cnn.errors import UserError
 
 
@@ -57,3 +59,19 @@ def job_pruner():
         return instantiate(spec)
     except Exception as exc:
         raise UserError(f"hydra.sweeper.pruner cannot be built: {exc}".splitlines()[0]) from None
+
+
+def trial_record(cfg: DictConfig) -> dict[str, Any]:
+    """Which Optuna trial this run is, with its sampled settings ({} outside a search)."""
+    number = OmegaConf.select(cfg, "optuna.trial")
+    if number is None:
+        return {}
+    from mnist_cnn.search.storage import redact
+
+    return {
+        "study": cfg.optuna.study,
+        "trial": int(number),
+        "storage": redact(cfg.optuna.storage),
+        "params": trial_params(cfg.optuna.storage, cfg.optuna.study, int(number)),
+        "state": "running",
+    }
