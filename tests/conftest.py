@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 from helpers.data import write_mnist
+
+# the CPUs pytest started with; a worker of `make test` (two pytest-xdist workers) takes its share
+ALL_CPUS = sorted(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpu_share(request):
+    """Under N xdist workers, each worker's tests, and the processes they start, run on 1/N of
+    the CPUs: `threads=auto` follows the affinity mask, so two workers never run four threads on
+    two cores (spinning OpenMP threads slowed such a run severalfold). The SLURM cluster's
+    module keeps every CPU: its node is declared with all of them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    cluster = any(m.name == "cluster" for m in request.node.iter_markers())
+    share = ALL_CPUS
+    if workers > 1 and len(ALL_CPUS) >= workers and not cluster:
+        share = ALL_CPUS[int(worker.removeprefix("gw") or 0) % workers :: workers]
+    os.sched_setaffinity(0, share)
+    import torch
+
+    torch.set_num_threads(len(share))  # this worker's in-process training, likewise
+    yield
 
 
 @pytest.fixture(scope="session")
