@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.data import ROOT
 
 from mnist_cnn.compare import compare, describe, welch
 from mnist_cnn.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_confidence_interval_by_hand():
@@ -290,3 +289,63 @@ def test_a_sweep_of_partial_runs_only_is_compared_and_says_so(tmp_path):
     mixed = compare([str(tmp_path / "sweep")])
     assert [len(g["runs"]) for g in mixed["groups"]] == [1] and len(mixed["excluded"]) == 3
     assert mixed["partial"] == []
+
+
+@pytest.mark.reliability("JSON1")
+def test_compare_excludes_metrics_files_of_another_shape(tmp_path):
+    from mnist_cnn.compare import compare
+
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "metrics.json").write_text(
+        json.dumps(
+            {"status": "completed", "test/acc": 0.9, "test/loss": 0.3, "val/acc": 0.9, "seed": 1,
+             "config": {"seed": 1, "a": {"b": 1}}}
+        )
+    )  # fmt: skip
+    hostile = [
+        "[]",
+        "null",
+        "7",
+        '{"status": "completed", "config": []}',
+        "[" * 100_000 + "]" * 100_000,
+    ]
+    for i, text in enumerate(hostile):
+        (tmp_path / f"bad{i}").mkdir()
+        (tmp_path / f"bad{i}" / "metrics.json").write_text(text)
+    result = compare([str(tmp_path)])
+    assert [g["runs"] for g in result["groups"]] == [[str(good)]]
+    assert len(result["excluded"]) == len(hostile)
+
+
+@pytest.mark.reliability("CMP1")
+def test_compare_arguments_are_checked_and_paths_taken_literally(tmp_path):
+    from mnist_cnn.cli.compare import main
+
+    runs = tmp_path / "runs[1]"  # a glob would read this as runs1
+    decoy = tmp_path / "runs1"
+    for root, acc in ((runs, 0.9), (decoy, 0.1)):
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "status": "completed",
+                    "test/acc": acc,
+                    "test/loss": 0.3,
+                    "val/acc": 0.9,
+                    "seed": 1,
+                    "config": {"seed": 1},
+                }
+            )
+        )
+    out = tmp_path / "out"
+    main([str(runs), "--out", str(out)])
+    written = json.loads((out / "comparison.json").read_text())
+    assert written["groups"][0]["runs"] == [str(runs / "a")]
+    for args, needle in (
+        ([str(runs), "--baseline", "5"], "--baseline 5: there are 1 groups"),
+        ([str(runs), "--out", str(out / "comparison.json")], "not a directory"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2, needle

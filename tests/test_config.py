@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.runs import run_train
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from mnist_cnn.config import validate
 from mnist_cnn.errors import UserError
@@ -182,7 +183,6 @@ def test_eval_runs_go_under_outputs_eval(tmp_path):
 
 
 def test_a_checkpoints_bad_value_names_the_checkpoint_not_the_command_line():
-    from omegaconf import OmegaConf
 
     trained = OmegaConf.create({"data": {"eval_batch_size": 0}, "seed": 3})
     with pytest.raises(UserError, match=r"^run/last.ckpt \(its hyper_parameters\): data.eval_"):
@@ -200,56 +200,48 @@ def test_flatten_takes_any_depth():
     assert flatten({"x": {"y": 2}, "z": [1]}, sep="/") == {"x/y": 2, "z": [1]}
 
 
+@pytest.mark.reliability("VAL1")
 @pytest.mark.parametrize(
-    "env,overrides,ok",
+    "overrides,key",
     [
-        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "WORLD_SIZE": "4"}, ["trainer.devices=2"], 0),
+        (["model.conv1_channels=0"], "model.conv1_channels"),
+        (["model.dense_units=-3"], "model.dense_units"),
+        (["model=mlp", "model.hidden=[128,0]"], "model.hidden"),
+        (["model=deep_cnn", "model.head_channels=0"], "model.head_channels"),
+        (["model=deep_cnn", "model.dropout=1"], "model.dropout"),
+        (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum"),
+        (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum"),
+        (["+optimizer.betas=[0.9,1.2]"], "optimizer.betas"),
+        (["optimizer.eps=0"], "optimizer.eps"),
+        (["scheduler=onecycle", "scheduler.pct_start=1"], "scheduler.pct_start"),
+        (["+trainer.limit_train_batches=0"], "trainer.limit_train_batches"),
+        (["+trainer.limit_test_batches=0"], "trainer.limit_test_batches"),
+        (["+trainer.limit_test_batches=1.5"], "trainer.limit_test_batches"),
+        (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
+        (["trainer.accelerator=tpu9"], "trainer.accelerator"),
+        (["callbacks.filters.top_k=0"], "callbacks.filters.top_k"),
         (
-            {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "4"},
-            ["trainer.devices=2", "trainer.num_nodes=2"],
-            1,
+            ["callbacks.prediction_analysis.num_misclassified=-1"],
+            "callbacks.prediction_analysis.num_misclassified",
         ),
-        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, ["trainer.devices=1"], 0),
-        ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, ["trainer.devices=2"], 1),
     ],
 )
-def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, env, overrides, ok):
-    """torchrun and srun decide how many ranks there are; trainer.devices x num_nodes must say
-    the same, checked before anything is written (a real torchrun pair: test_distributed)."""
-    from mnist_cnn.preflight import check_scale
-
-    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    cfg = compose_train("trainer.accelerator=cpu", *overrides)
-    if ok:
-        check_scale(cfg)
-    else:
-        with pytest.raises(UserError, match=r"the launcher \(torchrun or srun\) started \d"):
-            check_scale(cfg)
+def test_values_for_torch_and_lightning_are_checked_first(overrides, key):
+    with pytest.raises(UserError, match=rf"(^|; ){key}=.* is invalid: expected "):
+        validate(compose_train(*overrides))
 
 
-@pytest.mark.parametrize(
-    "env,overrides",
-    [
-        ({}, ["trainer.devices=2"]),
-        ({}, ["trainer.num_nodes=2"]),
-        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}, []),
-    ],
-)
-def test_eval_refuses_several_processes_up_front(monkeypatch, env, overrides):
-    """eval.py tests in one process: several devices, nodes, or ranks started by torchrun are
-    refused before anything is read or written (its second rank once claimed the run dir)."""
-    from hydra import compose, initialize_config_dir
+@pytest.mark.parametrize("peak", ["0.01", "-1"])
+def test_a_second_home_for_the_learning_rate_is_refused(peak):
+    """One-cycle peaks at optimizer.lr; a scheduler.max_lr beside it would make one of the two
+    a dead setting, so it is refused naming the key that counts."""
+    with pytest.raises(UserError, match=r"scheduler.max_lr=.* is not a setting: .*optimizer.lr"):
+        validate(compose_train("scheduler=onecycle", f"+scheduler.max_lr={peak}"))
 
-    from mnist_cnn.preflight import check_one_process
 
-    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("eval", overrides=["ckpt_path=x.ckpt", *overrides])
-    with pytest.raises(UserError, match=r"eval.py tests in one process \(trainer.devices="):
-        check_one_process(cfg)
+@pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
+@pytest.mark.reliability("VAL1")
+def test_a_zero_channel_network_stops_before_anything_loads(tmp_path):
+    proc = run_train("model.conv1_channels=0", run_dir=tmp_path / "run", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "model.conv1_channels=0 is invalid" in proc.stderr

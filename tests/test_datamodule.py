@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.data import write_mnist
 
 from mnist_cnn.data.idx import write_idx
 from mnist_cnn.data.mnist import MNISTDataModule
@@ -171,3 +173,36 @@ def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path):
     assert default_data_dir() == tmp_path.resolve()
     monkeypatch.delenv("MNIST_DATA_DIR")
     assert default_data_dir().name in ("data",)
+
+
+@pytest.mark.reliability("DAT1")
+@pytest.mark.parametrize("system", ["/dev", "/proc/self", "/sys", "/run"])
+def test_a_dataset_is_never_created_in_a_system_directory(system):
+    from mnist_cnn.data.mnist import MNISTDataModule
+
+    datamodule = MNISTDataModule(data_dir=system, download=True)
+    with pytest.raises(UserError, match=r"^data.data_dir=\S+: /\w+ is a system directory"):
+        datamodule.prepare_data()
+    assert not Path(system, "MNIST").exists()
+
+
+@pytest.mark.reliability("DAT2")
+@pytest.mark.parametrize("download", [False, True])
+def test_gzipped_files_are_named_and_the_advice_fits_the_setting(tmp_path, download):
+    import gzip
+
+    from mnist_cnn.data.mnist import MNISTDataModule
+
+    data = write_mnist(tmp_path / "data")
+    raw = data / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        with gzip.open(f"{path}.gz", "wb") as f:
+            f.write(path.read_bytes())
+        path.unlink()
+    with pytest.raises(UserError) as info:
+        MNISTDataModule(data_dir=data, download=download).prepare_data()
+    message = str(info.value)
+    assert (
+        "Found compressed copies of train-images-idx3-ubyte" in message and "gunzip -k" in message
+    )
+    assert ("set data.download=true" in message) == (not download)

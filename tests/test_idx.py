@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mnist_cnn.data.idx import IDXError, read_images, read_labels, read_split, write_idx
+from mnist_cnn.errors import UserError
 
 
 @pytest.fixture
@@ -118,3 +119,27 @@ def test_missing_directory_and_dangling_link(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     with pytest.raises(IDXError, match="link: dangling symbolic link"):
         read_images(tmp_path / "link")
+
+
+@pytest.mark.reliability("SIZE2")
+@pytest.mark.parametrize("claim", ["matching", "larger than the file"])
+def test_a_huge_idx_file_is_refused_before_its_body_is_read(tmp_path, claim):
+    import resource
+
+    from mnist_cnn.data.idx import read_images
+
+    count = 4_000_000  # 4M images of 28x28: 3.1 GB claimed
+    path = tmp_path / "train-images-idx3-ubyte"
+    header = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (count, 28, 28))
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(16 + count * 784 if claim == "matching" else 10**6)  # sparse: no disk used
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError) as info:
+        read_images(path)
+    assert str(path) in str(info.value)
+    assert ("more than an MNIST-style file holds" if claim == "matching" else "truncated") in str(
+        info.value
+    )
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown_kib < 100 * 1024  # the body (3 GB) was never read

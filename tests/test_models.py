@@ -7,11 +7,15 @@ import functools
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.runs import quiet_trainer
 
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.bn_cnn import BatchNormCNN
+from mnist_cnn.models.deep_cnn import DeepCNN
 from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.models.speed_cnn import SpeedCNN
 from mnist_cnn.module import ClassifierModule
 
 
@@ -106,3 +110,49 @@ def test_mlp_is_the_lab4_dense_baseline():
         "ReLU",
         "Dropout",
     ]
+
+
+def test_speed_cnn_shapes_and_its_optional_hidden_layer():
+    net = SpeedCNN()
+    # conv 16x1x5x5, BN 2x16, conv 32x16x3x3, BN 2x32, linear 800x10+10
+    assert sum(p.numel() for p in net.parameters()) == 400 + 32 + 4608 + 64 + 8010
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    hidden = SpeedCNN(hidden_units=64, num_classes=5)
+    assert hidden(torch.rand(2, 1, 28, 28)).shape == (2, 5)
+    assert hidden.hidden[0].out_features == 64 and hidden.output.in_features == 64
+    with pytest.raises(ValueError, match="image_size=9 is too small"):
+        SpeedCNN(image_size=9)
+
+
+def test_deep_cnn_is_the_anchors_layout_and_learns():
+    net = DeepCNN()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (32, 3, 1), (32, 3, 1), (32, 5, 2), (64, 3, 1), (64, 3, 1), (64, 5, 2), (128, 4, 1),
+    ]  # fmt: skip
+    assert all(c.bias is None for c in convs)  # batch norm follows each
+    # 7 convolutions, 7 batch norms (2 values a channel), the 128x10 read-out
+    conv_weights = 9 * 32 + 9 * 32 * 32 + 25 * 32 * 32 + 9 * 32 * 64 + 9 * 64 * 64 + 25 * 64 * 64
+    norms = 2 * (3 * 32 + 3 * 64 + 128)
+    assert sum(p.numel() for p in net.parameters()) == conv_weights + 16 * 64 * 128 + norms + 1290
+    # the last convolution spans whatever map is left, for any size the stages allow
+    for size in (13, 20, 28, 32):
+        assert DeepCNN(image_size=size, num_classes=5)(torch.rand(2, 1, size, size)).shape == (2, 5)
+    with pytest.raises(ValueError, match="image_size=12 is too small"):
+        DeepCNN(image_size=12)
+    torch.manual_seed(0)  # it fits one batch (batch statistics, no dropout: no noise but the data)
+    net, x, y = DeepCNN(dropout=0.0), torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    before = F.cross_entropy(net(x), y).item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    assert F.cross_entropy(net(x), y).item() < before / 2
+
+
+def test_batchnorm_cnn_shapes_and_parameters():
+    net = BatchNormCNN()
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(p.numel() for p in net.parameters()) == 431_594
+    assert isinstance(net.conv1[1], torch.nn.BatchNorm2d) and net.conv1[0].bias is None

@@ -309,3 +309,39 @@ def test_predict_refuses_a_pickle_payload(tmp_path):
     assert proc.returncode == 2 and f"{evil}: refused" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not sentinel.exists()
+
+
+@pytest.mark.reliability("OUT2")
+def test_save_inputs_problems_are_named_and_predictions_still_printed(tmp_path, capsys):
+    from PIL import Image, ImageDraw
+
+    from mnist_cnn.cli.predict import main
+    from mnist_cnn.models.simple_cnn import SimpleCNN
+
+    ckpt = tmp_path / "good.ckpt"
+    state = {f"net.{k}": v for k, v in SimpleCNN().state_dict().items()}
+    config = {
+        "model": {"_target_": "mnist_cnn.models.simple_cnn.SimpleCNN"},
+        "data": {"dataset": "MNIST"},
+    }
+    torch.save(
+        {"state_dict": state, "hyper_parameters": config, "epoch": 0, "global_step": 1}, ckpt
+    )
+    long_name = tmp_path / ("d" * 250 + ".png")
+    digit = Image.new("L", (60, 60), 0)
+    ImageDraw.Draw(digit).line([(20, 10), (40, 10), (30, 50)], fill=255, width=5)
+    digit.save(long_name)
+    seen = tmp_path / "seen"
+    main([str(long_name), "--ckpt", str(ckpt), "--save-inputs", str(seen), "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 1 and len(list(seen.iterdir())) == 1
+    assert all(len(p.name.encode()) <= 255 for p in seen.iterdir())
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as info:
+        main([str(long_name), "--ckpt", str(ckpt), "--save-inputs", str(a_file)])
+    assert (
+        info.value.code == 2
+        and f"--save-inputs {a_file}: not a directory" in capsys.readouterr().err
+    )
+    assert a_file.read_text() == "x"

@@ -14,7 +14,7 @@ pytestmark = [
 ]
 
 
-def test_seed_workload_reaches_98_5_percent(tmp_path):
+def test_the_keras_lab_workload_reaches_98_5_percent(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train(f"data.data_dir={REAL_DATA}", run_dir=run_dir, timeout=480)
     assert proc.returncode == 0, proc.stderr[-3000:]

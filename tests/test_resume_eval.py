@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.data import ROOT, write_mnist
-from helpers.runs import run_eval, run_train
+from helpers.runs import run_eval, run_script, run_train
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from mnist_cnn import checkpoints
 from mnist_cnn.commands import hydra_override
+from mnist_cnn.config import validate
 from mnist_cnn.errors import UserError
 
 # its module-scoped fixture is built once: the whole file runs on one xdist worker
@@ -486,9 +490,6 @@ def test_every_torch_load_is_weights_only():
 
 @pytest.mark.reliability("R6")
 def test_ckpt_path_last_is_an_error_not_a_fresh_start(tmp_path):
-    from omegaconf import OmegaConf
-
-    from mnist_cnn.config import validate
 
     with pytest.raises(UserError, match="ckpt_path='last'"):
         validate(OmegaConf.create({"ckpt_path": "last"}))
@@ -533,7 +534,6 @@ def _count_torch_loads(monkeypatch) -> list[str]:
 def test_a_resume_and_an_eval_each_read_their_checkpoint_once(tiny_data_dir, tmp_path, monkeypatch):
     """In process, as the entry points call them: the checkpoint read (and checked) before the
     run is the one Lightning resumes from, and the one eval tests; no second read."""
-    from hydra import compose, initialize_config_dir
 
     from mnist_cnn.eval import evaluate
     from mnist_cnn.train import compose_config, run
@@ -592,3 +592,49 @@ def test_run_records_are_created_with_the_umask(tmp_path):
         finally:
             os.umask(old)
         assert path.stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.reliability("SIG1")
+@pytest.mark.slow
+def test_sighup_in_fit_saves_a_checkpoint_and_exits_129(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "model=mlp", hydra_override("data.data_dir", str(tiny_data_dir)),
+        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=2",
+        "+callbacks.signal.signum=SIGHUP", run_dir=run_dir, env={"PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert proc.returncode == 129, proc.stderr[-2000:]
+    assert (
+        "resume with: " in proc.stderr and (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
+    )
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.reliability("SIG1")
+@pytest.mark.slow
+@pytest.mark.parametrize("script,signum", [("train.py", "SIGTERM"), ("eval.py", "SIGINT")])
+def test_a_signal_before_training_or_testing_is_recorded(tiny_data_dir, tmp_path, script, signum):
+    run_dir = tmp_path / "run"
+    extra = []
+    if script == "eval.py":
+        first = tmp_path / "first"
+        trained = run_train(
+            "model=mlp",
+            "callbacks=minimal",
+            hydra_override("data.data_dir", str(tiny_data_dir)),
+            "trainer.max_epochs=1",
+            run_dir=first,
+        )
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        extra = [hydra_override("ckpt_path", str(first / "checkpoints" / "last.ckpt"))]
+    stage = "setup" if script == "train.py" else "test_setup"
+    proc = run_script(
+        script, *extra, "model=mlp" if script == "train.py" else "callbacks=none",
+        hydra_override("data.data_dir", str(tiny_data_dir)),
+        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=0",
+        f"+callbacks.signal.signum={signum}", f"+callbacks.signal.stage={stage}",
+        hydra_override("hydra.run.dir", str(run_dir)), env={"PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert proc.returncode == 128 + getattr(signal, signum), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"

@@ -1,0 +1,92 @@
+"""Hydra's callbacks: run and sweep dirs checked before Hydra creates them, and the sweep
+summary's exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from helpers.runs import run_script, run_train
+from omegaconf import OmegaConf
+
+from mnist_cnn.commands import hydra_override
+
+
+def _write_run(run_dir: Path, status: str = "completed") -> dict[str, bytes]:
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(os.urandom(64))
+    (run_dir / "metrics.json").write_text(json.dumps({"status": status}))
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    return {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
+@pytest.mark.reliability("DIR1")
+@pytest.mark.parametrize(
+    "script,status", [("train.py", "completed"), ("train.py", "interrupted"), ("eval.py", "failed")]
+)
+def test_a_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path, script, status):
+    run_dir = tmp_path / "run"
+    before = _write_run(run_dir, status)
+    extra = ["ckpt_path=x.ckpt"] if script == "eval.py" else []
+    proc = run_script(script, *extra, hydra_override("hydra.run.dir", str(run_dir)), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"hydra.run.dir={run_dir} already holds a run" in proc.stderr
+    assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
+@pytest.mark.reliability("DIR2")
+@pytest.mark.parametrize("layout", ["single run", "earlier job without metrics"])
+def test_a_sweep_into_a_dir_holding_runs_is_refused(tmp_path, layout):
+    sweep = tmp_path / "sweep"
+    if layout == "single run":
+        before = _write_run(sweep)
+    else:
+        (sweep / "0" / ".hydra").mkdir(parents=True)
+        before = {}
+    proc = run_train("-m", "seed=1,2", hydra_override("hydra.sweep.dir", str(sweep)), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert str(sweep) in proc.stderr
+    after = {str(p): p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    assert after == before and not (sweep / "1").exists()
+
+
+@pytest.mark.reliability("EXIT1")
+def test_a_sweep_summary_that_cannot_be_written_exits_1(tmp_path, capsys):
+    from mnist_cnn.hydra_callbacks import SweepSummary
+
+    sweep = tmp_path / "sweep"
+    job = sweep / "0"
+    job.mkdir(parents=True)
+    (job / "metrics.json").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "test/acc": 0.9,
+                "test/loss": 0.3,
+                "val/acc": 0.9,
+                "seed": 1,
+                "config": {"seed": 1},
+            }
+        )
+    )
+    (sweep / "comparison.json").mkdir()  # the summary cannot replace a directory
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    with pytest.raises(SystemExit) as info:
+        SweepSummary().on_multirun_end(config)
+    assert info.value.code == 1
+    assert f"error: sweep {sweep}:" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
+@pytest.mark.reliability("OUT1")
+@pytest.mark.parametrize("where", ["long name", "under /proc"])
+def test_a_run_dir_that_cannot_be_created_is_refused_before_any_work(tmp_path, where):
+    run_dir = tmp_path / ("x" * 300) if where == "long name" else Path("/proc/mnist-run")
+    proc = run_train(run_dir=run_dir, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "hydra.run.dir=" in proc.stderr and "choose another hydra.run.dir" in proc.stderr

@@ -1,0 +1,103 @@
+"""Preflight: the device, the scale and its launcher, and eval's one process, checked before
+Lightning loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.runs import run_train
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mnist_cnn.errors import UserError
+
+
+@pytest.mark.reliability("VAL2")
+def test_a_gpu_that_is_not_there_is_named_before_lightning_loads(tmp_path, monkeypatch):
+    from mnist_cnn.preflight import check_accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for accelerator in ("gpu", "cuda"):
+        with pytest.raises(UserError, match=rf"^trainer.accelerator={accelerator}: no CUDA GPU"):
+            check_accelerator(OmegaConf.create({"trainer": {"accelerator": accelerator}}))
+    check_accelerator(OmegaConf.create({"trainer": {"accelerator": "cpu"}}))
+    if (
+        not torch.cuda.is_available.__wrapped__()
+        if hasattr(torch.cuda.is_available, "__wrapped__")
+        else True
+    ):
+        pass
+
+
+@pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
+@pytest.mark.reliability("VAL2")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_train_py_without_a_gpu_says_so_with_exit_2(tmp_path):
+    proc = run_train("trainer.accelerator=gpu", run_dir=tmp_path / "run", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "trainer.accelerator=gpu: no CUDA GPU is visible" in proc.stderr
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "env,overrides,ok",
+    [
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "0", "WORLD_SIZE": "4"}, ["trainer.devices=2"], 0),
+        (
+            {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "4"},
+            ["trainer.devices=2", "trainer.num_nodes=2"],
+            1,
+        ),
+        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, ["trainer.devices=1"], 0),
+        ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, ["trainer.devices=2"], 1),
+    ],
+)
+def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, env, overrides, ok):
+    """torchrun and srun decide how many ranks there are; trainer.devices x num_nodes must say
+    the same, checked before anything is written (a real torchrun pair: test_distributed)."""
+    from mnist_cnn.preflight import check_scale
+
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = compose_train("trainer.accelerator=cpu", *overrides)
+    if ok:
+        check_scale(cfg)
+    else:
+        with pytest.raises(UserError, match=r"the launcher \(torchrun or srun\) started \d"):
+            check_scale(cfg)
+
+
+@pytest.mark.parametrize(
+    "env,overrides",
+    [
+        ({}, ["trainer.devices=2"]),
+        ({}, ["trainer.num_nodes=2"]),
+        ({"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}, []),
+    ],
+)
+def test_eval_refuses_several_processes_up_front(monkeypatch, env, overrides):
+    """eval.py tests in one process: several devices, nodes, or ranks started by torchrun are
+    refused before anything is read or written (its second rank once claimed the run dir)."""
+    from hydra import compose, initialize_config_dir
+
+    from mnist_cnn.preflight import check_one_process
+
+    for name in ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt", *overrides])
+    with pytest.raises(UserError, match=r"eval.py tests in one process \(trainer.devices="):
+        check_one_process(cfg)
