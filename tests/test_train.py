@@ -23,3 +23,16 @@ def test_an_early_stop_is_said(tiny_data_dir, tmp_path):
     metrics = run(cfg)
     assert metrics["status"] == "completed"
     assert "by a callback" in metrics["stopped_early"] and metrics["epochs"] < 3
+
+
+def test_the_best_checkpoint_is_named_by_the_epoch_a_person_counts(tmp_path):
+    """Lightning's {epoch} is 0-based; the file says the third epoch as "03", as the progress line
+    "epoch 3/3" and a pruned trial's "after epoch 3" do."""
+    import torch
+
+    from mnist_cnn.callbacks.checkpoint import BestCheckpoint
+
+    ckpt = BestCheckpoint(dirpath=tmp_path, filename="best-epoch{epoch:02d}",
+                          auto_insert_metric_name=False)  # fmt: skip
+    name = ckpt.format_checkpoint_name({"epoch": torch.tensor(2), "val/acc": torch.tensor(0.9)})
+    assert name == str(tmp_path / "best-epoch03.ckpt")

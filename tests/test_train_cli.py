@@ -40,6 +40,10 @@ def test_run_dir_holds_config_checkpoints_events_and_log(trained):
     assert (run_dir / "train.log").stat().st_size > 0
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and any(n.startswith("best-epoch") for n in ckpts)
+    # named by the epoch a person counts (the run trains max_epochs, 1-based like "epoch 2/2")
+    best = [n for n in ckpts if n.startswith("best-epoch")]
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    assert all(1 <= int(n.removeprefix("best-epoch").removesuffix(".ckpt")) <= epochs for n in best)
     # one events dir, named by the run's own recipe overrides: no path in the name
     (label,) = (run_dir / "tensorboard").iterdir()
     assert label.name.endswith(",seed=3") and "data_dir" not in label.name
