@@ -130,9 +130,9 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, tiny_data_dir, tmp_path)
         _wait_state(job, slurm, ("FAILED", "COMPLETED", "CANCELLED"))
         # requeue on: SLURM starts the same job again in its own dir, and it resumes
         subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
-        # SLURM holds a requeued job back by a begin time (minutes of an idle test); start it
-        # now, as a free node would
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm)
+        # SLURM holds a requeued job back until its old credential expires (cred_expire: 20 s
+        # on the test cluster, 120 s by default); starting it earlier, it is killed as
+        # "non-startable: Job credential revoked"
         deadline = time.monotonic() + 600
         while _metrics(sweep / "0")["status"] != "completed":
             assert time.monotonic() < deadline, (sweep / "0" / "train.log").read_text()[-3000:]
