@@ -74,7 +74,7 @@ format: install ## apply ruff's fixes and formatting
 	$(PY) -m ruff format .
 
 tensorboard: install ## serve the dashboards of every run under outputs/
-	.venv/bin/tensorboard --logdir outputs --host localhost
+	$(PY) -m mnist_cnn.cli.tensorboard --logdir outputs --host localhost
 
 clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes runs)
 	rm -rf .pytest_cache .ruff_cache

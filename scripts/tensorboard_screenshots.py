@@ -50,7 +50,7 @@ def tensorboard(logdir: Path, timeout: float = 90.0):
     """A TensorBoard server on logdir; yields its base URL once every run's scalars are read."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+        [sys.executable, "-m", "mnist_cnn.cli.tensorboard", "--logdir", str(logdir),
          "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -50,3 +50,24 @@ def test_printed_commands_give_hydra_back_the_exact_path():
             assert OmegaConf.create({"v": value}).v == path, (name, command)
             if i % 30 == 0:
                 assert compose_train(token).ckpt_path == path, (name, command)
+
+
+def test_the_printed_tensorboard_command_runs_without_tensorflows_line(tmp_path):
+    """The "View it" command serves with TensorBoard's own flags, less the "TensorFlow
+    installation not found" line that plain `tensorboard` prints where TensorFlow is absent."""
+    import subprocess
+    import sys
+
+    from mnist_cnn.commands import tensorboard_command
+
+    plain = subprocess.run(
+        [sys.executable, "-m", "tensorboard.main", "--version_tb"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    ours = subprocess.run(
+        [*shlex.split(tensorboard_command(tmp_path)), "--version_tb"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ours.returncode == 0 and ours.stdout.strip() == plain.stdout.strip() != ""
+    if "TensorFlow installation not found" in plain.stderr:  # where TensorFlow is absent
+        assert "TensorFlow installation not found" not in ours.stderr

@@ -241,7 +241,7 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
         [
             sys.executable,
             "-m",
-            "tensorboard.main",
+            "mnist_cnn.cli.tensorboard",  # what a run's "View it" line starts
             "--logdir",
             str(dashboard_run.root),
             "--host",
@@ -272,6 +272,7 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
     finally:
         server.terminate()
         server.wait(timeout=10)
+    assert "TensorFlow installation not found" not in server.stderr.read().decode()
 
 
 def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path, caplog):

@@ -15,10 +15,11 @@ def tensorboard_command(run_dir: str | os.PathLike) -> str:
     """A command that serves the dashboards of a run (or of a sweep's runs) from any directory,
     venv activated or not. A run's own tensorboard/ dir: TensorBoard then names the run by its
     label alone (`seed=42`), not by the path to it."""
-    beside = Path(sys.executable).with_name("tensorboard")  # the environment's own copy
-    program = str(beside) if beside.is_file() else "tensorboard"
+    # this environment's Python, so it runs outside the venv too; the module is TensorBoard
+    # without its "TensorFlow installation not found" line (cli/tensorboard.py)
     events = Path(run_dir) / "tensorboard"
-    return shlex.join([program, "--logdir", str(events if events.is_dir() else run_dir)])
+    logdir = str(events if events.is_dir() else run_dir)
+    return shlex.join([sys.executable, "-m", "mnist_cnn.cli.tensorboard", "--logdir", logdir])
 
 
 def script_command(script: str, *overrides: str) -> str:
