@@ -97,6 +97,7 @@ def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
         assert m["status"] == "completed" and m["test/total"] == 300 and m["epochs"] == 1
         assert m["config"]["model"]["_target_"].endswith(model)
         assert not (tmp_path / name / "tensorboard").exists()  # neither logs dashboards
+        assert "View it" not in proc.stdout + proc.stderr  # so none is offered
         ckpts.append(tmp_path / name / "checkpoints" / "last.ckpt")
 
     def listed(paths: list[Path]) -> str:  # ckpt_path=[A,B]: each element quoted as Hydra reads it

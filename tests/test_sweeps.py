@@ -51,6 +51,7 @@ def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Runs on part of the data (trainer.limit_train_batches=0.5)" in proc.stdout
     assert "did not complete" not in proc.stderr
+    assert "View the sweep:" in proc.stdout and "mnist_cnn.cli.tensorboard" in proc.stdout
     summary = json.loads((sweep / "comparison.json").read_text())
     assert [g["test/acc"]["n"] for g in summary["groups"]] == [2] and not summary["excluded"]
     again = subprocess.run(

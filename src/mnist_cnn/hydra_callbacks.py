@@ -177,7 +177,8 @@ class SweepSummary(Callback):
         result = compare([str(sweep_dir)])
 
         print(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}", flush=True)
-        print(f"View the sweep: {tensorboard_command(sweep_dir)}", flush=True)
+        if any(sweep_dir.glob("*/tensorboard/**/events.out.tfevents.*")):  # logger=null: none
+            print(f"View the sweep: {tensorboard_command(sweep_dir)}", flush=True)
         write(result, sweep_dir)
         if result["excluded"]:
             _refuse(
