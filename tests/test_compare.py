@@ -349,3 +349,23 @@ def test_compare_arguments_are_checked_and_paths_taken_literally(tmp_path):
         with pytest.raises(SystemExit) as info:
             main(args)
         assert info.value.code == 2, needle
+
+
+def test_groups_on_different_datasets_are_not_tested_against_each_other(tmp_path):
+    """MNIST and Fashion-MNIST runs: two groups, no Welch test between them (their difference is
+    the dataset's), and the report says why; same-dataset groups are still tested."""
+    from mnist_cnn.compare_report import markdown
+
+    for seed, acc in enumerate([0.990, 0.991, 0.989]):
+        write_run(tmp_path / f"m{seed}", seed, acc)
+        write_run(
+            tmp_path / f"f{seed}", seed, acc - 0.08, config={"data": {"dataset": "FashionMNIST"}}
+        )
+        write_run(tmp_path / f"m2{seed}", seed, acc + 0.001, 3e-3)
+    result = compare([str(tmp_path)])
+    assert len(result["groups"]) == 3
+    tested = {frozenset((t["a"], t["b"])) for t in result["tests"]}
+    assert len(tested) == 1  # the two MNIST groups only
+    assert len(result["not_compared"]) == 2
+    assert all("different datasets" in n["why"] for n in result["not_compared"])
+    assert markdown(result).count("not tested, different datasets") == 2

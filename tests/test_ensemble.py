@@ -117,10 +117,13 @@ def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
         assert m["tta"] is tta and m["status"] == "completed"
         assert (run_dir / "figures" / "confusion_counts.png").is_file()
 
+    link = tmp_path / "link.ckpt"  # the same file under another name: the same model
+    link.symlink_to(ckpts[0])
     refusals = {
         "normalize=True (not False)": [ckpts[0], ckpts[2]],
         "more than once": [ckpts[0], ckpts[1], ckpts[0]],
         "names no checkpoint": [],
+        "hold the same network weights": [ckpts[0], ckpts[1], link],
     }
     for i, (expected, paths) in enumerate(refusals.items()):
         proc = run_eval(listed(paths), hydra_override("data.data_dir", str(data)),

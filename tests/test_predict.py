@@ -345,3 +345,34 @@ def test_save_inputs_problems_are_named_and_predictions_still_printed(tmp_path, 
         and f"--save-inputs {a_file}: not a directory" in capsys.readouterr().err
     )
     assert a_file.read_text() == "x"
+
+
+def test_images_are_predicted_in_batches_in_order_around_a_bad_file(
+    tmp_path, ckpt, monkeypatch, capsys
+):
+    """Batches of predict.BATCH images, one forward pass each: the results keep the files' order,
+    a bad file in a batch is one line, and the saved inputs are numbered without a gap."""
+    from mnist_cnn import predict as predict_module
+
+    monkeypatch.setattr(predict_module, "BATCH", 3)
+    digits, _ = make_digits(7, seed=5)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, d in enumerate(digits):
+        Image.fromarray(d).save(folder / f"{i}.png")
+    (folder / "3b.png").write_bytes(b"not a png")  # sorted between 3.png and 4.png
+    net = SimpleCNN()
+    net.load_state_dict(
+        {k[4:]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
+    )
+    expected = net(torch.from_numpy(digits).float()[:, None] / 255).argmax(1).tolist()
+    saved = tmp_path / "seen"
+    with pytest.raises(SystemExit) as stop:  # exit 2: one file could not be read
+        main([str(folder), "--ckpt", str(ckpt), "--json", "--save-inputs", str(saved)])
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    results = json.loads(out)
+    assert [Path(r["path"]).name for r in results] == [f"{i}.png" for i in range(7)]
+    assert [r["digit"] for r in results] == expected
+    assert err.count("3b.png") == 1
+    assert sorted(p.name.split("_")[0] for p in saved.iterdir()) == [f"{i:04d}" for i in range(7)]

@@ -149,24 +149,6 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(path=path, sha256=hashlib.sha256(raw).hexdigest(), data=data)
 
 
-def load_all(spec: Any) -> Checkpoint | list[Checkpoint]:
-    """ckpt_path=PATH: one checkpoint; ckpt_path=[A,B,...]: several (eval.py's ensembles)."""
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.is_list(spec) and not isinstance(spec, list):
-        return load(spec)
-    paths = list(spec)
-    if not paths:
-        raise UserError("ckpt_path=[] names no checkpoint: give one path or a list [A,B,...]")
-    repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
-    if repeated:
-        raise UserError(
-            f"ckpt_path lists {', '.join(repeated)} more than once: an ensemble would count its "
-            "vote twice; name each checkpoint once"
-        )
-    return [load(p) for p in paths]
-
-
 def _check_archive(path: Path, raw: bytes) -> None:
     """torch.save writes a zip archive; a cut one has no index, and what its entries inflate to
     is bounded before anything is inflated (a small file can expand to gigabytes)."""

@@ -134,6 +134,7 @@ def compare(
         "ignored_differences": not_recipe,
         "groups": [_summary(g) for g in groups],
         "tests": _tests(groups, baseline),
+        "not_compared": _not_compared(groups),
         "reproducibility": reproducibility(runs),
         "excluded": excluded,
         "pruned": pruned,
@@ -183,6 +184,25 @@ def _tests(groups: list[Group], baseline: int | None) -> list[dict[str, Any]]:
             ),
         }
         for i, j in pairs
+        if _dataset(groups[i]) == _dataset(groups[j])
     ]
     correct_for_several(tests)
     return tests
+
+
+def _dataset(group: Group) -> str:
+    return str(group.runs[0].config.get("data.dataset") or "MNIST")
+
+
+def _not_compared(groups: list[Group]) -> list[dict[str, str]]:
+    """Pairs of groups on different datasets: their accuracies are not a difference to test."""
+    return [
+        {
+            "a": a.label,
+            "b": b.label,
+            "why": f"different datasets ({_dataset(a)}, {_dataset(b)}): an accuracy on one "
+            "says nothing of the other",
+        }
+        for a, b in itertools.combinations(groups, 2)
+        if _dataset(a) != _dataset(b)
+    ]

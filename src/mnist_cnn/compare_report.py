@@ -83,6 +83,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"- {t['a']} vs {t['b']}: test acc difference {100 * t['diff']:+.3f} points, "
             f"Welch p = {p}{holm}: {t['verdict']}"
         )
+    for n in result.get("not_compared", []):
+        lines.append(f"- {n['a']} vs {n['b']}: not tested, {n['why']}")
     for c in result["reproducibility"]:
         state = (
             "bit-identical" if c["bit_identical"] else f"differ (max {c['max_metric_diff']:.3g})"

@@ -15,6 +15,7 @@ from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.callbacks.resume import GracefulInterrupt
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.errors import UserError
+from mnist_cnn.members import load_all
 from mnist_cnn.models.ensemble import Ensemble
 from mnist_cnn.module import ClassifierModule
 from mnist_cnn.outcome import recorded
@@ -38,7 +39,7 @@ def evaluate(
 
     checkpoint: cfg.ckpt_path as already read (a list where it names several files)."""
     if checkpoint is None:
-        checkpoint = checkpoints.load_all(cfg.ckpt_path)
+        checkpoint = load_all(cfg.ckpt_path)
     members = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     trained = members[0].config()
     _check_members_agree(members)

@@ -70,13 +70,14 @@ def load_network(ckpt_path: str | os.PathLike):
     return ckpt.build_net(in_channels=1, image_size=images.SIZE).eval(), ckpt.config()
 
 
+# images read and predicted at a time: one forward pass each, memory bounded by a batch
+BATCH = 256
+
+
 def predict(
     net, config: dict[str, Any], paths: list[Path], save_inputs: Path | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """(one result per readable image, one message per image that could not be read)."""
-    import torch
-
-    from mnist_cnn.data.batches import scale_images
     from mnist_cnn.data.datasets import class_names, mean_std
 
     dataset = config["data"].get("dataset", "MNIST")
@@ -84,40 +85,59 @@ def predict(
     names = class_names(dataset)
     if save_inputs:
         _prepare_folder(save_inputs)
-    results, failures = [], []
-    for path in images.image_files(paths):
-        try:
-            digit = images.to_mnist(images.load_grey(path), source=str(path))
-        except UserError as exc:
-            failures.append(str(exc))
-            continue
-        if save_inputs:
-            from mnist_cnn.runs import save_png
-
-            # basename only, cut to fit a file name: it never climbs out of the folder asked for
-            name = (
-                f"{len(results):04d}_{path.stem}"[:MAX_NAME]
-                .encode()[:MAX_NAME]
-                .decode(errors="ignore")
-            )
+    files = images.image_files(paths)
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for start in range(0, len(files), BATCH):
+        read: list[tuple[Path, Any]] = []
+        for path in files[start : start + BATCH]:
             try:
-                save_png(digit, save_inputs / f"{name}.png")
-            except UserError as exc:  # this image's copy only; its prediction still counts
-                failures.append(f"--save-inputs: {exc}")
-        x = scale_images(torch.from_numpy(digit)[None, None], mean, std)
-        with torch.no_grad():
-            probs = torch.softmax(net(x), dim=1)[0]
-        top = torch.topk(probs, 3)
-        results.append(
+                digit = images.to_mnist(images.load_grey(path), source=str(path))
+            except UserError as exc:
+                failures.append(str(exc))
+                continue
+            if save_inputs:
+                _save_input(digit, save_inputs, len(results) + len(read), path, failures)
+            read.append((path, digit))
+        results += _classify(net, read, mean, std, names)
+    return results, failures
+
+
+def _save_input(digit, folder: Path, index: int, path: Path, failures: list[str]) -> None:
+    from mnist_cnn.runs import save_png
+
+    # basename only, cut to fit a file name: it never climbs out of the folder asked for
+    name = f"{index:04d}_{path.stem}"[:MAX_NAME].encode()[:MAX_NAME].decode(errors="ignore")
+    try:
+        save_png(digit, folder / f"{name}.png")
+    except UserError as exc:  # this image's copy only; its prediction still counts
+        failures.append(f"--save-inputs: {exc}")
+
+
+def _classify(net, read: list[tuple[Path, Any]], mean, std, names) -> list[dict[str, Any]]:
+    """One forward pass over a batch of prepared 28x28 digits; a result per digit, in order."""
+    if not read:
+        return []
+    import numpy as np
+    import torch
+
+    from mnist_cnn.data.batches import scale_images
+
+    x = scale_images(torch.from_numpy(np.stack([d for _, d in read]))[:, None], mean, std)
+    with torch.no_grad():
+        top = torch.topk(torch.softmax(net(x), dim=1), 3)
+    out = []
+    for (path, _), values, indices in zip(read, top.values, top.indices, strict=True):
+        out.append(
             {
                 "path": str(path),
-                "digit": int(top.indices[0]),
-                "label": names[int(top.indices[0])],
-                "confidence": float(top.values[0]),
+                "digit": int(indices[0]),
+                "label": names[int(indices[0])],
+                "confidence": float(values[0]),
                 "top3": [
                     {"digit": int(i), "label": names[int(i)], "confidence": float(p)}
-                    for p, i in zip(top.values, top.indices, strict=True)
+                    for p, i in zip(values, indices, strict=True)
                 ],
             }
         )
-    return results, failures
+    return out

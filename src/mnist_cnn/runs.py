@@ -82,8 +82,13 @@ def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
 
 def state_dict_sha256(module) -> str:
     """SHA-256 over every tensor's name and bytes (layout-independent): equal iff equal weights."""
+    return tensors_sha256(module.state_dict())
+
+
+def tensors_sha256(tensors: dict[str, Any]) -> str:
+    """state_dict_sha256 of a state dict as read from a file."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -33,8 +33,8 @@ def main() -> None:
 def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
-    from mnist_cnn import checkpoints
     from mnist_cnn.config import validate
+    from mnist_cnn.members import load_all
     from mnist_cnn.preflight import check_accelerator, check_one_process
 
     with user_errors():
@@ -42,7 +42,7 @@ def evaluate_checkpoint(cfg) -> float:
         validate(cfg, ignore=("seed", "ckpt_path"))
         check_one_process(cfg)
         check_accelerator(cfg)
-        checkpoint = checkpoints.load_all(cfg.ckpt_path)
+        checkpoint = load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
     from mnist_cnn.errors import InterruptedDuringTest
     from mnist_cnn.eval import evaluate
