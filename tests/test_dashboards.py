@@ -423,3 +423,15 @@ def test_a_sweep_opens_hparams_on_what_it_varies_and_a_pruned_trial_is_a_row(
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     assert start.session_start_info.hparams["seed"].string_value == "2"
     assert "test/acc" not in events.Tags()["scalars"] and "acc/val" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("name", ["run $HOME x", "run ${PATH}", "~ run", "run ~user $"])
+def test_a_runs_events_stay_in_its_dir_whatever_its_name(tmp_path, name):
+    """Lightning's logger expands $VAR and ~ anywhere in its log dir; ours takes it literally."""
+    run_dir = tmp_path / name
+    logger = RunLogger(run_dir, seed=1, overrides=["optimizer.lr=$HOME"])
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    logger.experiment.flush()
+    events = list(run_dir.glob("tensorboard/*/events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].parent.name == "optimizer.lr=$HOME,seed=1"
+    assert logger.log_dir == str(run_dir / "tensorboard" / "optimizer.lr=$HOME,seed=1")

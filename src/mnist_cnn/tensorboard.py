@@ -101,6 +101,12 @@ class RunLogger(TensorBoardLogger):
         kwargs.setdefault("default_hp_metric", False)
         super().__init__(save_dir, name=name, version=run_label(self.overrides, seed), **kwargs)
 
+    @property
+    def log_dir(self) -> str:
+        """<save_dir>/<name>/<label>, taken literally: Lightning's own expands `$VAR` and `~`
+        anywhere in it, so a run dir (or a label) holding `$` wrote its events elsewhere."""
+        return os.path.join(self.root_dir, str(self.version))
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         shown = {tag(k): v for k, v in metrics.items() if k not in DROPPED}
