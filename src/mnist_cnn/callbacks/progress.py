@@ -39,6 +39,7 @@ class EpochLines(ProgressBar):
         self.long_epoch = long_epoch
         self.steps_per_epoch = steps_per_epoch
         self._started = 0.0
+        self._resumed = False
 
     def disable(self) -> None:
         self._enabled = False
@@ -50,8 +51,13 @@ class EpochLines(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a resume in the middle of an epoch gets no on_train_epoch_start for that epoch: its
+        # time is counted from the resume, and said so
+        self._started, self._resumed = time.perf_counter(), True
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
+        self._started, self._resumed = time.perf_counter(), False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         total = self.total_train_batches
@@ -70,7 +76,8 @@ class EpochLines(ProgressBar):
         metrics = trainer.callback_metrics
         shown = [f"{k} {float(metrics[k]):.4f}" for k in ORDER if k in metrics]
         seconds = time.perf_counter() - self._started
-        log.info("%s: %s (%.1f s)", self._epoch(trainer), ", ".join(shown), seconds)
+        since = " since the resume" if self._resumed else ""
+        log.info("%s: %s (%.1f s%s)", self._epoch(trainer), ", ".join(shown), seconds, since)
 
     @staticmethod
     def _epoch(trainer: L.Trainer) -> str:
