@@ -262,6 +262,31 @@ def _rank_pid(pids: list[str], rank: int) -> int:
 
 
 @pytest.mark.slow
+def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp_path):
+    """A signal to rank 1 alone (an OOM killer's TERM, a user's kill): the ranks agree, save
+    once and stop; the record says interrupted with its checkpoint, never "failed: rank 0
+    exited with code 143"."""
+    common = [f"data.data_dir={tiny_data_dir}", *SMALL, "trainer.max_epochs=40",
+              "trainer.devices=2", "seed=5", "callbacks=minimal"]  # fmt: skip
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    command = [sys.executable, str(ROOT / "train.py"), *common,
+               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
+    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    ranks = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    pids = [p for p in ranks.stdout.split() if int(p) != proc.pid]
+    os.kill(_rank_pid(pids, 1), signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
+    out = log.read_text()
+    assert out.count("resume with:") == 1 and "error:" not in out, out[-3000:]
+    m = _metrics(run_dir)
+    assert m["status"] == "interrupted" and Path(m["resume_checkpoint"]).is_file(), m.get("error")
+
+
+@pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_dir, tmp_path):
     # 40 tiny epochs (~1 s each) signalled at the 3rd: the run cannot end before the signal
     # lands, even on a loaded machine (a CI run once finished a 20-epoch run first: its ranks

@@ -11,6 +11,7 @@ from typing import Any
 
 from mnist_cnn.commands import eval_command, resume_command
 from mnist_cnn.errors import (
+    EXIT_CODES,
     InterruptedDuringTest,
     Pruned,
     RankFailed,
@@ -74,13 +75,17 @@ def recorded(
         raise
 
 
-def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> None:
+def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> bool:
     """The ranks of a multi-process run ended early: the record says so, whatever rank 0 wrote
-    last (a failure named by its rank; a signal where rank 0 had said nothing)."""
+    last (a failure named by its rank; a signal where rank 0 had said nothing). True where the
+    ranks stopped on a signal and saved to resume: an interruption, not a failure."""
     record = RunRecord.existing(run_dir)
     if record is None:
         RunRecord.failed_before_start(run_dir, exc)
     elif isinstance(exc, RankFailed):
+        if exc.exit_code in EXIT_CODES.values() and record.data.get("status") == "interrupted":
+            return True  # a signal to one rank: every rank saved and stopped with it
         record.update(status="failed", error=str(exc))
     elif record.data.get("status") == "running":
         record.update(status="interrupted", error=f"{exc} received {exc.where}")
+    return False
