@@ -245,3 +245,51 @@ def test_a_zero_channel_network_stops_before_anything_loads(tmp_path):
     proc = run_train("model.conv1_channels=0", run_dir=tmp_path / "run", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "model.conv1_channels=0 is invalid" in proc.stderr
+
+
+def test_the_trainer_arguments_known_are_lightnings():
+    """trainer_args.TRAINER_ARGS is Lightning's Trainer signature (a Lightning upgrade that adds
+    or renames one fails here, not in a user's run)."""
+    import inspect
+
+    import lightning as L
+
+    from mnist_cnn.trainer_args import TRAINER_ARGS
+
+    assert set(TRAINER_ARGS) == set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+
+
+HOSTILE_TRAINER = {
+    "check_val_every_n_epoch": [0, -1, 1.5, "x"],
+    "accumulate_grad_batches": [0, -2, 0.5, True],
+    "gradient_clip_val": [-1, -0.5, float("nan"), "big"],
+    "gradient_clip_algorithm": ["l2", 1],
+    "val_check_interval": [0, 0.0, -1, 1.5, "half"],
+    "max_steps": [-2, 0.5],
+    "min_epochs": [-1, 1.5],
+    "min_steps": [-1],
+    "num_sanity_val_steps": [-2, 0.5],
+    "reload_dataloaders_every_n_epochs": [-1, 0.5],
+    "deterministic": ["yes", 2],
+    "detect_anomaly": ["no", 0],
+}
+
+
+@pytest.mark.parametrize(
+    "name,value", [(n, v) for n, values in HOSTILE_TRAINER.items() for v in values]
+)
+def test_every_trainer_argument_a_user_passes_is_checked(name, value):
+    """Values Lightning would divide by (zero intervals), or accept and then ignore (a negative
+    clip value), are refused naming the setting, before anything runs."""
+    rendered = f"'{value}'" if isinstance(value, str) else str(value).lower()
+    with pytest.raises(UserError, match=rf"trainer\.{name}=.* is invalid: expected "):
+        validate(compose_train(f"++trainer.{name}={rendered}"))
+
+
+def test_a_trainer_argument_lightning_does_not_have_is_named():
+    with pytest.raises(UserError, match=r"trainer.max_epoch is not an argument of Lightning"):
+        validate(compose_train("+trainer.max_epoch=3"))
+    good = {"gradient_clip_val": "0.5", "accumulate_grad_batches": "2",
+            "val_check_interval": "0.25", "check_val_every_n_epoch": "2"}  # fmt: skip
+    for name, value in good.items():
+        validate(compose_train(f"++trainer.{name}={value}"))
