@@ -101,3 +101,39 @@ def test_eval_refuses_several_processes_up_front(monkeypatch, env, overrides):
         cfg = compose("eval", overrides=["ckpt_path=x.ckpt", *overrides])
     with pytest.raises(UserError, match=r"eval.py tests in one process \(trainer.devices="):
         check_one_process(cfg)
+
+
+def _links(tmp_path: Path, layout: str) -> Path:
+    """A data.data_dir whose links loop or lead nowhere, built for `layout`."""
+    root = tmp_path / "data"
+    if layout == "data_dir is a loop":
+        (tmp_path / "b").symlink_to(root)
+        root.symlink_to(tmp_path / "b")
+    elif layout == "raw links to itself":
+        (root / "MNIST").mkdir(parents=True)
+        (root / "MNIST" / "raw").symlink_to(root / "MNIST" / "raw")
+    elif layout == "raw links nowhere":
+        (root / "MNIST").mkdir(parents=True)
+        (root / "MNIST" / "raw").symlink_to(tmp_path / "gone")
+    return root
+
+
+@pytest.mark.parametrize(
+    "layout", ["data_dir is a loop", "raw links to itself", "raw links nowhere"]
+)
+def test_data_dir_links_that_loop_or_lead_nowhere_are_named(tmp_path, layout):
+    from mnist_cnn.preflight import check_data_links
+
+    root = _links(tmp_path, layout)
+    cfg = compose_train(f"data.data_dir={root}")
+    expected = "does not exist" if "nowhere" in layout else "is a symbolic link loop"
+    with pytest.raises(UserError, match=rf"data.data_dir={root}: .* {expected}; point"):
+        check_data_links(cfg)
+
+
+@pytest.mark.slow  # a train.py subprocess (it stops before the heavy imports)
+def test_train_py_names_a_data_dir_link_loop_with_exit_2(tmp_path):
+    root = _links(tmp_path, "raw links to itself")
+    proc = run_train(f"data.data_dir={root}", run_dir=tmp_path / "run", timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "MNIST/raw is a symbolic link loop" in proc.stderr

@@ -75,6 +75,34 @@ def check_scale(cfg: DictConfig) -> None:
         )
 
 
+def check_data_links(cfg) -> None:
+    """data.data_dir, and its <dataset>/raw below, are not links that loop or lead nowhere (a
+    loop ended in Hydra's "Error in call to target", a self-link in "download failed: File
+    exists")."""
+    data = cfg.get("data")
+    root = data.get("data_dir") if data is not None else None
+    if not root:
+        return
+    top = Path(str(root)).expanduser()
+    fix = "point data.data_dir at a directory (or remove the link)"
+    for path in (
+        top,
+        top / data.get("dataset", "MNIST"),
+        top / data.get("dataset", "MNIST") / "raw",
+    ):
+        try:
+            path.resolve()
+        except (RuntimeError, OSError):  # Python raises RuntimeError on a symlink loop
+            raise UserError(
+                f"data.data_dir={root}: {path} is a symbolic link loop; {fix}"
+            ) from None
+        if path.is_symlink() and not path.exists():
+            raise UserError(
+                f"data.data_dir={root}: {path} is a link to {path.readlink()}, which does not "
+                f"exist; {fix}"
+            )
+
+
 def check_inputs(cfg):
     """The files a run needs, checked before Lightning loads (seconds, not fifteen): the data files
     when they cannot be fetched, the device, and the checkpoint to resume from, returned as read
@@ -83,6 +111,7 @@ def check_inputs(cfg):
 
     check_accelerator(cfg)
     check_scale(cfg)
+    check_data_links(cfg)
     data = cfg.get("data")
     if data is not None and not data.get("download", True):
         dataset = data.get("dataset", "MNIST")

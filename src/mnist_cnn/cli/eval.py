@@ -35,13 +35,14 @@ def evaluate_checkpoint(cfg) -> float:
     the process, test; an interrupt exits 130/143."""
     from mnist_cnn.config import validate
     from mnist_cnn.members import load_all
-    from mnist_cnn.preflight import check_accelerator, check_one_process
+    from mnist_cnn.preflight import check_accelerator, check_data_links, check_one_process
 
     with user_errors():
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
         check_one_process(cfg)
         check_accelerator(cfg)
+        check_data_links(cfg)
         checkpoint = load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
     from mnist_cnn.errors import InterruptedDuringTest
