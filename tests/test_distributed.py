@@ -261,21 +261,32 @@ def _rank_pid(pids: list[str], rank: int) -> int:
     raise AssertionError(f"no process with RANK={rank} among {pids}")
 
 
+DDP_40 = ("trainer.max_epochs=40", "trainer.devices=2", "seed=5", "callbacks=minimal")
+
+
+def _ddp_run_at_epoch_3(data_dir, run_dir: Path, log: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A 2-rank run of 40 tiny epochs (~1 s each), returned once its 3rd epoch is done: it cannot
+    end before a signal sent then lands, even on a loaded machine (a CI run once finished a
+    20-epoch run first). Returns the launcher process and the run's overrides."""
+    common = [f"data.data_dir={data_dir}", *SMALL, *DDP_40]
+    command = [sys.executable, str(ROOT / "train.py"), *common,
+               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
+    # the run directory exists a moment before train.log does: wait for the file itself
+    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    return proc, common
+
+
 @pytest.mark.slow
 def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp_path):
     """A signal to rank 1 alone (an OOM killer's TERM, a user's kill): the ranks agree, save
     once and stop; the record says interrupted with its checkpoint, never "failed: rank 0
     exited with code 143"."""
-    common = [f"data.data_dir={tiny_data_dir}", *SMALL, "trainer.max_epochs=40",
-              "trainer.devices=2", "seed=5", "callbacks=minimal"]  # fmt: skip
     run_dir, log = tmp_path / "run", tmp_path / "run.log"
-    command = [sys.executable, str(ROOT / "train.py"), *common,
-               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
-    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
+    proc, _ = _ddp_run_at_epoch_3(tiny_data_dir, run_dir, log)
     ranks = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     pids = [p for p in ranks.stdout.split() if int(p) != proc.pid]
     os.kill(_rank_pid(pids, 1), signal.SIGTERM)
@@ -288,20 +299,8 @@ def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_dir, tmp_path):
-    # 40 tiny epochs (~1 s each) signalled at the 3rd: the run cannot end before the signal
-    # lands, even on a loaded machine (a CI run once finished a 20-epoch run first: its ranks
-    # printed their summary, the launcher then exited 143 with nothing to resume)
-    common = [f"data.data_dir={tiny_data_dir}", *SMALL, "trainer.max_epochs=40",
-              "trainer.devices=2", "seed=5", "callbacks=minimal"]  # fmt: skip
     first, log = tmp_path / "first", tmp_path / "first.log"
-    command = [sys.executable, str(ROOT / "train.py"), *common,
-               hydra_override("hydra.run.dir", str(first))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline, train_log = time.monotonic() + 300, first / "train.log"
-    # the run directory exists a moment before train.log does: wait for the file itself
-    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
+    proc, common = _ddp_run_at_epoch_3(tiny_data_dir, first, log)
     proc.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the launching process
     signalled = time.monotonic()
     assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]

@@ -158,18 +158,27 @@ def test_two_workers_share_one_postgresql_study(tiny_data_dir, tmp_path, postgre
     _check_shared_study(postgres, sweeps, 4)
 
 
-def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    sweep = tmp_path / "sweep"
+def _pruning_search(data_dir: Path, tmp: Path, n_trials: int, lrs: str, *extra: str):
+    """A search of `n_trials` two-epoch trials over optimizer.lr=choice(lrs), pruned below
+    val/acc 0.5 (lr 1e-7 learns nothing in two epochs: val/acc stays near chance)."""
+    storage = f"sqlite:///{tmp / 'study.db'}"
+    sweep = tmp / "sweep"
     proc = run_train(
-        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=6"),
+        *_search(data_dir, sweep, storage, f"hydra.sweeper.n_trials={n_trials}"),
         "trainer.max_epochs=2",
-        # lr 1e-7 learns nothing in two epochs: val/acc stays near chance, under the threshold
-        "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
-        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:0}",
+        f"hydra.sweeper.params.optimizer.lr='choice({lrs})'",
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
+        *extra,
         timeout=600,
     )
+    return proc, storage, sweep
+
+
+def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
+    proc, storage, sweep = _pruning_search(
+        tiny_data_dir, tmp_path, 6, "0.003, 0.0000001",
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:0}",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = _trials(storage)
     dirs = _run_dirs(sweep)
@@ -189,15 +198,7 @@ def test_a_bad_region_is_pruned_and_listed_apart(tiny_data_dir, tmp_path):
 
 def test_a_search_whose_every_trial_was_pruned_ends_as_searches_do(tiny_data_dir, tmp_path):
     """Nothing completed, nothing failed: exit 0, the summary says every trial was pruned."""
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    sweep = tmp_path / "sweep"
-    proc = run_train(
-        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=2"),
-        "trainer.max_epochs=2",
-        "hydra.sweeper.params.optimizer.lr='choice(0.0000001, 0.0000002)'",
-        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
-        timeout=600,
-    )
+    proc, storage, _ = _pruning_search(tiny_data_dir, tmp_path, 2, "0.0000001, 0.0000002")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert {t.state for t in _trials(storage)} == {TrialState.PRUNED}
@@ -207,18 +208,12 @@ def test_a_search_whose_every_trial_was_pruned_ends_as_searches_do(tiny_data_dir
 def test_a_trial_pruned_on_two_ranks_is_one_pruned_trial(tiny_data_dir, tmp_path):
     """Under DDP both ranks stop at the pruner's word: one PRUNED trial that counts toward the
     budget, no failure, no traceback, the search exits 0 and its summary lists it apart."""
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    sweep = tmp_path / "sweep"
-    proc = run_train(
-        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=3"),
-        "trainer.max_epochs=2",
+    proc, storage, sweep = _pruning_search(
+        tiny_data_dir, tmp_path, 3, "0.003, 0.0000001",
         "trainer.devices=2",
         "+trainer.limit_train_batches=0.5",  # a partial search: still compared, still exit 0
-        "hydra.sweeper.params.optimizer.lr='choice(0.003, 0.0000001)'",
         "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
-        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
-        timeout=600,
-    )
+    )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     trials = _trials(storage)
