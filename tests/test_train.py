@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mnist_cnn.commands import hydra_override
+from mnist_cnn.errors import UserError
 
 
 @pytest.mark.reliability("TRN2")
@@ -56,3 +57,81 @@ def test_an_epoch_resumed_mid_way_is_timed_from_the_resume(caplog):
     resumed, whole = [r.getMessage() for r in caplog.records if "epoch 2/3" in r.getMessage()]
     assert resumed.endswith("s since the resume)") and not whole.endswith("since the resume)")
     assert float(resumed.rsplit("(", 1)[1].split()[0]) < 60  # seconds, never the uptime
+
+
+def _short(tiny_data_dir, *extra: str) -> list[str]:
+    return [
+        hydra_override("data.data_dir", str(tiny_data_dir)), "callbacks=minimal", "~logger",
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=2", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.reliability("RA3")
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true", "bf16-mixed", "32-true"])
+def test_every_precision_the_config_accepts_is_fed_its_dtype(tiny_data_dir, tmp_path, precision):
+    """The "-true" precisions cast the weights; the images become floats after Lightning's cast,
+    so they once reached the network as float32 ("Input type (float) and bias type (double)")."""
+    from mnist_cnn.train import compose_config, run
+
+    cfg = compose_config(_short(tiny_data_dir, f"trainer.precision={precision}"), tmp_path)
+    metrics = run(cfg)
+    assert metrics["status"] == "completed" and 0 <= metrics["test/acc"] <= 1
+    assert metrics["precision"] == precision
+
+
+@pytest.mark.reliability("RA3")
+def test_fp16_weights_with_adam_are_refused_and_with_sgd_they_train(tiny_data_dir, tmp_path):
+    from mnist_cnn.config import validate
+    from mnist_cnn.train import compose_config, run
+
+    adam = compose_config(_short(tiny_data_dir, "trainer.precision=16-true"), tmp_path / "a")
+    with pytest.raises(UserError, match=r"trainer.precision=16-true with Adam: .*16-mixed"):
+        validate(adam)
+    sgd = compose_config(
+        _short(tiny_data_dir, "trainer.precision=16-true", "optimizer=sgd"), tmp_path / "s"
+    )
+    validate(sgd)
+    assert run(sgd)["status"] == "completed"
+
+
+@pytest.mark.reliability("RA4")
+@pytest.mark.parametrize(
+    "no_validation,fix",
+    [("data.val_split=0", "data.val_split > 0"),
+     ("+trainer.limit_val_batches=0", "drop trainer.limit_val_batches")],
+)  # fmt: skip
+@pytest.mark.parametrize("monitor", ["val/acc", "val/loss"])
+def test_a_callback_watching_validation_in_a_run_without_it_is_named(
+    tiny_data_dir, tmp_path, no_validation, fix, monitor
+):
+    """It was Lightning's raw RuntimeError at the end of the first epoch."""
+    from mnist_cnn.train import compose_config, run
+
+    cfg = compose_config(
+        _short(tiny_data_dir, no_validation,
+               "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+               f"+callbacks.stop.monitor={monitor}"),
+        tmp_path,
+    )  # fmt: skip
+    with pytest.raises(UserError, match=rf"callbacks.stop.monitor={monitor} but .*{fix}"):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()  # refused before training
+
+
+@pytest.mark.reliability("RA5")
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_fraction_of_batches_that_rounds_to_none_is_named(tiny_data_dir, tmp_path, split):
+    """tiny data: 540 train, 60 val, 200 test digits; one batch each at these sizes. Generated:
+    every fraction in (0, 1) of one batch rounds to no batch (Lightning's
+    MisconfigurationException, raised after the run had started)."""
+    import random
+
+    from mnist_cnn.train import compose_config, run
+
+    fraction = round(random.Random(split).uniform(0.01, 0.99), 3)
+    overrides = _short(tiny_data_dir, "data.batch_size=1024", "data.eval_batch_size=1024")
+    overrides = [o for o in overrides if "limit_train" not in o]
+    cfg = compose_config([*overrides, f"+trainer.limit_{split}_batches={fraction}"], tmp_path)
+    with pytest.raises(UserError, match=rf"limit_{split}_batches={fraction} of the {split} "
+                       r"split's 1 batch is no batch at all: use a number of batches"):  # fmt: skip
+        run(cfg)

@@ -12,9 +12,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import checkpoints, distributed
+from mnist_cnn import checkpoints, distributed, trainer_args
 from mnist_cnn.callbacks.divergence import DivergenceGuard
 from mnist_cnn.callbacks.resume import GracefulInterrupt
+from mnist_cnn.errors import UserError
 from mnist_cnn.module import ClassifierModule
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ def build(
         config=config,
         label_smoothing=cfg.get("label_smoothing", 0.0),
     )
+    problems = trainer_args.validation_problems(cfg, len(datamodule.splits["val"]))
+    problems += trainer_args.batch_problems(
+        cfg,
+        {split: len(data) for split, data in datamodule.splits.items()},
+        {"train": datamodule.batch_size, "val": datamodule.eval_batch_size,
+         "test": datamodule.eval_batch_size},
+    )  # fmt: skip
+    if problems:
+        raise UserError("; ".join(problems))
     callback_cfgs = cfg.get("callbacks") or {}
     if len(datamodule.splits["val"]) == 0 and "model_checkpoint" in callback_cfgs:
         log.info("data.val_split=0: no validation set, so only last.ckpt is kept")

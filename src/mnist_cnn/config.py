@@ -171,9 +171,9 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
     problems += _augment_problems(cfg)
-    from mnist_cnn.trainer_args import trainer_problems
+    from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
-    problems += trainer_problems(cfg)
+    problems += trainer_problems(cfg) + precision_problems(cfg)
     # a checkpoint written before the learning rate had one home may still carry the key
     if source is None and OmegaConf.select(cfg, "scheduler.max_lr") is not None:
         problems.append(

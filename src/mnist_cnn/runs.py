@@ -87,10 +87,13 @@ def state_dict_sha256(module) -> str:
 
 def tensors_sha256(tensors: dict[str, Any]) -> str:
     """state_dict_sha256 of a state dict as read from a file."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        # raw bytes of any dtype (numpy has no bfloat16); the same bytes as .numpy() gave
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 

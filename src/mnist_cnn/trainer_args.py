@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # Lightning 2.6's Trainer.__init__ arguments (tests/test_config.py checks them against it)
 TRAINER_ARGS = (
@@ -102,3 +102,79 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
         if not rule[0](value):
             problems.append(f"trainer.{name}={value!r} is invalid: expected {rule[1]}")
     return problems
+
+
+# `-true` precisions keep the optimizer's state in the weights' dtype; in fp16, Adam's squared
+# gradients underflow to 0 and its first step divides by eps alone (NaN at step 1)
+_ADAPTIVE = ("Adam", "AdamW")
+
+
+def precision_problems(cfg: DictConfig) -> list[str]:
+    """A precision a training run cannot train in with the optimizer it names."""
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=""))
+    target = str(OmegaConf.select(cfg, "optimizer._target_", default=""))
+    if precision == "16-true" and target.rsplit(".", 1)[-1] in _ADAPTIVE:
+        return [
+            f"trainer.precision=16-true with {target.rsplit('.', 1)[-1]}: fp16 weights and "
+            "optimizer state, where squared gradients underflow to 0 and the first step is NaN; "
+            "use trainer.precision=16-mixed (fp16 arithmetic, fp32 weights), bf16-true, or "
+            "optimizer=sgd"
+        ]
+    return []
+
+
+def validation_problems(cfg: DictConfig, val_samples: int) -> list[str]:
+    """Callbacks that watch a validation metric in a run that validates nothing."""
+    limit = OmegaConf.select(cfg, "trainer.limit_val_batches", default=None)
+    if val_samples and limit not in (0, 0.0):
+        return []
+    why, fix = (
+        ("data.val_split=0 leaves no validation set", "set data.val_split > 0 (e.g. 0.1)")
+        if not val_samples
+        else (
+            f"trainer.limit_val_batches={limit} runs no validation",
+            "drop trainer.limit_val_batches or set it > 0",
+        )
+    )
+    problems = []
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None
+        if str(monitor).startswith("val/") and name != "model_checkpoint":
+            problems.append(
+                f"callbacks.{name}.monitor={monitor} but {why}: {fix}, monitor a training metric "
+                f"(train/loss), or drop the callback (~callbacks.{name})"
+            )
+    if OmegaConf.select(cfg, "optuna.trial") is not None:
+        problems.append(f"a search scores its trials on val/acc, but {why}: {fix}")
+    return problems
+
+
+def batch_problems(
+    cfg: DictConfig, samples: dict[str, int], batch_sizes: dict[str, int]
+) -> list[str]:
+    """A fraction of a split's batches that rounds down to none (Lightning stops at the first
+    epoch with its MisconfigurationException, after the run dir exists)."""
+    problems = []
+    world = _world(cfg)
+    for split, n in samples.items():
+        key = f"trainer.limit_{split}_batches"
+        limit = OmegaConf.select(cfg, key, default=None)
+        if not (_real(limit) and not _int(limit) and 0 < limit < 1) or not n:
+            continue
+        share = n if split == "train" else math.ceil(n / world)  # eval: each rank its share
+        batches = math.ceil(share / batch_sizes[split])
+        if int(limit * batches) < 1:
+            fraction = f"a fraction >= {1 / batches:.3g}, " if batches > 1 else ""
+            problems.append(
+                f"{key}={limit} of the {split} split's {batches} batch"
+                f"{'es' if batches != 1 else ''} is no batch at all: use {fraction}a number "
+                f"of batches ({key}=1) or drop it"
+            )
+    return problems
+
+
+def _world(cfg: DictConfig) -> int:
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    per_node = len(devices) if not isinstance(devices, (int, str)) else devices
+    return max(1, per_node if _int(per_node) else 1) * (nodes if _int(nodes) else 1)

@@ -35,7 +35,7 @@ class PredictionAnalysis(L.Callback):
         self._probs.append(probs)
         self._targets.append(y.cpu())
         # keep only the images of mistakes: a handful, not the whole test set
-        self._wrong_images.append(x[(probs.argmax(1) != y.cpu()).to(x.device)].cpu())
+        self._wrong_images.append(x[(probs.argmax(1) != y.cpu()).to(x.device)].float().cpu())
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         probs, targets = torch.cat(self._probs), torch.cat(self._targets)

@@ -154,5 +154,10 @@ class MNISTDataModule(L.LightningDataModule):
             x = self.augment(scale_images(images), step=trainer.global_step, rank=rank)
             if self.mean is not None:
                 x = x.sub_(self.mean).div_(self.std)
-            return x, labels
-        return scale_images(images, self.mean, self.std), labels
+        else:
+            x = scale_images(images, self.mean, self.std)
+        # Lightning casts a batch for the "-true" precisions before this hook, when it is still
+        # uint8; the images only become floats here, so they take the weights' dtype here
+        if trainer is not None:
+            x = trainer.precision_plugin.convert_input(x)
+        return x, labels
