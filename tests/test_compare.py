@@ -369,3 +369,32 @@ def test_groups_on_different_datasets_are_not_tested_against_each_other(tmp_path
     assert len(result["not_compared"]) == 2
     assert all("different datasets" in n["why"] for n in result["not_compared"])
     assert markdown(result).count("not tested, different datasets") == 2
+
+
+@pytest.mark.reliability("RB4")
+@pytest.mark.parametrize("seed", range(3))
+def test_a_metric_outside_its_range_is_excluded_naming_it(tmp_path, seed):
+    """Generated: an accuracy above 1 or below 0, or a negative loss. It was printed as a
+    percentage above 100 and then crashed the chart; compare.py with the chart still exits 0."""
+    import random
+
+    rng = random.Random(seed)
+    name, value = rng.choice(
+        [("test/acc", rng.uniform(1.0001, 150)), ("test/acc", -rng.uniform(0.001, 1)),
+         ("val/acc", rng.uniform(1.0001, 99)), ("test/loss", -rng.uniform(0.001, 5))]
+    )  # fmt: skip
+    for s in (1, 2, 3):
+        write_run(tmp_path / f"good{s}", s, 0.98 + s / 1000)
+    bad = write_run(tmp_path / "bad", 4, 0.98)
+    metrics = json.loads((bad / "metrics.json").read_text())
+    (bad / "metrics.json").write_text(json.dumps({**metrics, name: value}))
+    excluded = {Path(e["path"]).name: e["reason"] for e in compare([str(tmp_path)])["excluded"]}
+    assert excluded == {
+        "bad": f"{name}={value!r} is outside " + excluded["bad"].split("outside ")[1]
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "compare.py"), str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "out").is_dir() and "is outside [" in proc.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.data import write_mnist
+from helpers.data import REAL_DATA, write_mnist
 
 from mnist_cnn.data.idx import write_idx
 from mnist_cnn.data.mnist import MNISTDataModule
@@ -206,3 +206,43 @@ def test_gzipped_files_are_named_and_the_advice_fits_the_setting(tmp_path, downl
         "Found compressed copies of train-images-idx3-ubyte" in message and "gunzip -k" in message
     )
     assert ("set data.download=true" in message) == (not download)
+
+
+def _roles(tmp: Path, dataset: str, mapping: dict[str, str]) -> Path:
+    """data_dir/<dataset>/raw whose files link to the real MNIST files named by mapping."""
+    raw = tmp / dataset / "raw"
+    raw.mkdir(parents=True)
+    for name, real in mapping.items():
+        (raw / name).symlink_to(REAL_DATA / "MNIST" / "raw" / real)
+    return tmp
+
+
+ALL_FOUR = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]  # fmt: skip
+
+
+@pytest.mark.reliability("RB1")
+@pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(), reason="no real MNIST files")
+@pytest.mark.parametrize("seed", range(3))
+def test_a_real_file_in_another_role_is_named_by_what_it_holds(tmp_path, seed):
+    """Generated: two of the four real files trade places, each keeping the right format
+    (the test images are valid images). They used to be trained on without a word."""
+    import random
+
+    kind = random.Random(seed).choice(["images", "labels"])
+    train, test = (f for f in ALL_FOUR if kind in f)
+    swapped = random.Random(seed).choice([{train: test}, {test: train}, {train: test, test: train}])
+    first = next(name for name in ALL_FOUR if name in swapped)
+    held = "test" if first.startswith("train") else "training"
+    with pytest.raises(UserError, match=rf"{first} holds MNIST's {held} {kind} \(identified by "):
+        loaded(_roles(tmp_path, "MNIST", {name: name for name in ALL_FOUR} | swapped))
+
+
+@pytest.mark.reliability("RB1")
+@pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(), reason="no real MNIST files")
+def test_mnist_files_under_another_datasets_name_are_refused(tmp_path):
+    data_dir = _roles(tmp_path, "FashionMNIST", {name: name for name in ALL_FOUR})
+    with pytest.raises(UserError, match=r"holds MNIST's training images .* not the "
+                       r"FashionMNIST's training images .*data.dataset=MNIST"):  # fmt: skip
+        loaded(data_dir, dataset="FashionMNIST")
+    assert len(loaded(_roles(tmp_path / "ok", "MNIST", {n: n for n in ALL_FOUR})).splits["test"])

@@ -15,6 +15,8 @@ from mnist_cnn.config import flatten, partial_run
 from mnist_cnn.errors import UserError
 
 METRICS = ("test/acc", "test/loss", "val/acc")
+# what each metric can be: a file claiming another value was not written by a run
+RANGES = {"test/acc": (0, 1), "val/acc": (0, 1), "test/loss": (0, math.inf)}
 # absent (null) in runs with data.val_split=0; their groups show none
 WITHOUT_VALIDATION = ("val/acc",)
 # what a run records about how it computed: named when same config and seed give other bits
@@ -86,6 +88,9 @@ def load(run_dir: Path) -> Run | str:
             continue  # data.val_split=0: trained on every training digit, nothing to validate on
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             return f"{name} is missing or not finite ({v!r})"
+        low, high = RANGES[name]
+        if not low <= v <= high:
+            return f"{name}={v!r} is outside [{low}, {high}], where every {name} lies"
         values[name] = float(v)
     if not isinstance(m.get("config"), dict):
         return "metrics.json has no config (written by an older version)"

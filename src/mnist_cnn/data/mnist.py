@@ -84,7 +84,7 @@ class MNISTDataModule(L.LightningDataModule):
         elif absent:
             why = "data.download=false"
             raise UserError(sources.missing_message(self.dataset, self.raw_dir, absent, why))
-        sources.check_canonical(self.dataset, self.raw_dir)
+        sources.check_identity(self.dataset, self.raw_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # run() prepares the data before the Trainer does; load once

@@ -39,7 +39,17 @@ CANONICAL_MD5 = {
         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
 }
+_BY_MD5 = {md5: (dataset, name) for dataset, files in CANONICAL_MD5.items()
+           for name, md5 in files.items()}  # fmt: skip
+_KNOWN_SIZES = set(SIZES.values())
+
 # gzipped copies that Debian packages install (apt-get install dataset-fashion-mnist)
 SYSTEM_COPIES = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
 SYSTEM_PACKAGES = {"FashionMNIST": "dataset-fashion-mnist"}
@@ -148,9 +158,32 @@ def check_download_target(data_dir: Path) -> None:
             )
 
 
-def check_canonical(dataset: str, raw_dir: Path) -> None:
-    """Warn, not fail, when a file has the canonical size but not the canonical content."""
-    for name, md5 in CANONICAL_MD5.get(dataset, {}).items():
+def check_identity(dataset: str, raw_dir: Path) -> None:
+    """Each file is what its name says: a file of a canonical size is identified by its md5, so a
+    real file in another role (the test images as the training images, Fashion-MNIST under
+    MNIST/raw) is refused naming what it holds. Files of other sizes (generated data, subsets)
+    are validated by idx.py alone; a canonical size with unknown content is a warning."""
+    for name in FILES:
         path = raw_dir / name
-        if path.is_file() and path.stat().st_size == SIZES[name] and md5sum(path) != md5:
-            log.warning("%s: md5 differs from the canonical %s file (%s)", path, name, md5)
+        if not path.is_file() or path.stat().st_size not in _KNOWN_SIZES:
+            continue
+        digest = md5sum(path)
+        held = _BY_MD5.get(digest)
+        if held == (dataset, name):
+            continue
+        if held is not None:
+            raise UserError(
+                f"{path} holds {_describe(*held)} (identified by its md5), not the "
+                f"{_describe(dataset, name)} its name says: put each file under its own name "
+                f"({held[1]}), and each dataset in data.data_dir/<dataset>/raw (data.dataset="
+                f"{held[0]} reads {held[0]}/raw)"
+            )
+        canonical = CANONICAL_MD5.get(dataset, {}).get(name)
+        if canonical and path.stat().st_size == SIZES[name]:
+            log.warning("%s: md5 differs from the canonical %s file (%s)", path, name, canonical)
+
+
+def _describe(dataset: str, name: str) -> str:
+    split = "training" if name.startswith("train") else "test"
+    kind = "images" if "images" in name else "labels"
+    return f"{dataset}'s {split} {kind}"

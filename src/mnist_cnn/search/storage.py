@@ -23,6 +23,7 @@ def open_storage(url: str, heartbeat: int, grace: int):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    check_database(url)
     for attempt in range(SCHEMA_RETRIES):
         try:
             with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.8
@@ -51,6 +52,76 @@ def open_storage(url: str, heartbeat: int, grace: int):
 
 
 SCHEMA_RETRIES = 10
+# the tables Optuna's RDBStorage creates (tests/test_study_storage.py compares a fresh database)
+OPTUNA_TABLES = frozenset({
+    "alembic_version", "studies", "study_directions", "study_system_attributes",
+    "study_user_attributes", "trial_heartbeats", "trial_intermediate_values", "trial_params",
+    "trial_system_attributes", "trial_user_attributes", "trial_values", "trials", "version_info",
+})  # fmt: skip
+
+
+def check_database(url: str) -> None:
+    """The database is what a search needs before Optuna touches it: one every trial's process
+    can reach (never one process's memory), Optuna's or empty (another program's database gets
+    no tables added), and writable (SQLite: a write transaction opens)."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        return  # open_storage names a URL SQLAlchemy cannot parse
+    shown = f"hydra.sweeper.storage={redact(url)!r}"
+    sqlite = parsed.get_backend_name() == "sqlite"
+    database = parsed.database or ""
+    if sqlite and (database in ("", ":memory:") or "mode=memory" in url):
+        raise UserError(
+            f"{shown} is a database in one process's memory, but each trial runs and reports "
+            "from a process of its own (every trial would fail with Optuna's 'Record does not "
+            "exist'): give a file (sqlite:///study.db, one machine) or a server "
+            "(postgresql://..., several)"
+        )
+    engine = sqlalchemy.create_engine(url)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+        foreign = sorted(tables - OPTUNA_TABLES)
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise UserError(
+                f"{shown} holds tables of another program ({listed}), not only an Optuna "
+                "study's; nothing was added to it: give a database of its own "
+                "(sqlite:///study.db, or a new PostgreSQL database)"
+            )
+        if sqlite:
+            _check_writable(engine, shown)
+    except UserError:
+        raise
+    except Exception:
+        return  # cannot connect: open_storage says why, with the driver's words
+    finally:
+        engine.dispose()
+
+
+def _check_writable(engine, shown: str) -> None:
+    import sqlite3
+
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        # a write that is rolled back: a read-only file, mount or mode=ro connection refuses it
+        version = cursor.execute("PRAGMA main.user_version").fetchone()[0]
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(f"PRAGMA main.user_version = {int(version)}")
+        cursor.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc) and "read-only" not in str(exc):
+            raise
+        raise UserError(
+            f"{shown} is read-only ({exc}): a search writes every trial to its study; make the "
+            "file and its folder writable, drop mode=ro from the URL, or copy the study to a "
+            "writable file and give that"
+        ) from None
+    finally:
+        connection.close()
 
 
 def _schema_race(exc: Exception) -> bool:
