@@ -254,6 +254,7 @@ def test_a_rank_that_dies_stops_the_run_with_its_name(tiny_data_dir, tmp_path):
 
 
 def _rank_pid(pids: list[str], rank: int) -> int:
+    """The pid of rank `rank` among pids (its environment says RANK=rank)."""
     for pid in pids:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         if f"RANK={rank}".encode() in env:
@@ -295,6 +296,31 @@ def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp
     assert out.count("resume with:") == 1 and "error:" not in out, out[-3000:]
     m = _metrics(run_dir)
     assert m["status"] == "interrupted" and Path(m["resume_checkpoint"]).is_file(), m.get("error")
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("RD2")
+def test_sigkill_to_the_launcher_stops_its_ranks_as_an_interruption(tiny_data_dir, tmp_path):
+    """A SIGKILL runs no handler of the launcher: its ranks trained on, then died on its vanished
+    rendezvous store with raw DistNetworkError tracebacks. They now get a SIGTERM from the
+    kernel the moment it dies, save once and stop; the record says why and how to resume."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    proc, _ = _ddp_run_at_epoch_3(tiny_data_dir, run_dir, log)
+    ranks = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    pids = [int(p) for p in ranks.stdout.split() if int(p) != proc.pid]
+    assert len(pids) == 2, ranks.stdout
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 120
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "ranks outlived their launcher by 120 s"
+        time.sleep(0.2)
+    out = log.read_text()
+    assert "Traceback" not in out and "DistNetworkError" not in out, out[-3000:]
+    assert out.count("resume with:") == 1 and "threads=" not in out.split("resume with:")[1]
+    m = _metrics(run_dir)
+    assert m["status"] == "interrupted" and Path(m["resume_checkpoint"]).is_file()
+    assert "the launcher of the ranks died" in m["error"]
 
 
 @pytest.mark.slow

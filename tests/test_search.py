@@ -257,6 +257,7 @@ class _quiet_missing:
         return kind is not None and issubclass(kind, (KeyError, IntegrityError))
 
 
+@pytest.mark.reliability("RD3")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -276,23 +277,32 @@ def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):
         failed = [n for n, (state, _) in before.items() if state == TrialState.FAIL]
         assert len(failed) == 1
         (killed_number,) = failed
-    else:  # SIGKILL: left RUNNING; the next worker finds it silent past the grace period
+    else:  # SIGKILL: left RUNNING; the next worker, started at once, waits out its grace
         (killed_number,) = killed
-        time.sleep(4)
     done_before = {n for n, (state, _) in before.items() if state == TrialState.COMPLETE}
 
-    again = _search(tiny_data_dir, tmp_path / "second", storage, "hydra.sweeper.n_trials=3", *beat)
+    # SIGKILL: the study's last slot is the killed trial's, so the worker restarted at once
+    # has nothing else to run first: it must wait out the grace period, say so, and rerun it
+    n_again = 3 if sig == signal.SIGTERM else len(before)
+    again = _search(
+        tiny_data_dir, tmp_path / "second", storage, f"hydra.sweeper.n_trials={n_again}", *beat
+    )
     proc = run_train(*again, "trainer.max_epochs=3", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if sig == signal.SIGKILL:  # it said why it waited, and for how long at most
+        assert f"running elsewhere (trial {killed_number}); waiting" in proc.stdout, proc.stdout
+        assert "failed 3 s after its last heartbeat" in proc.stdout
+    assert "no trial completed" not in proc.stdout
     trials = _trials(storage)
     numbers = [t.number for t in trials]
     queued = [n for n, (state, _) in before.items() if state == TrialState.WAITING]
     assert len(queued) == (1 if sig == signal.SIGTERM else 0)  # SIGTERM: re-queued at once
     # trial numbers never reused: the old ones, then one new number per trial still to run
-    assert len(numbers) == len(set(numbers)) == len(before) - len(queued) + 3 - len(done_before)
+    expected = len(before) - len(queued) + n_again - len(done_before)
+    assert len(numbers) == len(set(numbers)) == expected
     state = {t.number: t.state for t in trials}
     assert state[killed_number] == TrialState.FAIL
-    assert sum(s == TrialState.COMPLETE for s in state.values()) == 3
+    assert sum(s == TrialState.COMPLETE for s in state.values()) == n_again
     # completed trials are not rerun: the second worker ran only new numbers
     assert not done_before & {
         int(d.name.rsplit("-", 1)[1]) for d in (tmp_path / "second").glob("tiny-*")

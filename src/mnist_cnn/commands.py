@@ -57,7 +57,11 @@ def resume_command(checkpoint: Path) -> str:
 
     overrides = []
     if HydraConfig.initialized():
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+        # a rank's threads= was set by its launcher, which sets it again on the resume
+        from mnist_cnn.distributed import LAUNCHED
+
+        own = ("ckpt_path=", "threads=") if os.environ.get(LAUNCHED) else ("ckpt_path=",)
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(own)]
     return script_command("train.py", *overrides, hydra_override("ckpt_path", str(checkpoint)))
 
 

@@ -13,11 +13,57 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 # set by torchrun / torch's elastic agent, and by srun under SLURM
 RANK_VARS = ("RANK", "SLURM_PROCID")
 LAUNCHED = "MNIST_CNN_RANK_OF"  # set by launch_ranks for its ranks: the parent run dir
+LAUNCHER_PID = "MNIST_CNN_LAUNCHER_PID"  # the process that started them
+
+
+def follow_launcher() -> None:
+    """In a rank launch_ranks started: a SIGTERM when the launcher dies, however it dies (a
+    SIGKILL runs no handler of its own). The ranks then save and stop as for any SIGTERM, instead
+    of training on and dying later on the launcher's vanished rendezvous store."""
+    launcher = os.environ.get(LAUNCHER_PID, "")
+    if not launcher.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != int(launcher):  # it died before the line above: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def launcher_gone(wait_s: float = 1.0) -> bool:
+    """In a rank launch_ranks started: whether the launcher has died (this rank was orphaned).
+
+    The kernel signals the rank when the launcher's spawning thread dies, and may hand it to
+    another dying thread of the launcher first: a launcher that is still there is looked at
+    again for up to wait_s, until it is gone or a zombie."""
+    import time
+
+    launcher = os.environ.get(LAUNCHER_PID, "")
+    if not launcher.isdigit():
+        return False
+    deadline = time.monotonic() + wait_s
+    while True:
+        if os.getppid() != int(launcher) or _state(int(launcher)) in ("Z", "X", None):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (None: no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def rank() -> int:
@@ -112,6 +158,7 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
         monitor_interval=0.5,
     )
     os.environ[LAUNCHED] = run_dir
+    os.environ[LAUNCHER_PID] = str(os.getpid())
     try:
         elastic_launch(config, sys.executable)(*argv)
     except SignalException as exc:  # the agent stopped the ranks (SIGTERM, then SIGKILL)
@@ -125,3 +172,4 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
         raise RankFailed(first_rank, failure.exitcode, len(failures)) from None
     finally:
         os.environ.pop(LAUNCHED, None)
+        os.environ.pop(LAUNCHER_PID, None)

@@ -86,8 +86,8 @@ class Interrupted(Exception):
 class TrainingInterrupted(Interrupted):
     """Fit stopped on a signal after saving `checkpoint`."""
 
-    def __init__(self, signum: int, checkpoint: Path) -> None:
-        super().__init__(signum, f"{signal.Signals(signum).name} received")
+    def __init__(self, signum: int, checkpoint: Path, why: str = "") -> None:
+        super().__init__(signum, f"{signal.Signals(signum).name} received{why}")
         self.checkpoint = checkpoint
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints
 from mnist_cnn.build import Parts, build
-from mnist_cnn.callbacks.resume import InterruptedDuringTest, TrainingInterrupted
+from mnist_cnn.callbacks.resume import InterruptedDuringTest
 from mnist_cnn.errors import Pruned
 from mnist_cnn.outcome import recorded
 from mnist_cnn.precision import resolve_precision
@@ -138,10 +138,10 @@ def fit(parts: Parts, resume: checkpoints.Checkpoint | None) -> None:
     parts.trainer.fit(
         parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True
     )
-    received = parts.interrupt.received
+    received = parts.interrupt.agreed_after_fit(parts.trainer)
     if received is not None:
         last = checkpoint_paths(parts.trainer)[1]
-        raise TrainingInterrupted(received, Path(last or parts.interrupt.path))
+        raise parts.interrupt.interrupted(Path(last or parts.interrupt.path))
 
 
 def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[str, float]]:

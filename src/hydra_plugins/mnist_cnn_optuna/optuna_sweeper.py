@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,7 @@ class OptunaSweeper(Sweeper):
 
         distributions = {p.key: p.distribution for p in space}
         counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        waiting_for: set[int] = set()
         while True:
             with warnings.catch_warnings():  # "experimental since v2.9": stable for years
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -170,7 +172,18 @@ class OptunaSweeper(Sweeper):
             taken = len(study.get_trials(deepcopy=False, states=counted))
             batch = min(self.n_jobs, self.n_trials - taken)
             if batch <= 0:
-                return
+                # none of this worker's trials is running now: the running ones are another
+                # worker's, alive or killed; wait until they end or their grace runs out
+                running = {
+                    t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                }
+                if not running:
+                    return
+                if running - waiting_for:
+                    self._say_waiting(study, sorted(running))
+                waiting_for |= running
+                time.sleep(self.heartbeat)
+                continue
             with warnings.catch_warnings():  # "heartbeats are meant for Study.optimize": we
                 warnings.simplefilter("ignore", UserWarning)  # beat ourselves (heartbeat.py)
                 trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
@@ -185,6 +198,16 @@ class OptunaSweeper(Sweeper):
             self.job_idx += batch
             for trial, ret in zip(trials, returns, strict=True):
                 self._tell(study, trial, ret)
+
+    def _say_waiting(self, study, numbers: list[int]) -> None:
+        listed = ", ".join(map(str, numbers))
+        print(
+            f"Study {study.study_name}: the trials left to run are running elsewhere (trial "
+            f"{listed}); waiting: a live worker finishes them, and a killed worker's trial is "
+            f"failed {self.grace} s after its last heartbeat (hydra.sweeper.grace_seconds) and "
+            "run again here",
+            flush=True,
+        )
 
     def _overrides(self, trial, fixed: list[str], sweep_dir: Path) -> list[str]:
         subdir = f"{self.study_name}-trial-{trial.number:03d}"

@@ -62,13 +62,31 @@ class GracefulInterrupt(L.Callback):
             signal.signal(signum, handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.world_size > 1 and _agree_now(trainer):
-            self.received = _agreed(trainer, self.received)
+        if trainer.world_size > 1:
+            # every rank acts on the agreed signal only, never on its own: a signal that lands
+            # during the all-reduce stays in self.received and is agreed on at the next step
+            agreed = _agreed(trainer, self.received) if _agree_now(trainer) else None
+            if agreed is None:
+                return
+            self.received = agreed
         if self.received is not None:
             trainer.save_checkpoint(
                 self.path, weights_only=False
             )  # Lightning writes a temp file, then renames it
-            raise TrainingInterrupted(self.received, self.path)
+            raise self.interrupted(self.path)
+
+    def agreed_after_fit(self, trainer: L.Trainer) -> int | None:
+        """The signal any rank received after its last training step (None: none did)."""
+        if trainer.world_size > 1:
+            self.received = _agreed(trainer, self.received)
+        return self.received
+
+    def interrupted(self, checkpoint: Path) -> TrainingInterrupted:
+        """What the signal received means, saved to `checkpoint`."""
+        from mnist_cnn.distributed import launcher_gone
+
+        why = " (the launcher of the ranks died; each rank saved and stopped)"
+        return TrainingInterrupted(self.received, checkpoint, why if launcher_gone() else "")
 
     def state_dict(self) -> dict[str, Any]:
         return {"torch_rng": torch.get_rng_state()}

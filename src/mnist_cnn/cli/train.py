@@ -16,6 +16,9 @@ log = logging.getLogger("train")
 
 def main() -> None:
     process.install_quick_exit()
+    from mnist_cnn import distributed
+
+    distributed.follow_launcher()
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
