@@ -351,6 +351,7 @@ def test_compare_arguments_are_checked_and_paths_taken_literally(tmp_path):
         assert info.value.code == 2, needle
 
 
+@pytest.mark.reliability("RF2")
 def test_groups_on_different_datasets_are_not_tested_against_each_other(tmp_path):
     """MNIST and Fashion-MNIST runs: two groups, no Welch test between them (their difference is
     the dataset's), and the report says why; same-dataset groups are still tested."""

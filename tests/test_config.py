@@ -275,6 +275,7 @@ HOSTILE_TRAINER = {
 }
 
 
+@pytest.mark.reliability("RA1")
 @pytest.mark.parametrize(
     "name,value", [(n, v) for n, values in HOSTILE_TRAINER.items() for v in values]
 )
@@ -286,6 +287,7 @@ def test_every_trainer_argument_a_user_passes_is_checked(name, value):
         validate(compose_train(f"++trainer.{name}={rendered}"))
 
 
+@pytest.mark.reliability("RA1")
 def test_a_trainer_argument_lightning_does_not_have_is_named():
     with pytest.raises(UserError, match=r"trainer.max_epoch is not an argument of Lightning"):
         validate(compose_train("+trainer.max_epoch=3"))

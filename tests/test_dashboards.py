@@ -425,6 +425,7 @@ def test_a_sweep_opens_hparams_on_what_it_varies_and_a_pruned_trial_is_a_row(
     assert "test/acc" not in events.Tags()["scalars"] and "acc/val" in events.Tags()["scalars"]
 
 
+@pytest.mark.reliability("RC1")
 @pytest.mark.parametrize("name", ["run $HOME x", "run ${PATH}", "~ run", "run ~user $"])
 def test_a_runs_events_stay_in_its_dir_whatever_its_name(tmp_path, name):
     """Lightning's logger expands $VAR and ~ anywhere in its log dir; ours takes it literally."""

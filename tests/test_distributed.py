@@ -281,6 +281,7 @@ def _ddp_run_at_epoch_3(data_dir, run_dir: Path, log: Path) -> tuple[subprocess.
     return proc, common
 
 
+@pytest.mark.reliability("RD1")
 @pytest.mark.slow
 def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp_path):
     """A signal to rank 1 alone (an OOM killer's TERM, a user's kill): the ranks agree, save

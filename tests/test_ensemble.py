@@ -77,6 +77,7 @@ def test_an_ensemble_outputs_the_log_of_its_members_mean_probabilities():
         Ensemble([])
 
 
+@pytest.mark.reliability("RF1")
 @pytest.mark.slow
 def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
     data = write_mnist(tmp_path / "data", n_train=1200, n_test=300)

@@ -347,6 +347,7 @@ def test_save_inputs_problems_are_named_and_predictions_still_printed(tmp_path, 
     assert a_file.read_text() == "x"
 
 
+@pytest.mark.reliability("RG1")
 def test_images_are_predicted_in_batches_in_order_around_a_bad_file(
     tmp_path, ckpt, monkeypatch, capsys
 ):

@@ -61,6 +61,7 @@ def compose_train(*overrides: str):
         ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, ["trainer.devices=2"], 1),
     ],
 )
+@pytest.mark.reliability("RE3")
 def test_ranks_started_from_outside_must_match_devices_times_nodes(monkeypatch, env, overrides, ok):
     """torchrun and srun decide how many ranks there are; trainer.devices x num_nodes must say
     the same, checked before anything is written (a real torchrun pair: test_distributed)."""
@@ -118,6 +119,7 @@ def _links(tmp_path: Path, layout: str) -> Path:
     return root
 
 
+@pytest.mark.reliability("RE2")
 @pytest.mark.parametrize(
     "layout", ["data_dir is a loop", "raw links to itself", "raw links nowhere"]
 )
@@ -131,6 +133,7 @@ def test_data_dir_links_that_loop_or_lead_nowhere_are_named(tmp_path, layout):
         check_data_links(cfg)
 
 
+@pytest.mark.reliability("RE2")
 @pytest.mark.slow  # a train.py subprocess (it stops before the heavy imports)
 def test_train_py_names_a_data_dir_link_loop_with_exit_2(tmp_path):
     root = _links(tmp_path, "raw links to itself")

@@ -39,6 +39,7 @@ def test_the_best_checkpoint_is_named_by_the_epoch_a_person_counts(tmp_path):
     assert name == str(tmp_path / "best-epoch03.ckpt")
 
 
+@pytest.mark.reliability("RD4")
 def test_an_epoch_resumed_mid_way_is_timed_from_the_resume(caplog):
     """Lightning calls no on_train_epoch_start for an epoch resumed mid-way: its line once said
     the seconds since the machine booted. It is timed from the resume, and says so."""
