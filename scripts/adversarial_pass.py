@@ -1,18 +1,21 @@
 """Rerun the adversarial pass: hostile inputs to every entry point, as a user would type them.
 
-`python scripts/adversarial_pass.py` (or `make adversarial`) builds each hostile input in a
-temporary directory, runs the command, and prints one row per case: the exit code against the
-one docs/reliability.md promises, whether a traceback was printed, whether files that existed
-before are byte-identical after, and the command's peak memory. A summary line ends it. It
+`python scripts/adversarial_pass.py [--seed N]` (or `make adversarial`) builds each hostile input
+in a temporary directory, runs the command, and prints one row per case: the exit code against
+the one docs/reliability.md promises (or the oracle's verdict, for the cases generated per class
+of issue 26 in adversarial_cases.py), whether a traceback was printed, whether files that existed
+before are byte-identical after, and the command's peak memory. A summary per class ends it. It
 trains only on generated data (seconds); it never touches outputs/.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from adversarial_cases import Case as Generated  # noqa: E402
+from adversarial_cases import generated  # noqa: E402
 from helpers.data import write_mnist  # noqa: E402  (tests/ on the path: the generated data)
 
 from mnist_cnn.commands import hydra_override as q  # noqa: E402
@@ -288,40 +293,126 @@ CASES = [
 ]
 
 
+def run_case(case, tmp: Path) -> tuple[int, str, float, str]:
+    """(exit code, stdout + stderr, seconds, peak MiB) of one case; a signal case is sent its
+    signal at its moment, and waited for until every process of its run is gone."""
+    command = (
+        [sys.executable, "-m"] if case.script == "-m" else [sys.executable, str(ROOT / case.script)]
+    )
+    command = ["/usr/bin/time", "-f", "%M", *command, *case.args(tmp)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **getattr(case, "env", {})}
+    start = time.perf_counter()
+    log = tmp / f"case-{time.monotonic_ns()}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # fmt: skip
+        at = getattr(case, "signal_at", None)
+        if at is not None:
+            delay, target, signum = at
+            time.sleep(delay)
+            pid = _target(proc.pid, target)
+            if pid is not None:
+                os.kill(pid, signum)
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        _wait_for_group(proc.pid)
+    seconds = time.perf_counter() - start
+    *lines, peak = log.read_text(errors="replace").rstrip("\n").split("\n") or [""]
+    code = proc.returncode
+    for line in lines[-2:]:  # /usr/bin/time's own lines, before its figure
+        if line.startswith("Command terminated by signal"):
+            code = -int(line.split()[-1])
+    lines = [line for line in lines if not line.startswith(("Command exited", "Command term"))]
+    mib = str(int(peak) // 1024) if peak.isdigit() else "?"
+    return code, "\n".join(lines), seconds, mib
+
+
+def _target(launcher: int, target: str) -> int | None:
+    """The pid of /usr/bin/time's child (the launcher) or of one of its ranks."""
+    children = _children(launcher)
+    if not children:
+        return None
+    main = children[0]
+    if target == "launcher":
+        return main
+    rank = target.removeprefix("rank")
+    for pid in _children(main):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+    return main if rank == "0" else None
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def _wait_for_group(pgid: int, timeout: float = 120) -> None:
+    """Ranks may outlive their launcher for a moment: the run is over when its group is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).returncode != 0:
+            return
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="draws the generated cases")
+    parser.add_argument("--only", default="", help="classes to run, e.g. ABF (R: rounds 1-2)")
+    args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="adversarial-"))
     setup(tmp)
-    rows, fails = [], 0
-    for case in CASES:
+    cases = [("R", c) for c in CASES] + [(g.klass, g) for g in generated(args.seed, tmp)]
+    cases = [(k, c) for k, c in cases if not args.only or k in args.only]
+    rows, fails, tracebacks, per_class = [], 0, 0, {}
+    for klass, case in cases:
         kept = case.keep(tmp)
         before = digests(kept)
-        start = time.perf_counter()
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", sys.executable, str(ROOT / case.script), *case.args(tmp)],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        seconds = time.perf_counter() - start
-        *stderr, peak = proc.stderr.rstrip("\n").split("\n")
-        errors = [line for line in stderr if line.startswith("error:")]
-        traceback = any("Traceback" in line for line in stderr)
+        code, out, seconds, mib = run_case(case, tmp)
+        lines = out.split("\n")
+        errors = [line for line in lines if line.startswith("error:")]
+        traceback = "Traceback" in out
         intact = digests(kept) == before
-        ok = proc.returncode == case.expect and not traceback and intact and len(errors) >= 1
+        if isinstance(case, Generated):
+            why = case.ok(code, out, tmp) if case.ok else None
+            want = "oracle"
+        else:
+            why = None if code == case.expect and len(errors) >= 1 else f"exit {code}"
+            want = str(case.expect)
+        why = why or ("a traceback" if traceback else None) or (None if intact else "files changed")
+        ok = why is None
         fails += not ok
-        message = errors[0][:110] if errors else (stderr[-1][:110] if stderr else "")
+        tracebacks += traceback
+        done, total = per_class.get(klass, (0, 0))
+        per_class[klass] = (done + ok, total + 1)
+        message = errors[0][:110] if errors else (lines[-1][:110] if lines else "")
         rows.append(
-            f"| {case.name} | `{case.script}` | {proc.returncode} (want {case.expect}) | "
-            f"{'yes' if traceback else 'no'} | {'yes' if intact else 'NO'} | "
-            f"{int(peak) // 1024 if peak.isdigit() else '?'} | {seconds:.1f} | "
-            f"{'ok' if ok else 'FAIL'} | {message.replace('|', '/')} |"
+            f"| {klass} | {case.name[:70]} | `{case.script}` | {code} ({want}) | "
+            f"{'yes' if traceback else 'no'} | {'yes' if intact else 'NO'} | {mib} | "
+            f"{seconds:.1f} | {'ok' if ok else 'FAIL: ' + why} | {message.replace('|', '/')} |"
         )
+        print(rows[-1], flush=True)
     print(
-        "| case | script | exit | traceback | earlier files intact | peak MiB | s | verdict "
-        "| first error line |"
+        "\n| class | case | script | exit (want) | traceback | earlier files intact | peak MiB | s "
+        "| verdict | first error line |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\n{len(CASES)} cases, {len(CASES) - fails} as promised, {fails} not; payload ran: "
-          f"{'YES' if (tmp / 'payload-ran').exists() else 'no'}")  # fmt: skip
+    summary = ", ".join(f"{k} {d}/{t}" for k, (d, t) in sorted(per_class.items()))
+    payload = "YES" if (tmp / "payload-ran").exists() else "no"
+    print(
+        f"\n{len(cases)} cases (seed {args.seed}), {len(cases) - fails} as promised, {fails} "
+        f"not, {tracebacks} with a traceback; by class: {summary}; payload ran: {payload}"
+    )
     return 1 if fails else 0
 
 

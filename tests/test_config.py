@@ -271,7 +271,13 @@ HOSTILE_TRAINER = {
     "num_sanity_val_steps": [-2, 0.5],
     "reload_dataloaders_every_n_epochs": [-1, 0.5],
     "deterministic": ["yes", 2],
-    "detect_anomaly": ["no", 0],
+    "detect_anomaly": ["no", 0, None],
+    "max_time": [0.0, [], "5 minutes", "00:00:00:00", {"minutes": -1}, {"hours": "x"}],
+    "limit_predict_batches": [[0], -1, 1.5],
+    "profiler": [float("inf"), "fast"],
+    "model_registry": [0.5, ""],
+    "barebones": [True],
+    "sync_batchnorm": [None],
 }
 
 
@@ -282,7 +288,12 @@ HOSTILE_TRAINER = {
 def test_every_trainer_argument_a_user_passes_is_checked(name, value):
     """Values Lightning would divide by (zero intervals), or accept and then ignore (a negative
     clip value), are refused naming the setting, before anything runs."""
-    rendered = f"'{value}'" if isinstance(value, str) else str(value).lower()
+    rendered = (
+        f"'{value}'" if isinstance(value, str)
+        else "null" if value is None
+        else "{" + ",".join(f"{k}:{v}" for k, v in value.items()) + "}" if isinstance(value, dict)
+        else str(value).lower()
+    )  # fmt: skip
     with pytest.raises(UserError, match=rf"trainer\.{name}=.* is invalid: expected "):
         validate(compose_train(f"++trainer.{name}={rendered}"))
 
@@ -295,3 +306,20 @@ def test_a_trainer_argument_lightning_does_not_have_is_named():
             "val_check_interval": "0.25", "check_val_every_n_epoch": "2"}  # fmt: skip
     for name, value in good.items():
         validate(compose_train(f"++trainer.{name}={value}"))
+
+
+@pytest.mark.reliability("RA1")
+@pytest.mark.parametrize("name", ["logger", "callbacks", "plugins", "default_root_dir"])
+def test_trainer_arguments_the_project_passes_itself_point_to_their_setting(name):
+    """They were ignored (Hydra's instantiate lets the project's keyword win) or clashed."""
+    with pytest.raises(UserError, match=rf"trainer.{name} is not set here: "):
+        validate(compose_train(f"++trainer.{name}=null"))
+    validate(compose_train())  # the config's own default_root_dir (the run dir) is fine
+
+
+@pytest.mark.reliability("RA1")
+def test_a_callback_setting_for_a_callback_not_chosen_is_named():
+    """It built a callback with no class: OmegaConf's 'Missing key on_exception' traceback."""
+    with pytest.raises(UserError, match=r"callbacks.filters has settings but no _target_"):
+        validate(compose_train("callbacks=minimal", "++callbacks.filters.top_k=3"))
+    validate(compose_train("callbacks=default", "callbacks.filters.top_k=3"))

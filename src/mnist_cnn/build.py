@@ -89,6 +89,7 @@ def build(
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(
         cfg.trainer,
+        _convert_="all",  # plain dicts and lists for Lightning (max_time={minutes: 5})
         callbacks=callbacks,
         logger=logger,
         plugins=[checkpoints.checkpoint_io(resume)],

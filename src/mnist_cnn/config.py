@@ -170,10 +170,10 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
-    problems += _augment_problems(cfg)
+    problems += _augment_problems(cfg) + _callback_problems(cfg)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
-    problems += trainer_problems(cfg) + precision_problems(cfg)
+    problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)
     # a checkpoint written before the learning rate had one home may still carry the key
     if source is None and OmegaConf.select(cfg, "scheduler.max_lr") is not None:
         problems.append(
@@ -219,6 +219,29 @@ def flatten(tree: dict[str, Any], sep: str = ".") -> dict[str, Any]:
             else:
                 flat[name] = value
     return dict(sorted(flat.items()))
+
+
+def _callback_problems(cfg: DictConfig) -> list[str]:
+    """A callback setting given for a callback the chosen set does not include (`callbacks=
+    minimal` then `++callbacks.filters.top_k=3`) builds a callback with no class."""
+    callbacks = cfg.get("callbacks")
+    if not isinstance(callbacks, DictConfig):
+        return []
+    return [
+        f"callbacks.{name} has settings but no _target_: the callbacks chosen "
+        f"(callbacks={_chosen(cfg)}) do not include it; choose a set that does (callbacks="
+        f"default) or give its class (+callbacks.{name}._target_=...)"
+        for name, callback in callbacks.items()
+        if isinstance(callback, DictConfig) and "_target_" not in callback
+    ]
+
+
+def _chosen(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get("callbacks", "?"))
+    return "?"
 
 
 def _augment_problems(cfg: DictConfig) -> list[str]:

@@ -37,6 +37,31 @@ def _flag(v: Any) -> bool:
     return v is None or isinstance(v, bool)
 
 
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _max_time(v: Any) -> bool:
+    """Lightning's forms: null, "DD:HH:MM:SS", or {days, hours, minutes, seconds}."""
+    if v is None:
+        return True
+    if isinstance(v, str):
+        parts = v.split(":")
+        return len(parts) == 4 and all(p.isdigit() for p in parts) and any(map(int, parts))
+    if isinstance(v, (dict, DictConfig)):
+        units = ("days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "weeks")
+        values = [v[k] for k in v]
+        return (
+            bool(values) and all(k in units for k in v)
+            and all(_real(x) and x >= 0 for x in values) and any(x > 0 for x in values)
+        )  # fmt: skip
+    return False
+
+
+def _limit(v: Any) -> bool:
+    return (_int(v) and v >= 0) or (_real(v) and 0 <= v <= 1)
+
+
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_epochs": (lambda v: v is None or (_int(v) and v >= 0), "null or an integer >= 0"),
     "max_steps": (lambda v: _int(v) and v >= -1, "-1 (no limit) or an integer >= 0"),
@@ -61,26 +86,42 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gradient_clip_algorithm": (lambda v: v in (None, "norm", "value"), "null, norm or value"),
     "reload_dataloaders_every_n_epochs": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "deterministic": (lambda v: _flag(v) or v == "warn", "true, false or warn"),
-    **{
-        name: (_flag, "true or false")
-        for name in (
-            "enable_checkpointing",
-            "enable_progress_bar",
-            "enable_model_summary",
-            "benchmark",
-            "inference_mode",
-            "use_distributed_sampler",
-            "detect_anomaly",
-            "barebones",
-            "sync_batchnorm",
-            "enable_autolog_hparams",
-        )
-    },  # fmt: skip
+    "max_time": (
+        _max_time,
+        'null, "DD:HH:MM:SS" (e.g. "00:00:05:00") or {minutes: 5} (days, hours, minutes, '
+        "seconds), more than zero",
+    ),
+    "limit_predict_batches": (_limit, "a fraction in [0, 1] or a number of batches >= 0"),
+    "profiler": (
+        lambda v: v in (None, "simple", "advanced", "pytorch"),
+        "null, simple, advanced or pytorch",
+    ),
+    "model_registry": (lambda v: v is None or (isinstance(v, str) and v), "null or a name"),
+    "barebones": (
+        lambda v: v is False,
+        "false: barebones turns off the logger, checkpoints and callbacks every run here keeps; "
+        "for a lean run use callbacks=minimal ~logger",
+    ),
+    **{name: (_flag, "true or false")
+       for name in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary",
+                    "benchmark")},
+    **{name: (_bool, "true or false")
+       for name in ("inference_mode", "use_distributed_sampler", "detect_anomaly",
+                    "sync_batchnorm", "enable_autolog_hparams")},
+}  # fmt: skip
+# what the project passes the Trainer itself; a value here would be ignored or clash
+CHOSEN_ELSEWHERE = {
+    "logger": "the logger is chosen with logger= (logger=tensorboard, or ~logger for none)",
+    "callbacks": "callbacks are chosen with callbacks= (default, minimal, none) or "
+    "+callbacks.NAME._target_=CLASS",
+    "plugins": "the checkpoint plugin is the project's own (atomic, bounded loads)",
+    "default_root_dir": "it is the run dir: set hydra.run.dir instead",
 }
 
 
-def trainer_problems(cfg: DictConfig) -> list[str]:
-    """One message per trainer setting that is not a Trainer argument or not a valid value."""
+def trainer_problems(cfg: DictConfig, stored: bool = False) -> list[str]:
+    """One message per trainer setting that is not a Trainer argument or not a valid value.
+    stored: a config read back from a checkpoint (its paths are resolved ones)."""
     trainer = cfg.get("trainer")
     if not isinstance(trainer, DictConfig):
         return []
@@ -95,7 +136,12 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
                 "`python train.py --cfg job` for the trainer settings, or Lightning's Trainer docs"
             )
             continue
-        rule = RULES.get(name)
+        if name in CHOSEN_ELSEWHERE and not stored:
+            raw = OmegaConf.to_container(trainer, resolve=False).get(name)
+            if not (name == "default_root_dir" and raw == "${paths.output_dir}"):
+                problems.append(f"trainer.{name} is not set here: {CHOSEN_ELSEWHERE[name]}")
+            continue
+        rule = None if name in CHOSEN_ELSEWHERE else RULES.get(name)
         if rule is None:  # checked in config.RULES, or a path or object Lightning checks
             continue
         value = trainer.get(name)
