@@ -388,6 +388,8 @@ def main() -> int:
         else:
             why = None if code == case.expect and len(errors) >= 1 else f"exit {code}"
             want = str(case.expect)
+        torchrun = case.script == "-m" and "ChildFailedError" in out  # torchrun's own summary
+        traceback = traceback and not torchrun
         why = why or ("a traceback" if traceback else None) or (None if intact else "files changed")
         ok = why is None
         fails += not ok

@@ -241,3 +241,22 @@ def test_a_log_file_gets_plain_lines_one_per_epoch(trained):
     assert all("val/acc" in line and "train/loss" in line for line in epochs)
     logged = (run_dir / "train.log").read_text().splitlines()
     assert sum("[progress]" in line for line in logged) == 2
+
+
+@pytest.mark.reliability("RC1")
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_run_dir_holding_a_literal_interpolation_is_refused_in_one_line(tmp_path, script, key):
+    """Hydra reads the run dir's name back as config: `${HOME}` in it was OmegaConf's
+    InterpolationKeyError traceback, exit 1, before any of ours ran."""
+    from mnist_cnn.commands import hydra_override
+
+    name = str(tmp_path / "run ${HOME} x")
+    extra = ["ckpt_path=x"] if script == "eval.py" else []
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), hydra_override(key, name), *extra],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: {key}=... holds a literal '${{'")
+    assert not list(tmp_path.iterdir())

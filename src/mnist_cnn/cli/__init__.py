@@ -45,3 +45,20 @@ def stopped_by_signal() -> Iterator[None]:
     except Stopped as exc:
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+# run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again
+_DIR_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=", "hydra.sweep.subdir=")
+
+
+def check_dir_overrides(argv: list[str]) -> None:
+    """A run dir whose name holds a literal `${` (typed as `\\${`): Hydra stores the name as
+    hydra.runtime.output_dir and then reads it back as an interpolation, failing with its own
+    traceback before any of ours runs. Refused here, naming it."""
+    for arg in argv:
+        key = next((k for k in _DIR_KEYS if arg.lstrip("+~").startswith(k)), None)
+        if key is not None and "\\${" in arg:
+            raise UserError(
+                f"{key}... holds a literal '${{' ({arg}): Hydra reads a run dir's name back as "
+                "config, where '${' starts an interpolation; choose a name without '${'"
+            )

@@ -6,11 +6,12 @@ import os
 import sys
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import stopped_by_signal, user_errors
+from mnist_cnn.cli import check_dir_overrides, exit_on_user_error, stopped_by_signal, user_errors
 
 
 def main() -> None:
     process.install_quick_exit()
+    exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

@@ -8,7 +8,13 @@ import os
 import sys
 
 from mnist_cnn import REPO_ROOT, preflight, process
-from mnist_cnn.cli import launch, stopped_by_signal, user_errors
+from mnist_cnn.cli import (
+    check_dir_overrides,
+    exit_on_user_error,
+    launch,
+    stopped_by_signal,
+    user_errors,
+)
 from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
 
 log = logging.getLogger("train")
@@ -19,6 +25,7 @@ def main() -> None:
     from mnist_cnn import distributed
 
     distributed.follow_launcher()
+    exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
