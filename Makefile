@@ -62,8 +62,9 @@ gpu-pack: install ## .gpu/: the pure-Python wheels an offline GPU machine's pyth
 	  gzip -c "$$f" >".gpu/data/$$(basename "$$f").gz"; done
 	du -sh .gpu
 
-adversarial: install ## hostile inputs to every entry point, as typed: exit codes, tracebacks, files kept, peak memory
-	$(PY) scripts/adversarial_pass.py
+SEED ?= 0
+adversarial: install ## hostile inputs to every entry point, generated per class (SEED=N draws others); about 15 min
+	$(PY) scripts/adversarial_pass.py --seed $(SEED)
 
 lint: install ## ruff check + format check
 	$(PY) -m ruff check .

@@ -57,6 +57,9 @@ def refused(setting: str) -> Callable[[int, str, Path], str | None]:
     """Exit 2, one error line naming `setting`."""
 
     def check(code: int, out: str, tmp: Path) -> str | None:
+        hydra = ("Error merging override", "Could not override", "Could not append")
+        if code == 1 and any(f"{h} ++{setting}" in out or f"{h} {setting}" in out for h in hydra):
+            return None  # Hydra's own composition error, naming the override (row C1)
         errors = [line for line in out.splitlines() if line.startswith("error:")]
         if code != 2 or not errors:
             return f"exit {code}, {len(errors)} error lines (want 2 and one naming {setting})"
@@ -74,6 +77,10 @@ def refused_or_works(setting: str, run_dir: Callable[[Path], Path]):
         if code == 0:
             status = _status(run_dir(tmp))
             return None if status == "completed" else f"exit 0 but the record says {status}"
+        if code == 3:  # a value that trains, into a divergence: stopped and named (TRN1)
+            status = _status(run_dir(tmp))
+            said = "error: training diverged" in out
+            return None if said and status == "diverged" else f"exit 3, record {status}"
         return refused(setting)(code, out, tmp)
 
     return check

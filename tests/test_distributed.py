@@ -300,6 +300,33 @@ def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.reliability("RD1")
+@pytest.mark.parametrize("target", ["rank 1", "launcher"])
+def test_sigterm_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_path, target):
+    """A signal before any rank has its handlers (they are still importing torch): a rank dies
+    of it, or fails as its peers go down. It was `failed` and exit 1; it is an interruption
+    with nothing to resume, exit 143, and says so."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}",
+               *SMALL, *DDP_40, hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        ranks = [p for p in found.stdout.split() if Path(f"/proc/{p}/environ").exists()]
+        if len(ranks) == 2:
+            break
+        time.sleep(0.05)
+    os.kill(_rank_pid(ranks, 1) if target == "rank 1" else proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
+    out = log.read_text()
+    assert "Traceback" not in out and "error:" not in out, out[-3000:]
+    m = _metrics(run_dir)
+    assert m["status"] == "interrupted", m
+
+
+@pytest.mark.slow
 @pytest.mark.reliability("RD2")
 def test_sigkill_to_the_launcher_stops_its_ranks_as_an_interruption(tiny_data_dir, tmp_path):
     """A SIGKILL runs no handler of the launcher: its ranks trained on, then died on its vanished

@@ -136,3 +136,23 @@ def test_a_fraction_of_batches_that_rounds_to_none_is_named(tiny_data_dir, tmp_p
     with pytest.raises(UserError, match=rf"limit_{split}_batches={fraction} of the {split} "
                        r"split's 1 batch is no batch at all: use a number of batches"):  # fmt: skip
         run(cfg)
+
+
+@pytest.mark.reliability("RA1")
+@pytest.mark.parametrize(
+    "overrides,named",
+    [(["++optimizer.momentum=0.9"], "optimizer.momentum is not a setting of Adam"),
+     (["optimizer=sgd", "++optimizer.betas=[0.9,0.99]"], "optimizer.betas is not a setting of SGD"),
+     (["++model.depth=3"], "model.depth is not a setting of SimpleCNN"),
+     (["scheduler=onecycle", "++scheduler.warmup=5"],
+      "scheduler.warmup is not a setting of OneCycleLR")],
+)  # fmt: skip
+def test_a_setting_the_chosen_class_does_not_take_is_named(
+    tiny_data_dir, tmp_path, overrides, named
+):
+    """It was the class's TypeError traceback after the run had started."""
+    from mnist_cnn.train import compose_config, run
+
+    cfg = compose_config(_short(tiny_data_dir, *overrides), tmp_path)
+    with pytest.raises(UserError, match=rf"{named}: it takes .*; drop it, or choose"):
+        run(cfg)

@@ -41,6 +41,9 @@ def build(
 ) -> Parts:
     """Data first (a bad or missing file stops the run before anything else exists), then the
     network (resume: its weights must fit, never a half-load), module, callbacks, trainer."""
+    problems = [p for group in ("model", "optimizer", "scheduler") for p in _unknown(cfg, group)]
+    if problems:
+        raise UserError("; ".join(problems))
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -96,3 +99,28 @@ def build(
         **distributed.trainer_overrides(cfg.trainer),
     )
     return Parts(datamodule, net, module, callbacks, interrupt, trainer)
+
+
+def _unknown(cfg: DictConfig, group: str) -> list[str]:
+    """Settings the chosen class does not take (`optimizer.momentum` with Adam): its constructor
+    would stop with a TypeError after the run had started."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    node = cfg.get(group)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return []
+    try:
+        parameters = inspect.signature(get_class(node._target_)).parameters
+    except Exception:
+        return []  # instantiate names a target it cannot find
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    takes = [name for name in parameters if name not in ("self", "params")]
+    return [
+        f"{group}.{key} is not a setting of {node._target_.rsplit('.', 1)[-1]}: it takes "
+        f"{', '.join(takes)}; drop it, or choose a {group} that has it ({group}=...)"
+        for key in node
+        if not str(key).startswith("_") and key not in parameters
+    ]

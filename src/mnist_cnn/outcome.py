@@ -4,6 +4,7 @@ the exceptions themselves, in errors.py)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,17 +76,34 @@ def recorded(
         raise
 
 
-def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> bool:
+def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> Stopped | None:
     """The ranks of a multi-process run ended early: the record says so, whatever rank 0 wrote
-    last (a failure named by its rank; a signal where rank 0 had said nothing). True where the
-    ranks stopped on a signal and saved to resume: an interruption, not a failure."""
+    last (a failure named by its rank; a signal where rank 0 had said nothing). Returns the
+    interruption to exit with where a signal stopped them (None: a failure)."""
     record = RunRecord.existing(run_dir)
+    if isinstance(exc, RankFailed) and exc.signum is not None:  # killed while starting up
+        name = signal.Signals(exc.signum).name
+        why = (f"rank {exc.rank} was killed by {name} while starting, before it could save; "
+               "nothing to resume: run the command again")  # fmt: skip
+        if record is None:
+            RunRecord.failed_before_start(run_dir, exc)
+            record = RunRecord.existing(run_dir)
+        if record is not None:
+            record.update(status="interrupted", error=why)
+        return Stopped(exc.signum, f"by rank {exc.rank} of the run, before it could save")
     if record is None:
         RunRecord.failed_before_start(run_dir, exc)
+        if isinstance(exc, Stopped):  # signalled before any rank wrote a record
+            record = RunRecord.existing(run_dir)
+            if record is not None:
+                record.update(status="interrupted", error=f"{exc} received {exc.where}")
     elif isinstance(exc, RankFailed):
         if exc.exit_code in EXIT_CODES.values() and record.data.get("status") == "interrupted":
-            return True  # a signal to one rank: every rank saved and stopped with it
+            # a signal to one rank: every rank saved and stopped with it
+            return Stopped(exc.exit_code - 128, "by a rank of the run; it saved to resume")
         record.update(status="failed", error=str(exc))
-    elif record.data.get("status") == "running":
+    elif record.data.get("status") in ("running", "failed"):
+        # the launcher's signal stopped the ranks; a rank that failed as its peers went down
+        # (during start-up, before any handler) was stopped too, not broken
         record.update(status="interrupted", error=f"{exc} received {exc.where}")
-    return False
+    return None

@@ -61,8 +61,9 @@ def launch(cfg) -> dict:
     except (RankFailed, Stopped) as exc:
         from mnist_cnn.outcome import launch_ended
 
-        if launch_ended(run_dir, exc):  # rank 0 said how to resume; the launcher exits as it did
-            raise Stopped(exc.exit_code - 128, "by a rank of the run; it saved to resume") from None
+        stopped = launch_ended(run_dir, exc)
+        if stopped is not None:  # the launcher exits as the ranks did
+            raise stopped from None
         raise
     from mnist_cnn.runs import RunRecord
 
