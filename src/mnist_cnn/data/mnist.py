@@ -158,6 +158,7 @@ class MNISTDataModule(L.LightningDataModule):
             x = scale_images(images, self.mean, self.std)
         # Lightning casts a batch for the "-true" precisions before this hook, when it is still
         # uint8; the images only become floats here, so they take the weights' dtype here
-        if trainer is not None:
-            x = trainer.precision_plugin.convert_input(x)
+        plugin = getattr(trainer, "precision_plugin", None)
+        if plugin is not None:
+            x = plugin.convert_input(x)
         return x, labels

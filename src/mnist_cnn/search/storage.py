@@ -80,7 +80,10 @@ def check_database(url: str) -> None:
             "exist'): give a file (sqlite:///study.db, one machine) or a server "
             "(postgresql://..., several)"
         )
-    engine = sqlalchemy.create_engine(url)
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except Exception:
+        return  # no driver for it: open_storage says so
     try:
         tables = set(sqlalchemy.inspect(engine).get_table_names())
         foreign = sorted(tables - OPTUNA_TABLES)
