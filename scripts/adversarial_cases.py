@@ -63,7 +63,8 @@ def refused(setting: str) -> Callable[[int, str, Path], str | None]:
         errors = [line for line in out.splitlines() if line.startswith("error:")]
         if code != 2 or not errors:
             return f"exit {code}, {len(errors)} error lines (want 2 and one naming {setting})"
-        if setting not in errors[0]:
+        parent = setting.rsplit(".", 1)[0]  # a callback's setting: the callback is named
+        if setting not in errors[0] and f"{parent} has settings but no _target_" not in errors[0]:
             return f"the error does not name {setting}"
         return None
 

@@ -166,8 +166,12 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
     except KeyboardInterrupt:
         raise Stopped(signal.SIGINT, "by the launcher of the run's ranks") from None
     except ChildFailedError as exc:
-        # the first to fail is the cause (the others lost their peer); a killed one first on a tie
-        failures = sorted(exc.failures.items(), key=lambda f: (f[1].timestamp, f[1].exitcode >= 0))
+        # the first to fail is the cause (the others lost their peer); on a tie, a rank killed
+        # by a signal first, except SIGTERM: the agent's own, sent to the survivors
+        failures = sorted(
+            exc.failures.items(),
+            key=lambda f: (f[1].timestamp, f[1].exitcode == -signal.SIGTERM, f[1].exitcode >= 0),
+        )
         first_rank, failure = failures[0]
         raise RankFailed(first_rank, failure.exitcode, len(failures)) from None
     finally:

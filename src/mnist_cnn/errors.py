@@ -65,8 +65,10 @@ class RankFailed(UserError):
         )
         self.rank = rank
         self.exit_code = exit_code if 0 < exit_code < 256 else 1
-        # killed by SIGINT, SIGTERM or SIGHUP before its handlers were set (while starting up)
-        self.signum = -exit_code if -exit_code in EXIT_CODES else None
+        # stopped by SIGINT, SIGTERM or SIGHUP: killed before its handlers were set (while
+        # starting up), or exited 128 + the signal through them
+        codes = {code: signum for signum, code in EXIT_CODES.items()}
+        self.signum = -exit_code if -exit_code in EXIT_CODES else codes.get(exit_code)
 
 
 # the shell's 128 + signal number; SIGHUP: the terminal or SSH session that started the run closed

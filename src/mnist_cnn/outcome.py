@@ -12,7 +12,6 @@ from typing import Any
 
 from mnist_cnn.commands import eval_command, resume_command
 from mnist_cnn.errors import (
-    EXIT_CODES,
     InterruptedDuringTest,
     Pruned,
     RankFailed,
@@ -81,9 +80,13 @@ def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> Stopped | No
     last (a failure named by its rank; a signal where rank 0 had said nothing). Returns the
     interruption to exit with where a signal stopped them (None: a failure)."""
     record = RunRecord.existing(run_dir)
-    if isinstance(exc, RankFailed) and exc.signum is not None:  # killed while starting up
+    saved = record is not None and record.data.get("status") == "interrupted"
+    if isinstance(exc, RankFailed) and exc.signum is not None and saved:
+        # a signal to one rank: every rank saved and stopped with it
+        return Stopped(exc.signum, "by a rank of the run; it saved to resume")
+    if isinstance(exc, RankFailed) and exc.signum is not None:  # stopped while starting up
         name = signal.Signals(exc.signum).name
-        why = (f"rank {exc.rank} was killed by {name} while starting, before it could save; "
+        why = (f"rank {exc.rank} was stopped by {name} while starting, before it could save; "
                "nothing to resume: run the command again")  # fmt: skip
         if record is None:
             RunRecord.failed_before_start(run_dir, exc)
@@ -98,9 +101,6 @@ def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> Stopped | No
             if record is not None:
                 record.update(status="interrupted", error=f"{exc} received {exc.where}")
     elif isinstance(exc, RankFailed):
-        if exc.exit_code in EXIT_CODES.values() and record.data.get("status") == "interrupted":
-            # a signal to one rank: every rank saved and stopped with it
-            return Stopped(exc.exit_code - 128, "by a rank of the run; it saved to resume")
         record.update(status="failed", error=str(exc))
     elif record.data.get("status") in ("running", "failed"):
         # the launcher's signal stopped the ranks; a rank that failed as its peers went down

@@ -45,6 +45,10 @@ def stopped_by_signal() -> Iterator[None]:
     except Stopped as exc:
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
+        print("interrupted: SIGINT received while starting, before anything was saved",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)
 
 
 # run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again

@@ -21,6 +21,15 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C while still importing, before any handler of ours
+        print("interrupted: SIGINT received while starting, before anything was saved",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)
+
+
+def _main() -> None:
     process.install_quick_exit()
     from mnist_cnn import distributed
 
@@ -97,7 +106,31 @@ def single_run(cfg) -> float | None:
     except KeyboardInterrupt:  # a second Ctrl-C in fit: Lightning exits 1 by itself
         print("interrupted; metrics.json says interrupted", file=sys.stderr)
         sys.exit(130)
-    return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
+    except Exception as exc:
+        if not (distributed.started_from_outside() and _peer_gone(exc)):
+            raise
+        # another rank stopped first (a signal, an error): its launcher names it and the record
+        # says why; this rank's own traceback would only bury that
+        print(
+            f"error: rank {distributed.rank()} lost its peers: another rank of the run "
+            "stopped first (the launcher's summary and train.log name it)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    return metrics.get("val/acc")
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(
+        s in text
+        for s in (
+            "Connection closed by peer",
+            "Connection reset by peer",
+            "DistNetworkError",
+            "Broken pipe",
+        )
+    )  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
 
 def sweep_job(cfg) -> float | Pruned | None:
