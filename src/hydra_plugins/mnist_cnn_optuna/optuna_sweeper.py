@@ -14,6 +14,7 @@ import math
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,14 @@ class OptunaSweeper(Sweeper):
             with warnings.catch_warnings():  # "experimental since v2.9": stable for years
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # killed workers' trials, queued again
-            taken = len(study.get_trials(deepcopy=False, states=counted))
-            batch = min(self.n_jobs, self.n_trials - taken)
+            with _budget_lock(self.url):  # count and ask as one step across workers
+                taken = len(study.get_trials(deepcopy=False, states=counted))
+                batch = min(self.n_jobs, self.n_trials - taken)
+                if batch > 0:
+                    with warnings.catch_warnings():  # "heartbeats are meant for optimize": we
+                        warnings.simplefilter("ignore", UserWarning)  # beat ourselves
+                        trials = [study.ask(fixed_distributions=distributions)
+                                  for _ in range(batch)]  # fmt: skip
             if batch <= 0:
                 # none of this worker's trials is running now: the running ones are another
                 # worker's, alive or killed; wait until they end or their grace runs out
@@ -184,9 +191,6 @@ class OptunaSweeper(Sweeper):
                 waiting_for |= running
                 time.sleep(self.heartbeat)
                 continue
-            with warnings.catch_warnings():  # "heartbeats are meant for Study.optimize": we
-                warnings.simplefilter("ignore", UserWarning)  # beat ourselves (heartbeat.py)
-                trials = [study.ask(fixed_distributions=distributions) for _ in range(batch)]
             jobs = [self._overrides(t, fixed, sweep_dir) for t in trials]
             with Heartbeat(self.storage, study, trials, self.heartbeat):
                 try:
@@ -235,6 +239,25 @@ class OptunaSweeper(Sweeper):
         else:
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: see its run directory's metrics.json", trial.number)
+
+
+@contextmanager
+def _budget_lock(url: str):
+    """Workers of one SQLite study count its trials and ask for the next ones one at a time (a
+    lock file beside the database); two that counted at the same moment both took the last
+    slot. A server's study: no lock here (its workers may sit on other machines)."""
+    import fcntl
+
+    path = url.split("sqlite:///", 1)[1].split("?")[0] if url.startswith("sqlite:///") else ""
+    if not path or path.startswith(("file:", ":memory:")):
+        yield
+        return
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _override(key: str, value: Any) -> str:
