@@ -14,7 +14,6 @@ import math
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnist_cnn_optuna.budget import budget_lock
 from hydra_plugins.mnist_cnn_optuna.heartbeat import Heartbeat, fail_and_requeue
+from hydra_plugins.mnist_cnn_optuna.values import build_object, override_for
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import Pruned, UserError
 
@@ -96,7 +97,7 @@ class OptunaSweeper(Sweeper):
         space = search_space.parse_space(self.params, self.config)
         fixed = self._fixed(arguments, {p.key for p in space})
         sampler = self._sampler()
-        pruner = _instantiate(self.pruner_cfg, "hydra.sweeper.pruner")
+        pruner = build_object(self.pruner_cfg, "hydra.sweeper.pruner")
         url = self.storage_url
         if url is None:
             sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -129,7 +130,7 @@ class OptunaSweeper(Sweeper):
 
     def _sampler(self):
         """The configured sampler; a seeded one draws by trial number (search/sampler.py: why)."""
-        sampler = _instantiate(self.sampler_cfg, "hydra.sweeper.sampler")
+        sampler = build_object(self.sampler_cfg, "hydra.sweeper.sampler")
         raw = OmegaConf.select(self.config, "hydra.sweeper.sampler")
         seed = raw.get("seed") if OmegaConf.is_dict(raw) and "_target_" in raw else None
         if seed is None:
@@ -170,7 +171,7 @@ class OptunaSweeper(Sweeper):
             with warnings.catch_warnings():  # "experimental since v2.9": stable for years
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # killed workers' trials, queued again
-            with _budget_lock(self.url):  # count and ask as one step across workers
+            with budget_lock(self.url):  # count and ask as one step across workers
                 taken = len(study.get_trials(deepcopy=False, states=counted))
                 batch = min(self.n_jobs, self.n_trials - taken)
                 if batch > 0:
@@ -216,7 +217,7 @@ class OptunaSweeper(Sweeper):
     def _overrides(self, trial, fixed: list[str], sweep_dir: Path) -> list[str]:
         subdir = f"{self.study_name}-trial-{trial.number:03d}"
         trial.set_user_attr("run_dir", str((sweep_dir / subdir).resolve()))
-        sampled = [_override(key, value) for key, value in trial.params.items()]
+        sampled = [override_for(key, value) for key, value in trial.params.items()]
         return [
             *fixed,
             *sampled,
@@ -239,44 +240,3 @@ class OptunaSweeper(Sweeper):
         else:
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: see its run directory's metrics.json", trial.number)
-
-
-@contextmanager
-def _budget_lock(url: str):
-    """Workers of one SQLite study count its trials and ask for the next ones one at a time (a
-    lock file beside the database); two that counted at the same moment both took the last
-    slot. A server's study: no lock here (its workers may sit on other machines)."""
-    import fcntl
-
-    path = url.split("sqlite:///", 1)[1].split("?")[0] if url.startswith("sqlite:///") else ""
-    if not path or path.startswith(("file:", ":memory:")):
-        yield
-        return
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _override(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{key}={'true' if value else 'false'}"
-    if isinstance(value, (int, float)):
-        return f"{key}={value!r}"
-    if value is None:
-        return f"{key}=null"
-    return hydra_override(key, str(value))
-
-
-def _instantiate(cfg: Any, where: str):
-    """A sampler or pruner; Hydra has already built it when the config names a `_target_`."""
-    if cfg is None or not (OmegaConf.is_config(cfg) or isinstance(cfg, dict)):
-        return cfg
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(cfg)
-    except Exception as exc:
-        raise UserError(f"{where} cannot be built: {exc}".splitlines()[0]) from None

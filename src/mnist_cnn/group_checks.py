@@ -1,0 +1,57 @@
+"""Checks of the config groups that are mappings of their own (the callbacks chosen, the
+augmentation), beside config.RULES' one-value checks."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cnn.config import _is_real
+
+
+def callback_problems(cfg: DictConfig) -> list[str]:
+    """A callback setting given for a callback the chosen set does not include (`callbacks=
+    minimal` then `++callbacks.filters.top_k=3`) builds a callback with no class."""
+    callbacks = cfg.get("callbacks")
+    if not isinstance(callbacks, DictConfig):
+        return []
+    return [
+        f"callbacks.{name} has settings but no _target_: the callbacks chosen "
+        f"(callbacks={_chosen(cfg)}) do not include it; choose a set that does (callbacks="
+        f"default) or give its class (+callbacks.{name}._target_=...)"
+        for name, callback in callbacks.items()
+        if isinstance(callback, DictConfig) and "_target_" not in callback
+    ]
+
+
+def _chosen(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get("callbacks", "?"))
+    return "?"
+
+
+def augment_problems(cfg: DictConfig) -> list[str]:
+    augment = OmegaConf.select(cfg, "data.augment")
+    if augment is None:
+        return []
+    if not isinstance(augment, DictConfig):
+        return [f"data.augment={augment!r} is invalid: expected null or a mapping"]
+    checks = {
+        "degrees": (lambda v: _is_real(v) and 0 <= v <= 180, "a number in [0, 180]"),
+        "translate": (lambda v: _is_real(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+        "scale": (
+            lambda v: len(v) == 2 and all(_is_real(x) and x > 0 for x in v) and v[0] <= v[1],
+            "[low, high] with 0 < low <= high",
+        ),
+    }
+    problems = [
+        f"data.augment.{key} is not a setting: use {', '.join(checks)}"
+        for key in augment
+        if key not in checks
+    ]
+    for key, (ok, expected) in checks.items():
+        value = augment.get(key)
+        if value is not None and not ok(value):
+            problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
+    return problems
