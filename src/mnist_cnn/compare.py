@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_cnn.compare_folds import fold, paired, per_fold, replicate, variance_split
 from mnist_cnn.errors import UserError
 from mnist_cnn.run_reader import METRICS, PRUNED, RECORDED, Run, load_all
 from mnist_cnn.significance import correct_for_several, describe, welch
 
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
-IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path")  # what a group varies over
+# what a group varies over: its replicates (seeds, and folds of a cross-validation)
+IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path", "data.fold")
 IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
 # settings that change neither the arithmetic nor the recipe: runs that differ only in them are
 # one group, and the differences are listed in one line
@@ -127,8 +129,8 @@ def compare(
         _name_groups(groups, label_keys)
     pruned = [e for e in excluded if e["reason"].startswith(PRUNED)]
     excluded = [e for e in excluded if not e["reason"].startswith(PRUNED)]
-    for g in groups:  # a rerun of a seed is not a new sample: statistics count each seed once
-        g.runs = list({json.dumps(r.seed): r for r in reversed(g.runs)}.values())[::-1]
+    for g in groups:  # a rerun of a seed (and fold) is not a new sample: counted once
+        g.runs = list({replicate(r): r for r in reversed(g.runs)}.values())[::-1]
     return {
         "differing_keys": differing,
         "ignored_differences": not_recipe,
@@ -162,8 +164,13 @@ def _summary(g: Group) -> dict[str, Any]:
         "num_params": sorted({r.extra.get("num_params") for r in g.runs} - {None}),
         "train_seconds": describe(fits) if fits else None,
         "seeds": [r.seed for r in g.runs],
+        **(
+            {"folds": [fold(r) for r in g.runs], "per_fold": per_fold(g.runs),
+             "variance": variance_split(g.runs)}
+            if any(fold(r) is not None for r in g.runs) else {}
+        ),
         "runs": [str(r.path) for r in g.runs],
-    }
+    }  # fmt: skip
 
 
 def _tests(groups: list[Group], baseline: int | None) -> list[dict[str, Any]]:
@@ -177,10 +184,17 @@ def _tests(groups: list[Group], baseline: int | None) -> list[dict[str, Any]]:
         {
             "a": groups[i].label,
             "b": groups[j].label,
-            "metric": "test/acc",
-            **welch(
-                [r.metrics["test/acc"] for r in groups[i].runs],
-                [r.metrics["test/acc"] for r in groups[j].runs],
+            # cross-validated recipes are chosen on their validation folds, pair by pair
+            **(
+                paired(groups[i].runs, groups[j].runs)
+                or {
+                    "metric": "test/acc",
+                    "test": "Welch",
+                    **welch(
+                        [r.metrics["test/acc"] for r in groups[i].runs],
+                        [r.metrics["test/acc"] for r in groups[j].runs],
+                    ),
+                }
             ),
         }
         for i, j in pairs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,25 @@ def _sections(result: dict[str, Any]) -> str:
         section = key.split(".")[0] if key.startswith(("callbacks.", "logger.")) else key
         counts[section] = counts.get(section, 0) + 1
     return ", ".join(f"{k} ({n} settings)" if n > 1 else k for k, n in counts.items())
+
+
+def _folds(result: dict[str, Any]) -> list[str]:
+    """Cross-validated groups: their folds, the variance split, and how a recipe is chosen."""
+    folded = [g for g in result["groups"] if g.get("folds")]
+    if not folded:
+        return []
+    lines = ["", "Cross-validated: recipes are chosen on their validation folds (val acc, paired "
+             "by fold and seed); the test set is reported, never used to choose."]  # fmt: skip
+    for g in folded:
+        by_fold = ", ".join(f"fold {f} {100 * v:.2f}%" for f, v in g["per_fold"].items())
+        seeds = len({json.dumps(s) for s in g["seeds"]})
+        line = f"- {g['group']}: {len(g['per_fold'])} folds x {seeds} seeds; test acc {by_fold}"
+        if g.get("variance"):
+            v = g["variance"]
+            line += (f"; test acc variance: fold {100 * v['fold']:.0f}%, seed "
+                     f"{100 * v['seed']:.0f}%, neither {100 * v['residual']:.0f}%")  # fmt: skip
+        lines.append(line)
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -76,12 +96,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"Grouped by: {', '.join(result['differing_keys'])} (seeds pooled)."]
     if result.get("ignored_differences"):
         lines.append(f"Not grouped by (no effect on the arithmetic): {_sections(result)}.")
+    lines += _folds(result)
     for t in result["tests"]:
         p = "n/a" if t["p"] is None else f"{t['p']:.3g}"
         holm = f", Holm-adjusted {t['p_holm']:.3g}" if t.get("p_holm") is not None else ""
+        metric = t.get("metric", "test/acc").replace("/", " ")
         lines.append(
-            f"- {t['a']} vs {t['b']}: test acc difference {100 * t['diff']:+.3f} points, "
-            f"Welch p = {p}{holm}: {t['verdict']}"
+            f"- {t['a']} vs {t['b']}: {metric} difference {100 * t['diff']:+.3f} points, "
+            f"{t.get('test', 'Welch')} p = {p}{holm}: {t['verdict']}"
         )
     for n in result.get("not_compared", []):
         lines.append(f"- {n['a']} vs {n['b']}: not tested, {n['why']}")

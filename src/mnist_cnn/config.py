@@ -73,6 +73,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_workers": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "data.val_split": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.1"),
     "data.download": (lambda v: isinstance(v, bool), "true or false"),
+    "data.folds": (
+        lambda v: v is None or (_is_int(v) and v >= 2),
+        "null (one validation split, data.val_split) or a number of folds >= 2",
+    ),
+    "data.fold": (lambda v: _is_int(v) and v >= 0, "an integer from 0 to data.folds - 1"),
     "data.normalize": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "trainer.precision": (
@@ -170,9 +175,9 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
-    from mnist_cnn.group_checks import augment_problems, callback_problems
+    from mnist_cnn.group_checks import augment_problems, callback_problems, fold_problems
 
-    problems += augment_problems(cfg) + callback_problems(cfg)
+    problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

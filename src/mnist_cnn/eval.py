@@ -24,7 +24,7 @@ from mnist_cnn.runs import RunRecord, manifest, results_from_test, state_dict_sh
 
 log = logging.getLogger(__name__)
 # how the checkpoint's network saw its data: taken from it, so the test batches are the same
-DATA_FROM_CHECKPOINT = ("dataset", "normalize", "eval_batch_size", "val_split")
+DATA_FROM_CHECKPOINT = ("dataset", "normalize", "eval_batch_size", "val_split", "folds", "fold")
 
 
 def _no_training(_params):

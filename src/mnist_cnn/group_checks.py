@@ -55,3 +55,17 @@ def augment_problems(cfg: DictConfig) -> list[str]:
         if value is not None and not ok(value):
             problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
     return problems
+
+
+def fold_problems(cfg: DictConfig) -> list[str]:
+    """data.fold names one of data.folds; without folds it must stay 0 (it would be ignored)."""
+    folds = OmegaConf.select(cfg, "data.folds")
+    fold = OmegaConf.select(cfg, "data.fold")
+    if not isinstance(fold, int) or isinstance(fold, bool) or fold < 0:
+        return []  # config.RULES names it
+    if folds is None and fold != 0:
+        return [f"data.fold={fold} without data.folds: give data.folds=K (e.g. 5) to "
+                "cross-validate, or drop data.fold"]  # fmt: skip
+    if isinstance(folds, int) and folds >= 2 and fold >= folds:
+        return [f"data.fold={fold} is not a fold of data.folds={folds}: use 0 to {folds - 1}"]
+    return []

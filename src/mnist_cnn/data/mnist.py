@@ -24,7 +24,8 @@ from mnist_cnn.errors import UserError
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST-style IDX data: the last val_split of train is validation; t10k is the test set."""
+    """MNIST-style IDX data: the last val_split of train is validation (or, with folds=K, fold
+    `fold` of K stratified folds); t10k is the test set, never touched by either."""
 
     def __init__(
         self,
@@ -38,6 +39,8 @@ class MNISTDataModule(L.LightningDataModule):
         normalize: bool = False,
         augment: dict | None = None,
         seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         self.dataset_cls = dataset_class(dataset)
@@ -52,6 +55,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.mean, self.std = mean_std(dataset, normalize)
         self.seed = seed
+        self.folds, self.fold = folds, fold  # K-fold: validate on fold `fold` of `folds`
         self._resume_at: tuple[int, int] | None = None
         # training batches only: random affine per digit (degrees, translate, scale)
         self.augment = RandomAffineBatch(**augment, seed=seed) if augment else None
@@ -90,6 +94,16 @@ class MNISTDataModule(L.LightningDataModule):
         if self.splits:  # run() prepares the data before the Trainer does; load once
             return
         train_x, train_y = self._read("train")
+        self.splits["test"] = InMemoryBatches(*self._read("test"))
+        if self.folds:  # cross-validation: the training set's fold `fold` validates
+            from mnist_cnn.data.folds import split
+
+            train, val = (
+                torch.from_numpy(i) for i in split(train_y.numpy(), self.folds, self.fold)
+            )
+            self.splits["train"] = InMemoryBatches(train_x[train], train_y[train])
+            self.splits["val"] = InMemoryBatches(train_x[val], train_y[val])
+            return
         split_at = int(len(train_y) * (1 - self.val_split))
         if split_at < 1:
             raise UserError(
@@ -98,7 +112,6 @@ class MNISTDataModule(L.LightningDataModule):
             )
         self.splits["train"] = InMemoryBatches(train_x[:split_at], train_y[:split_at])
         self.splits["val"] = InMemoryBatches(train_x[split_at:], train_y[split_at:])
-        self.splits["test"] = InMemoryBatches(*self._read("test"))
 
     def _read(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = read_split(*(self.raw_dir / f for f in sources.SPLIT_FILES[split]))
