@@ -399,3 +399,30 @@ def test_a_metric_outside_its_range_is_excluded_naming_it(tmp_path, seed):
     )  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert (tmp_path / "out").is_dir() and "is outside [" in proc.stdout
+
+
+def test_cross_validated_recipes_are_chosen_on_paired_validation_folds(tmp_path):
+    """Generated: two learning rates x 5 folds x 3 seeds. Each fold shifts both recipes alike
+    (a fold effect); the better recipe is better by a small margin on every fold. Paired by
+    (fold, seed) on val/acc the difference is significant; the variance split sees the folds."""
+    import random
+
+    rng = random.Random(3)
+    fold_shift = [rng.uniform(-0.004, 0.004) for _ in range(5)]
+    for lr, gain in ((0.001, 0.0), (0.003, 0.001)):
+        for f in range(5):
+            for seed in (1, 2, 3):
+                val = 0.985 + fold_shift[f] + gain + rng.gauss(0, 0.0002)
+                acc = 0.99 + rng.gauss(0, 0.0005)
+                cv = {"data": {"folds": 5, "fold": f}}
+                write_run(tmp_path / f"lr{lr}-f{f}-s{seed}", seed, acc, lr=lr, config=cv,
+                          **{"val/acc": val})  # fmt: skip
+    result = compare([str(tmp_path)])
+    assert result["differing_keys"] == ["optimizer.lr"]  # the fold is a replicate, not a group
+    [test] = result["tests"]
+    assert test["test"] == "paired t" and test["metric"] == "val/acc" and test["p"] < 0.05
+    group = result["groups"][0]
+    assert group["test/acc"]["n"] == 15 and sorted(set(group["folds"])) == [0, 1, 2, 3, 4]
+    assert set(group["per_fold"]) == {0, 1, 2, 3, 4}
+    v = group["variance"]
+    assert abs(v["fold"] + v["seed"] + v["residual"] - 1) < 1e-9
