@@ -45,18 +45,20 @@ class FilterLogger(L.Callback):
         if not self._convs:
             log.info("FilterLogger skipped: the network has no convolution layers")
             return
-        self._log_first(trainer, step=0)
+        self._log_first(trainer, epochs=0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._convs:
-            self._log_first(trainer, step=trainer.current_epoch + 1)
+            self._log_first(trainer, epochs=trainer.current_epoch + 1)
 
-    def _log_first(self, trainer: L.Trainer, step: int, png: str | None = None) -> None:
-        """Step = epochs trained; with png, only the file (TensorBoard has this step already)."""
+    def _log_first(self, trainer: L.Trainer, epochs: int, png: str | None = None) -> None:
+        """At the global step, as every other image (the title says the epochs); with png, only
+        the file (TensorBoard has this step already)."""
+        step = trainer.global_step
         name, conv = self._convs[0]
         w = conv.weight.detach().float().cpu().numpy()
         kernels = w[:, 0] if w.shape[1] == 1 else np.linalg.norm(w, axis=1)  # RGB: per-pixel norm
-        title = f"{name} kernels after {step} epoch{'s' if step != 1 else ''}"
+        title = f"{name} kernels after {epochs} epoch{'s' if epochs != 1 else ''}"
         tag = None if png else f"filters/{name}"
         publish.figure(trainer, tag, plots.filter_grid(kernels, title), step, png)
 
@@ -71,9 +73,10 @@ class FilterLogger(L.Callback):
         if not self._convs:
             return
         # eval.py: the test trainer never trained; the checkpoint knows how many epochs it had
-        step = getattr(pl_module, "trained_epochs", None) or trainer.current_epoch
+        epochs = getattr(pl_module, "trained_epochs", None) or trainer.current_epoch
+        step = trainer.global_step
         name, conv = self._convs[0]
-        self._log_first(trainer, step=step, png=f"filters_{name}.png")
+        self._log_first(trainer, epochs=epochs, png=f"filters_{name}.png")
         if len(self._convs) > 1:
             name2, conv2 = self._convs[1]
             norms = (
