@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,7 @@ from mnist_cnn.callbacks.feature_maps import FeatureMapLogger
 from mnist_cnn.callbacks.filters import FilterLogger, sobel_similarity
 from mnist_cnn.callbacks.hparams import HParamsLogger
 from mnist_cnn.callbacks.prediction_analysis import PredictionAnalysis
+from mnist_cnn.callbacks.projector import EmbeddingProjector
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
@@ -60,6 +62,7 @@ def dashboard_run(tiny_data_dir, tmp_path_factory):
         FilterLogger(),
         FeatureMapLogger(),
         analysis,
+        EmbeddingProjector(count=150),
         HParamsLogger(),
     ]
     logger = RunLogger(root, seed=0, overrides=["optimizer.lr=0.001", "paths.log_dir=/x"])
@@ -237,6 +240,11 @@ def _get(url: str, body: dict | None = None):
         return json.loads(response.read())
 
 
+def _get_text(url: str, params: dict[str, str]) -> str:
+    with urllib.request.urlopen(f"{url}?{urllib.parse.urlencode(params)}", timeout=5) as response:
+        return response.read().decode()
+
+
 @pytest.mark.slow
 def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
     port = _free_port()
@@ -269,6 +277,17 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
         images = _get(f"{base}/images/tags")[run]
         assert {"filters/conv1", "confusion/counts", "mistakes/first"} <= set(images)
         assert "test/top_confusions/text_summary" in _get(f"{base}/text/tags")[run]
+        # the projector: the run's test digits, with their sprite and three label columns
+        assert run in _get(f"{base}/projector/runs")
+        info = json.loads(_get_text(f"{base}/projector/info", {"run": run}))
+        [embedding] = info["embeddings"]
+        assert embedding["tensorShape"] == [150, 128] and embedding["sprite"]["singleImageDim"]
+        name = embedding["tensorName"]
+        metadata = _get_text(f"{base}/projector/metadata", {"run": run, "name": name})
+        header, *rows = metadata.strip().split("\n")
+        assert header.split("\t") == ["class", "predicted", "answer"] and len(rows) == 150
+        answers = [r.split("\t") for r in rows]
+        assert all((a == b) == (c == "right") for a, b, c in answers)
         experiment = _get(f"{base}/hparams/experiment", {"experimentName": ""})
         assert "seed" in {h["name"] for h in experiment["hparamInfos"]}
         assert "test/acc" in {m["name"]["tag"] for m in experiment["metricInfos"]}
