@@ -92,7 +92,7 @@ def test_every_image_tag_with_its_step_count(dashboard_run):
         "features/conv1": 1,
         "features/conv2": 1,
         "confusion/counts": 1,
-        "confusion/normalised": 1,
+        "confusion/errors": 1,
         "mistakes/first": 1,
         "mistakes/most_confident": 1,
     }
@@ -145,7 +145,7 @@ def test_figure_files_exist_and_decode(dashboard_run):
         "features_conv1.png",
         "features_conv2.png",
         "confusion_counts.png",
-        "confusion_normalised.png",
+        "confusion_errors.png",
         "misclassified.png",
         "most_confident_mistakes.png",
     } == names

@@ -165,38 +165,52 @@ def feature_maps(
     )
 
 
-def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], normalize: bool) -> Figure:
-    """Counts (integers) or row-normalised fractions, true class down, predicted across."""
+def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], errors: bool) -> Figure:
+    """Counts (integers), or the errors only: each off-diagonal cell the share of its true class
+    read as that prediction, the diagonal left out, so the scale is the errors' own and their
+    structure shows (a fraction matrix is 0.00 in nearly every cell of a good network)."""
     cm = np.asarray(cm)
-    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(class_names)
+    support = np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    shown = cm.astype(float)
+    if errors:
+        shown = 100 * cm / support
+        np.fill_diagonal(shown, np.nan)  # drawn blank: the right answers are another figure
     # small figure, large type: TensorBoard shows it scaled to a card about 400 pixels wide
     size = max(5.5, 0.55 * n + 1.5)
     fig, ax = _subplots(figsize=(size, size * 0.9))
-    image = ax.imshow(shown, cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count")
+    top = np.nanmax(shown) if np.isfinite(shown).any() and np.nanmax(shown) > 0 else 1.0
+    image = ax.imshow(shown, cmap="Reds" if errors else "Blues", vmin=0, vmax=top)
+    label = "% of the true class read as this" if errors else "count"
+    fig.colorbar(image, ax=ax, label=label)
     if n <= 20:  # beyond that the numbers would be unreadable
-        threshold = shown.max() / 2
         for (i, j), v in np.ndenumerate(shown):
-            if normalize and cm[i, j] == 0:
-                continue  # blank, not a wall of 0.00: the eye finds the non-zero cells
-            text = f"{v:.2f}" if normalize else f"{int(v)}"
-            color = "white" if v > threshold else "black"
-            # large: TensorBoard shows the image scaled down to its card's width
-            ax.text(
-                j, i, text, ha="center", va="center", color=color, fontsize=14 if n <= 10 else 9
-            )
+            if errors and (i == j or cm[i, j] == 0):
+                continue  # blank: the eye finds the errors
+            text = f"{v:.1f}" if errors else f"{int(v)}"
+            color = "white" if v > top / 2 else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color,
+                    fontsize=14 if n <= 10 else 9)  # fmt: skip
     tilt = n > 10 or max(map(len, class_names)) > 3  # long names (Fashion-MNIST) slant
     ax.set_xticks(
         range(n), class_names, rotation=40 if tilt else 0, ha="right" if tilt else "center"
     )
-    ax.set_yticks(range(n), class_names)
+    wrong = 100 * (1 - np.diag(cm) / support[:, 0])
+    rows = (
+        [f"{c} ({w:.1f}%)" for c, w in zip(class_names, wrong, strict=True)]
+        if errors
+        else class_names
+    )
+    ax.set_yticks(range(n), rows)
     ax.tick_params(labelsize=13)
     ax.set_xlabel("predicted", fontsize=13)
-    ax.set_ylabel("true", fontsize=13)
+    ax.set_ylabel("true (its error rate)" if errors else "true", fontsize=13)
     total, correct = int(cm.sum()), int(np.trace(cm))
-    kind = "row-normalised" if normalize else "counts"
-    ax.set_title(f"Confusion matrix ({kind})\n{correct:,} of {total:,} correct", fontsize=13)
+    if errors:
+        title = f"Errors by true class: {total - correct:,} of {total:,} digits misread"
+    else:
+        title = f"Confusion matrix (counts)\n{correct:,} of {total:,} correct"
+    ax.set_title(title, fontsize=13)
     fig.tight_layout()
     return fig
 

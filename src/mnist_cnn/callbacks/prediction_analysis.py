@@ -50,8 +50,8 @@ class PredictionAnalysis(L.Callback):
         names = list(getattr(trainer.datamodule, "class_names", [str(k) for k in range(n)]))
         cm = multiclass_confusion_matrix(preds, targets, n).numpy()
         step = trainer.global_step
-        for normalize, suffix in ((False, "counts"), (True, "normalised")):
-            fig = plots.confusion_matrix(cm, names, normalize)
+        for errors, suffix in ((False, "counts"), (True, "errors")):
+            fig = plots.confusion_matrix(cm, names, errors)
             publish.figure(trainer, f"confusion/{suffix}", fig, step, f"confusion_{suffix}.png")
         top = self._top_confusions(cm, names)
         publish.text(
