@@ -83,3 +83,31 @@ def test_sample_grid_and_class_distribution():
     bars = plots.class_distribution(counts, NAMES).axes[0]
     assert len(bars.patches) == 20
     assert [t.get_text() for t in bars.get_legend().get_texts()] == ["train (n=45)", "test (n=10)"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20])
+def test_the_comparison_chart_scales_from_one_group_to_twenty_with_short_labels(n):
+    """Generated group names as compare.py makes them (full keys, every digit of a float): the
+    chart has one row per group, labels shortened and rounded, none broken mid-word."""
+    import random
+
+    rng = random.Random(n)
+    groups = {}
+    for i in range(n):
+        lr, values = rng.uniform(1e-4, 1e-2), [0.98 + rng.uniform(0, 0.01) for _ in range(3)]
+        mean = sum(values) / 3
+        groups[f"optimizer.lr={lr!r}, data.batch_size={32 * (i + 1)}"] = {
+            "values": values, "mean": mean, "ci95": [mean - 0.001, mean + 0.001]}  # fmt: skip
+    ax = plots.group_comparison(groups).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == n and all("\n" not in t and len(t) <= 48 for t in labels)
+    for label, name in zip(labels, groups, strict=True):
+        lr = float(name.split(",")[0].split("=")[1])
+        assert label.startswith(f"lr={lr:.3g}, batch_size=")
+
+
+def test_short_labels_keep_full_names_where_short_ones_would_merge():
+    assert plots.short_labels(["a.lr=0.0015751320499779737", "a.lr=0.001"]) == [
+        "lr=0.00158", "lr=0.001"]  # fmt: skip
+    merged = ["optimizer.lr=0.001", "scheduler.lr=0.001"]
+    assert plots.short_labels(merged) == merged
