@@ -95,6 +95,7 @@ def test_every_image_tag_with_its_step_count(dashboard_run):
         "confusion/errors": 1,
         "mistakes/first": 1,
         "mistakes/most_confident": 1,
+        "mistakes/attributions": 1,
     }
     for tag, count in expected.items():
         assert len(dashboard_run.events.Images(tag)) == count, tag
@@ -148,6 +149,7 @@ def test_figure_files_exist_and_decode(dashboard_run):
         "confusion_errors.png",
         "misclassified.png",
         "most_confident_mistakes.png",
+        "attributions.png",
     } == names
     for name in names:
         Image.open(dashboard_run.root / "figures" / name).verify()
@@ -191,7 +193,7 @@ class _Writer:
 
 def test_prediction_analysis_on_known_predictions(tmp_path):
     """Crafted logits: the mistakes, the matrix and the top confusion are known exactly."""
-    analysis = PredictionAnalysis(num_misclassified=3, top_confusions=2)
+    analysis = PredictionAnalysis(num_misclassified=3, top_confusions=2, num_attributions=0)
     trainer = SimpleNamespace(
         loggers=[],
         default_root_dir=str(tmp_path),

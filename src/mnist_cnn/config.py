@@ -131,6 +131,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: _is_int(v) and v >= 0,
         "an integer >= 0",
     ),
+    "callbacks.prediction_analysis.num_attributions": (
+        lambda v: _is_int(v) and v >= 0,
+        "an integer >= 0 (0: no attribution maps)",
+    ),
     "callbacks.prediction_analysis.top_confusions": (
         lambda v: _is_int(v) and v >= 0,
         "an integer >= 0",

@@ -21,9 +21,12 @@ class PredictionAnalysis(L.Callback):
     """The test set's confusion matrix, mistakes, PR curves and per-class table. Needs test_step
     to return {"logits": ...}; the batch gives the images and labels."""
 
-    def __init__(self, num_misclassified: int = 12, top_confusions: int = 5) -> None:
+    def __init__(
+        self, num_misclassified: int = 12, top_confusions: int = 5, num_attributions: int = 6
+    ) -> None:
         self.num_misclassified = num_misclassified
         self.top_confusions = top_confusions
+        self.num_attributions = num_attributions  # misread digits explained, pixel by pixel
         self.run_summary: dict = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -86,6 +89,7 @@ class PredictionAnalysis(L.Callback):
                 writer.add_pr_curve(f"test/pr_curve/{name}", targets == k, probs[:, k], step)
         wrong = torch.nonzero(preds != targets).flatten()
         self._mistake_grids(trainer, probs, targets, wrong, wrong_images, names, step)
+        self._attributions(trainer, pl_module, probs, targets, wrong, wrong_images, names, step)
         self.run_summary = {
             "test/confusion_matrix": cm.tolist(),
             "test/top_confusions": top,
@@ -145,6 +149,28 @@ class PredictionAnalysis(L.Callback):
                 title,
             )
             publish.figure(trainer, f"mistakes/{tag}", fig, step, f"{png}.png")
+
+    def _attributions(self, trainer, pl_module, probs, targets, wrong, images, names, step):
+        """Integrated gradients of the first misread digits, toward the answer and the
+        runner-up (mnist_cnn.attribution)."""
+        from mnist_cnn.attribution import integrated_gradients
+
+        if not self.num_attributions:
+            return
+        k = min(self.num_attributions, len(wrong))
+        net = getattr(pl_module, "net", pl_module)
+        top2 = probs[wrong[:k]].topk(2, dim=1).indices if k else torch.zeros(0, 2, dtype=torch.long)
+        maps = []
+        if k:
+            x = images[:k].to(pl_module.device)
+            toward = integrated_gradients(net, x, top2[:, 0]).float().cpu().numpy()
+            other = integrated_gradients(net, x, top2[:, 1]).float().cpu().numpy()
+            maps = list(zip(toward, other, strict=True))
+        fig = plots.attributions(
+            images[:k].numpy(), maps, targets[wrong[:k]].tolist(), top2[:, 0].tolist(),
+            top2[:, 1].tolist(), names,
+        )  # fmt: skip
+        publish.figure(trainer, "mistakes/attributions", fig, step, "attributions.png")
 
 
 def _gathered(tensor: torch.Tensor) -> torch.Tensor:
