@@ -22,6 +22,7 @@ class EmbeddingProjector(L.Callback):
     def __init__(self, count: int = 2000) -> None:
         self.count = count
         self._hook = None
+        self._in_batch = False
         self._features: list[torch.Tensor] = []
         self._images: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
@@ -38,12 +39,19 @@ class EmbeddingProjector(L.Callback):
             return
         self._hook = linears[-1].register_forward_pre_hook(self._keep)
 
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._in_batch = True
+
     def _keep(self, module: nn.Module, args: tuple) -> None:
+        # a test batch's first forward only: other callbacks run the network too (attributions),
+        # and an ensemble with test-time shifts runs its members several times a batch
         room = self.count - self._seen()
-        if room > 0:
+        if self._in_batch and room > 0:
             self._features.append(args[0].detach()[:room].float().flatten(1).cpu())
+        self._in_batch = False
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._in_batch = False
         if self._hook is None:
             return
         x, y = batch
