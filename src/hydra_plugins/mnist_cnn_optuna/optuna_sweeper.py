@@ -171,7 +171,7 @@ class OptunaSweeper(Sweeper):
             with warnings.catch_warnings():  # "experimental since v2.9": stable for years
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # killed workers' trials, queued again
-            with budget_lock(self.url):  # count and ask as one step across workers
+            with budget_lock(self.url, self.study_name):  # count and ask as one step across workers
                 taken = len(study.get_trials(deepcopy=False, states=counted))
                 batch = min(self.n_jobs, self.n_trials - taken)
                 if batch > 0:
