@@ -246,14 +246,17 @@ def _wait_running(storage: str, log: Path, proc, timeout: float = 300) -> None:
 class _quiet_missing:
     """The study does not exist until the worker has created it; reading it meanwhile, this
     process may race the worker creating the database's tables (the same race the project's
-    open_storage retries: an IntegrityError on the schema's version row)."""
+    open_storage retries: an IntegrityError on the schema's version row, or a table that appeared
+    meanwhile)."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, exc, tb):
-        from sqlalchemy.exc import IntegrityError
+        from sqlalchemy.exc import IntegrityError, OperationalError
 
+        if kind is not None and issubclass(kind, OperationalError):  # "table ... already exists"
+            return "already exists" in str(exc)
         return kind is not None and issubclass(kind, (KeyError, IntegrityError))
 
 
