@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from mnist_cnn import plots
+from mnist_cnn import compare_chart, plots
 
 NAMES = [str(k) for k in range(10)]
 
@@ -98,7 +98,7 @@ def test_the_comparison_chart_scales_from_one_group_to_twenty_with_short_labels(
         mean = sum(values) / 3
         groups[f"optimizer.lr={lr!r}, data.batch_size={32 * (i + 1)}"] = {
             "values": values, "mean": mean, "ci95": [mean - 0.001, mean + 0.001]}  # fmt: skip
-    ax = plots.group_comparison(groups).axes[0]
+    ax = compare_chart.group_comparison(groups).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == n and all("\n" not in t and len(t) <= 48 for t in labels)
     for label, name in zip(labels, groups, strict=True):
@@ -107,7 +107,7 @@ def test_the_comparison_chart_scales_from_one_group_to_twenty_with_short_labels(
 
 
 def test_short_labels_keep_full_names_where_short_ones_would_merge():
-    assert plots.short_labels(["a.lr=0.0015751320499779737", "a.lr=0.001"]) == [
+    assert compare_chart.short_labels(["a.lr=0.0015751320499779737", "a.lr=0.001"]) == [
         "lr=0.00158", "lr=0.001"]  # fmt: skip
     merged = ["optimizer.lr=0.001", "scheduler.lr=0.001"]
-    assert plots.short_labels(merged) == merged
+    assert compare_chart.short_labels(merged) == merged

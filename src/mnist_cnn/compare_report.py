@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mnist_cnn import plots
+from mnist_cnn import compare_chart
 from mnist_cnn.compare import METRICS
 from mnist_cnn.errors import UserError
 from mnist_cnn.runs import save_figure, write_json_atomic, write_text_atomic
@@ -155,5 +155,5 @@ def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
         writer.writerow(row)
     write_text_atomic(out_dir / "comparison.csv", buffer.getvalue())
     points = {g["group"]: g["test/acc"] for g in result["groups"]}
-    save_figure(plots.group_comparison(points), out_dir / "comparison.png")
+    save_figure(compare_chart.group_comparison(points), out_dir / "comparison.png")
     return [out_dir / n for n in ("comparison.json", "comparison.csv", "comparison.png")]

@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from mnist_cnn import plots
+from mnist_cnn import plots, plots_explain
 from mnist_cnn.callbacks import publish
 
 
@@ -166,7 +166,7 @@ class PredictionAnalysis(L.Callback):
             toward = integrated_gradients(net, x, top2[:, 0]).float().cpu().numpy()
             other = integrated_gradients(net, x, top2[:, 1]).float().cpu().numpy()
             maps = list(zip(toward, other, strict=True))
-        fig = plots.attributions(
+        fig = plots_explain.attributions(
             images[:k].numpy(), maps, targets[wrong[:k]].tolist(), top2[:, 0].tolist(),
             top2[:, 1].tolist(), names,
         )  # fmt: skip
