@@ -117,7 +117,7 @@ def single_run(cfg) -> float | None:
             file=sys.stderr,
         )
         sys.exit(1)
-    return metrics.get("val/acc")
+    return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
 
 def _peer_gone(exc: BaseException) -> bool:
@@ -130,7 +130,7 @@ def _peer_gone(exc: BaseException) -> bool:
             "DistNetworkError",
             "Broken pipe",
         )
-    )  # the objective a Hydra sweeper (e.g. Optuna) maximises
+    )
 
 
 def sweep_job(cfg) -> float | Pruned | None:
