@@ -2,8 +2,10 @@
 
     python scripts/tensorboard_screenshots.py LOGDIR OUT_DIR [--pages hparams scalars images]
 
-Starts TensorBoard on a free loopback port, opens each page at 1600x1200 with `?forceSVG=true`
-(headless Chromium has no WebGL, and TensorBoard's charts would stay blank without it), waits
+Starts TensorBoard on a free loopback port (this project's launcher, so the page is the one a
+person gets: its first view, outliers not trimmed), opens each page at 1600x1200 with
+`?forceSVG=true` (headless Chromium has no WebGL, and TensorBoard's charts would stay blank
+without it; the Projector draws with Chromium's software GL), waits
 for the page's data, writes OUT_DIR/<page>.png and stops the server. `make screenshots` runs it
 on the newest run under outputs/. Needs Chromium (Debian: `apt-get install chromium`).
 """
@@ -22,7 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-PAGES = ("hparams", "scalars", "images", "custom_scalars", "text", "pr_curves")
+PAGES = (
+    "timeseries", "hparams", "scalars", "images", "custom_scalars", "text", "pr_curves", "projector"
+)  # fmt: skip
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SIZE = (1600, 1200)
 

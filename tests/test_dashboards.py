@@ -162,7 +162,7 @@ def test_hparams_logged_with_final_metrics(dashboard_run):
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     # the HParams metric columns are tags the run logs anyway: no one-point hp/ duplicates
-    assert metric_tags == {"acc/val", "loss/val", "test/acc", "test/loss", "time/fit_seconds"}
+    assert metric_tags == {"acc/val", "test/acc", "time/fit_seconds"}
     assert metric_tags <= set(dashboard_run.events.Tags()["scalars"])
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     columns = start.session_start_info.hparams
@@ -293,6 +293,10 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
         experiment = _get(f"{base}/hparams/experiment", {"experimentName": ""})
         assert "seed" in {h["name"] for h in experiment["hparamInfos"]}
         assert "test/acc" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+        # the page is TensorBoard's with the launcher's first view loaded before the app
+        page = _get_text(f"http://127.0.0.1:{port}/", {})
+        assert '<script src="mnist_cnn_first_view.js">' in page
+        assert "ignoreOutliers" in _get_text(f"http://127.0.0.1:{port}/mnist_cnn_first_view.js", {})
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -386,11 +390,12 @@ def _pixels(path: Path, box: tuple[int, int, int, int]) -> np.ndarray:
 
 @pytest.mark.slow
 def test_tensorboard_pages_in_a_real_browser(dashboard_run, tmp_path):
-    """HParams, Scalars and Images as a person opens them: headless Chromium, 1600x1200."""
+    """The pages as a person opens them (headless Chromium, 1600x1200, the project's launcher):
+    Time Series, HParams, Scalars, Images and the Projector."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from tensorboard_screenshots import SIZE, take
 
-    pages = ("hparams", "scalars", "images")
+    pages = ("timeseries", "hparams", "scalars", "images", "projector")
     shots = dict(zip(pages, take(dashboard_run.log_dir.parent, tmp_path, pages), strict=True))
     main = (360, 130, SIZE[0], SIZE[1])  # right of the side panel, below the tab bar
     for page, shot in shots.items():
@@ -405,6 +410,11 @@ def test_tensorboard_pages_in_a_real_browser(dashboard_run, tmp_path):
     assert ((b > 100) & (r < 60) & (g < 110)).sum() > 300, "no confusion matrix on Images"
     r, g, b = _pixels(shots["hparams"], (330, 180, SIZE[0], 230)).T
     assert ((r < 100) & (g < 100) & (b < 100)).sum() > 100, "no row in the HParams table"
+    # the Projector's scatter: the digits drawn from the sprite, white strokes on black (the
+    # tiny data's 150 digits sit in a few clusters; test_real_mnist checks a spread of 1,000)
+    r, g, b = _pixels(shots["projector"], (320, 150, 1290, SIZE[1])).T
+    dark = ((r < 40) & (g < 40) & (b < 40)).sum()
+    assert dark > 3000, f"the Projector drew {dark} dark pixels: no digit sprites"
 
 
 class _PruneAfterFirstValidation(L.Callback):
@@ -460,3 +470,30 @@ def test_a_runs_events_stay_in_its_dir_whatever_its_name(tmp_path, name):
     events = list(run_dir.glob("tensorboard/*/events.out.tfevents.*"))
     assert len(events) == 1 and events[0].parent.name == "optimizer.lr=$HOME,seed=1"
     assert logger.log_dir == str(run_dir / "tensorboard" / "optimizer.lr=$HOME,seed=1")
+
+
+def test_the_launchers_page_loads_its_first_view_before_tensorboard(tmp_path):
+    """TensorBoard's own zip, one script added and loaded first; a page it does not know is
+    refused by name rather than served without the first view."""
+    import io
+    import zipfile
+
+    from tensorboard import assets
+
+    from mnist_cnn import dashboard_assets
+
+    with assets.get_default_assets_zip_provider()() as fp, zipfile.ZipFile(fp) as original:
+        names = set(original.namelist())
+        served = zipfile.ZipFile(io.BytesIO(dashboard_assets.with_first_view(original)))
+    assert set(served.namelist()) == names | {dashboard_assets.SCRIPT_NAME}
+    index = served.read("index.html").decode()
+    ours = index.index(f'<script src="{dashboard_assets.SCRIPT_NAME}">')
+    assert ours < index.index("<script", ours + 1)  # before every script of TensorBoard's
+    script = served.read(dashboard_assets.SCRIPT_NAME).decode()
+    assert "ignoreOutliers = false" in script and '"_ignoreYOutliers", "false"' in script
+
+    bare = io.BytesIO()
+    with zipfile.ZipFile(bare, "w") as z:
+        z.writestr("index.html", "<html><body>another page</body></html>")
+    with pytest.raises(RuntimeError, match="has no <head>"):
+        dashboard_assets.with_first_view(zipfile.ZipFile(bare))

@@ -20,6 +20,8 @@ from helpers.runs import run_eval, run_train
 
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import EpochBatchSampler
+from mnist_cnn.data.folds import stratified_folds
+from mnist_cnn.data.idx import read_labels
 
 # its module-scoped fixture is built once: the whole file runs on one xdist worker
 pytestmark = pytest.mark.xdist_group("distributed")
@@ -157,17 +159,25 @@ def test_ddp_spawn_is_the_same_complete_run(ddp_run, tiny_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_of_ddp_runs_leaves_one_dir_per_job(tiny_data_dir, tmp_path):
+    """A cross-validation sweep on two ranks (`-m data.folds=2 data.fold=0,1 trainer.devices=2`):
+    one dir per fold, each run validating on exactly its fold and training on the rest."""
     sweep = tmp_path / "sweep"
     proc = run_train(
-        "-m", f"data.data_dir={tiny_data_dir}", *SMALL, "seed=0,1", "trainer.devices=2",
-        hydra_override("hydra.sweep.dir", str(sweep)), timeout=900,
+        "-m", f"data.data_dir={tiny_data_dir}", *SMALL, "data.folds=2", "data.fold=0,1",
+        "trainer.devices=2", hydra_override("hydra.sweep.dir", str(sweep)), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert jobs == ["0", "1"]  # Lightning's own ddp would re-run the sweep per rank
+    labels = read_labels(tiny_data_dir / "MNIST" / "raw" / "train-labels-idx1-ubyte")
+    folds = stratified_folds(labels, 2)
     for job in jobs:
         m = _metrics(sweep / job)
         assert m["status"] == "completed" and m["world_size"] == 2 and m["test/total"] == 200
+        assert m["config"]["data"]["fold"] == int(job)
+        held_out = np.bincount(labels[folds[int(job)]], minlength=10).tolist()
+        assert m["class_counts"]["val"] == held_out
+        assert np.add(m["class_counts"]["train"], held_out).tolist() == np.bincount(labels).tolist()
     assert (proc.stdout + proc.stderr).count("Sweep summary") == 1
 
 

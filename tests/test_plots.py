@@ -5,8 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
-from mnist_cnn import compare_chart, plots
+from mnist_cnn import compare_chart, plots, plots_explain, plots_style
 
 NAMES = [str(k) for k in range(10)]
 
@@ -111,3 +112,61 @@ def test_short_labels_keep_full_names_where_short_ones_would_merge():
         "lr=0.00158", "lr=0.001"]  # fmt: skip
     merged = ["optimizer.lr=0.001", "scheduler.lr=0.001"]
     assert compare_chart.short_labels(merged) == merged
+
+
+def _every_card_figure(rng, n_classes: int):
+    """Each figure a run logs to TensorBoard, from generated inputs of n_classes classes."""
+    names = [f"c{k}" * int(rng.integers(1, 4)) for k in range(n_classes)]
+    cm = rng.integers(0, 50, size=(n_classes, n_classes)) + np.diag(
+        rng.integers(500, 900, n_classes)
+    )
+    images = rng.random((n_classes, 1, 28, 28))
+    epochs = int(rng.integers(1, 30))
+    history = {
+        f"{s}/{m}": list(rng.random(epochs)) for s in ("train", "val") for m in ("acc", "loss")
+    }
+    wrong = int(rng.integers(0, 13))
+    labels = rng.integers(0, n_classes, wrong)
+    maps = [(rng.normal(size=(1, 28, 28)), rng.normal(size=(1, 28, 28))) for _ in range(wrong)]
+    return {
+        "samples": plots.sample_grid(images, list(range(n_classes)), names),
+        "class_distribution": plots.class_distribution(
+            {
+                "train": rng.integers(100, 6000, n_classes),
+                "test": rng.integers(10, 1000, n_classes),
+            },
+            names,
+        ),
+        "curves": plots.learning_curves(history),
+        "filters": plots.filter_grid(rng.normal(size=(int(rng.integers(8, 65)), 3, 3)), "conv1"),
+        "norms": plots.heatmap(rng.random((64, 32)), "conv2 norms", "in", "out"),
+        "features": plots.feature_maps(rng.random((32, 26, 26)), "conv1", images[0], "input"),
+        "counts": plots.confusion_matrix(cm, names, errors=False),
+        "errors": plots.confusion_matrix(cm, names, errors=True),
+        "mistakes": plots.labelled_images(
+            images[:wrong], labels, labels, rng.random(wrong), names, "mistakes"
+        ),
+        "attributions": plots_explain.attributions(
+            images[: min(wrong, 6)], maps[:6], labels[:6], labels[:6], labels[:6], names
+        ),
+    }
+
+
+@pytest.mark.parametrize("draw", range(3))
+def test_every_dashboard_figure_reads_at_card_size(draw):
+    """Drawn, then scaled to a TensorBoard card: no title, label or legend under MIN_PX pixels,
+    no tick label or cell number under MIN_TICK_PX (10 classes, and Fashion-length names)."""
+    rng = np.random.default_rng(draw)
+    for name, fig in _every_card_figure(rng, 10).items():
+        fig.draw_without_rendering()
+        small = {id(t) for ax in fig.axes for t in ax.texts}
+        for ax in fig.axes:
+            small |= {id(t) for t in ax.get_xticklabels() + ax.get_yticklabels()}
+        for text in fig.findobj(Text):
+            if not text.get_visible() or not text.get_text().strip():
+                continue
+            least = plots_style.MIN_TICK_PX if id(text) in small else plots_style.MIN_PX
+            px = plots_style.card_px(fig, text.get_fontsize())
+            assert px >= least - 1e-6, (
+                f"{name}: {text.get_text()!r} is {px:.1f} px on a card, under {least}"
+            )

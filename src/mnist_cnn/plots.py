@@ -8,6 +8,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from mnist_cnn.plots_style import for_cards
+
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
     """A Figure and its axes through matplotlib's object API: no pyplot, no backend, no global
@@ -33,6 +35,7 @@ def _show(ax, image: np.ndarray, **kwargs) -> None:
     ax.set_yticks([])
 
 
+@for_cards
 def sample_grid(
     images: np.ndarray,
     labels: Sequence[int],
@@ -42,7 +45,7 @@ def sample_grid(
     """Images titled with their class (one per class: the Keras lab's 2x5 figure)."""
     rows, cols = _grid(len(images), 5)
     fig, axes = _subplots(
-        rows, cols, figsize=(2 * cols, 2.2 * rows + 0.4), squeeze=False, layout="constrained"
+        rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.5), squeeze=False, layout="constrained"
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -54,6 +57,7 @@ def sample_grid(
     return fig
 
 
+@for_cards
 def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
     """Bar chart of samples per class for each split, side by side."""
     fig, ax = _subplots(figsize=(max(6, 0.8 * len(class_names)), 4))
@@ -72,9 +76,10 @@ def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[s
     return fig
 
 
+@for_cards
 def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
     """Train vs validation accuracy and loss per epoch, the Keras lab's two panels."""
-    fig, axes = _subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(8, 3.4))
     for ax, metric in zip(axes, ("acc", "loss"), strict=True):
         for split, style in (("train", "o-"), ("val", "s--")):
             values = history.get(f"{split}/{metric}", [])
@@ -110,12 +115,12 @@ def _mosaic_figure(
     """Tiles in one mosaic; beside: an (image, caption) drawn to the left at tile scale (the
     input the maps came from), so it shows at the same scale as its neighbours in TensorBoard."""
     rows, cols = _grid(len(tiles), 8)
-    width = 1.1 * cols + 1.6 + (1.6 if beside is not None else 0)
-    fig = Figure(figsize=(width, 1.1 * rows + 0.8), layout="constrained")
+    width = 0.8 * cols + 1.6 + (1.3 if beside is not None else 0)
+    fig = Figure(figsize=(width, 0.8 * rows + 1.0), layout="constrained")
     if beside is None:
         ax = fig.subplots()
     else:
-        left, ax = fig.subplots(1, 2, width_ratios=[1.3, 1.1 * cols])
+        left, ax = fig.subplots(1, 2, width_ratios=[1.0, 0.8 * cols])
         _show(left, beside[0])
         left.set_title(beside[1], fontsize=10)
     colours = matplotlib.colormaps[cmap].with_extremes(bad="white")  # white: the gaps between tiles
@@ -134,12 +139,14 @@ def _mosaic_figure(
     return fig
 
 
+@for_cards
 def filter_grid(weights: np.ndarray, title: str) -> Figure:
     """Kernels (N, kh, kw) on a diverging colormap centred on 0, one shared scale."""
     limit = float(np.abs(weights).max()) or 1.0
     return _mosaic_figure(weights, title, "RdBu_r", vmin=-limit, vmax=limit)
 
 
+@for_cards
 def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
     fig, ax = _subplots(figsize=(7, 6))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto")
@@ -151,6 +158,7 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str) -> Figure:
     return fig
 
 
+@for_cards
 def feature_maps(
     maps: np.ndarray, title: str, input_image: np.ndarray | None = None, input_title: str = "input"
 ) -> Figure:
@@ -164,6 +172,7 @@ def feature_maps(
     )
 
 
+@for_cards
 def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], errors: bool) -> Figure:
     """Counts (integers), or the errors only: each off-diagonal cell the share of its true class
     read as that prediction, the diagonal left out, so the scale is the errors' own and their
@@ -214,6 +223,7 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], errors: bool) -
     return fig
 
 
+@for_cards
 def labelled_images(
     images: np.ndarray,
     true: Sequence[int],

@@ -8,8 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnist_cnn.plots import _show, _subplots
+from mnist_cnn.plots_style import for_cards
 
 
+@for_cards
 def attributions(
     images: np.ndarray,
     maps: Sequence[np.ndarray],

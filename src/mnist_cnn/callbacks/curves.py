@@ -10,6 +10,16 @@ from mnist_cnn.callbacks import publish
 METRICS = ("train/acc", "val/acc", "train/loss", "val/loss")
 
 
+def _val_cadence(trainer: L.Trainer) -> str:
+    """How often validation points come, in words: Lightning's two settings that decide it."""
+    every, interval = trainer.check_val_every_n_epoch, trainer.val_check_interval
+    if isinstance(interval, int):
+        return f"val every {interval} steps"
+    if interval < 1:
+        return f"val every {interval:g} epoch"
+    return "val each epoch" if every in (None, 1) else f"val every {every} epochs"
+
+
 class LearningCurves(L.Callback):
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -22,11 +32,14 @@ class LearningCurves(L.Callback):
         self.history = {m: list(state_dict.get(m, [])) for m in METRICS}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the title is the chart's legend: Custom Scalars draws both tags of a run in its colour
+        # and has no legend of its own
+        which = f"train every {trainer.log_every_n_steps} steps, {_val_cadence(trainer)}"
         layout = {
             "Curves": {
                 # regexes: RunLogger's tags (acc/train) and Lightning's (train/acc) alike
-                "accuracy": ["Multiline", [r"^(acc/(train|val)|(train|val)/acc)$"]],
-                "loss": ["Multiline", [r"^(loss/(train|val)|(train|val)/loss)$"]],
+                f"accuracy: {which}": ["Multiline", [r"^(acc/(train|val)|(train|val)/acc)$"]],
+                f"loss: {which}": ["Multiline", [r"^(loss/(train|val)|(train|val)/loss)$"]],
             }
         }
         for writer in publish.writers(trainer):

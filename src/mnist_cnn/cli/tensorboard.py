@@ -4,7 +4,8 @@ command runs it, less one line.
 Where TensorFlow is not installed (this project never installs it, and no dashboard needs it),
 TensorBoard's start prints "TensorFlow installation not found - running with reduced feature
 set." to every user of every run. TensorBoard's `run_main` is three calls; they are made here in
-its order, with the first one's output filtered. Every flag is TensorBoard's own.
+its order, with the first one's output filtered. Every flag is TensorBoard's own. The page is
+TensorBoard's with one first-visit setting changed (`dashboard_assets.py`): outliers not trimmed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ def main() -> None:
     sys.stderr.writelines(
         line for line in said.getvalue().splitlines(True) if not line.startswith(NOT_FOR_US)
     )
-    board = program.TensorBoard(plugins=default.get_plugins())
+    from mnist_cnn.dashboard_assets import assets_zip_provider
+
+    board = program.TensorBoard(
+        plugins=default.get_plugins(), assets_zip_provider=assets_zip_provider()
+    )
     try:
         app.run(board.main, flags_parser=board.configure)
     except base_plugin.FlagsError as exc:
