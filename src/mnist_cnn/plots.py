@@ -60,7 +60,7 @@ def sample_grid(
 @for_cards
 def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
     """Bar chart of samples per class for each split, side by side."""
-    fig, ax = _subplots(figsize=(max(6, 0.8 * len(class_names)), 4))
+    fig, ax = _subplots(figsize=(max(6, 0.8 * len(class_names)), 4), layout="constrained")
     width = 0.8 / max(1, len(counts))
     x = np.arange(len(class_names))
     for i, (split, c) in enumerate(counts.items()):
@@ -70,9 +70,9 @@ def class_distribution(counts: Mapping[str, np.ndarray], class_names: Sequence[s
     ax.set_xlabel("class")
     ax.set_ylabel("samples")
     ax.set_title("Class distribution")
-    # beside the axes, not over them: inside, it covered the bars of the last classes
+    # beside the axes, not over them: inside, it covered the bars of the last classes (the
+    # constrained layout makes room for it; tight_layout cut it off once the text grew)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
     return fig
 
 

@@ -54,5 +54,5 @@ class FeatureMapLogger(L.Callback):
         for name, out in captured.items():
             maps = F.relu(out[0]).float().cpu().numpy()
             title = f"{name} activations (after ReLU) for test digit #{self.index} ({label})"
-            fig = plots.feature_maps(maps, title, digit, f"input: #{self.index} ({label})")
+            fig = plots.feature_maps(maps, title, digit, f"input\n#{self.index} ({label})")
             publish.figure(trainer, f"features/{name}", fig, step, f"features_{name}.png")
