@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import REPO_ROOT, checkpoints
+from mnist_cnn import REPO_ROOT, checkpoints, planning
 from mnist_cnn.build import Parts, build
 from mnist_cnn.callbacks.resume import InterruptedDuringTest
 from mnist_cnn.errors import Pruned
@@ -59,6 +59,8 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
     precision, why = resolve_precision(requested, cfg.trainer.get("accelerator", "auto"))
     cfg.trainer.precision = precision
     log.info("precision %s (%s)", precision, why)
+    # a budget fixes the epochs now, before the config is recorded and the schedule is built
+    planned = planning.apply(cfg, resume.config() if resume is not None else None)
     run_dir = Path(cfg.paths.output_dir).resolve()
     record = RunRecord(
         run_dir,
@@ -68,6 +70,8 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
         precision_requested=requested,
         precision_reason=why,
     )
+    if planned is not None:
+        record.update(plan=planned)
     trial: dict[str, Any] = {}
     if OmegaConf.select(cfg, "optuna.trial") is not None:  # a trial of an Optuna search
         from mnist_cnn.search.trials import trial_record

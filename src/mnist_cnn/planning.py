@@ -1,0 +1,185 @@
+"""Recipes defined by a budget: the run's epochs planned from this machine's measured step.
+
+`budget_seconds=S` asks for the most training that fits in S seconds of fit here. Before the run,
+a probe trains PROBE_STEPS batches and validates PROBE_VAL_BATCHES batches of the same recipe
+(the same data pipeline and augmentation, network, precision and optimizer; no dashboards) in a
+scratch directory, and the epochs that fit in S are fixed into `trainer.max_epochs` before the
+run's schedule is built, so a one-cycle or cosine schedule spans the planned run. Nothing is
+changed after the schedule starts. The record holds the plan (metrics.json `plan`, and
+`trainer.max_epochs` in the config its checkpoints carry): the run reproduces bit for bit with
+`trainer.max_epochs=<planned> budget_seconds=null`, and a resumed run takes its epochs from its
+checkpoint instead of planning again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mnist_cnn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 10  # first steps: allocator and oneDNN kernel selection, not the steady step
+PROBE_STEPS = 40
+PROBE_VAL_BATCHES = 8
+# the planned epochs fill this share of the budget: epoch-end work (checkpoints, dashboards) and
+# the noise of a shared machine come out of the rest
+FILL = 0.92
+
+
+class _StepClock(L.Callback):
+    """Seconds between consecutive batch ends: everything a step costs (data, augmentation,
+    transfer, forward, backward, optimizer, hooks), as the run will pay it."""
+
+    def __init__(self) -> None:
+        self.train: list[float] = []
+        self.val: list[float] = []
+        self._last: float | None = None
+
+    def _tick(self, into: list[float]) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            into.append(now - self._last)
+        self._last = now
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        self._tick(self.train)
+
+    def on_validation_epoch_start(self, *args, **kwargs) -> None:
+        self._last = time.perf_counter()
+
+    def on_validation_batch_end(self, *args, **kwargs) -> None:
+        self._tick(self.val)
+
+
+def _probe_config(cfg: DictConfig, scratch: Path) -> DictConfig:
+    probe = copy.deepcopy(cfg)
+    with open_dict(probe):
+        probe.paths.output_dir = str(scratch)
+        probe.budget_seconds = None
+        probe.callbacks = {}
+        probe.logger = None
+        probe.trainer.max_epochs = 1
+        probe.trainer.limit_train_batches = WARMUP_STEPS + PROBE_STEPS + 1
+        probe.trainer.limit_val_batches = PROBE_VAL_BATCHES + 1
+        probe.trainer.num_sanity_val_steps = 0
+        probe.trainer.enable_checkpointing = False
+        probe.trainer.enable_progress_bar = False
+        probe.trainer.enable_model_summary = False
+        probe.trainer.default_root_dir = str(scratch)
+    return probe
+
+
+def _batches_per_epoch(available: int, limit: Any) -> int:
+    """Lightning's batches per epoch under a limit_*_batches setting (a fraction or a count)."""
+    if limit is None:
+        return available
+    if isinstance(limit, float) and limit <= 1.0:
+        return max(1, int(available * limit)) if available else 0
+    return min(available, int(limit))
+
+
+def measure(cfg: DictConfig) -> dict[str, float]:
+    """The recipe's steady step and validation batch, in seconds, on this machine now."""
+    from mnist_cnn.build import build
+
+    clock = _StepClock()
+    with tempfile.TemporaryDirectory(prefix="mnist-plan-") as scratch:
+        parts = build(_probe_config(cfg, Path(scratch)), Path(scratch), None, config={})
+        parts.trainer.callbacks.append(clock)
+        parts.trainer.fit(parts.module, datamodule=parts.datamodule)
+        train_batches = len(parts.datamodule.train_dataloader())
+        val_batches = len(parts.datamodule.splits["val"]) and len(parts.datamodule.val_dataloader())
+    steady = clock.train[WARMUP_STEPS:] or clock.train
+    if not steady:
+        raise UserError(
+            "budget_seconds: the probe ran no training step to time (the training split has "
+            "no batch); plan with trainer.max_epochs instead"
+        )
+    return {
+        "step_seconds": statistics.median(steady),
+        "val_batch_seconds": statistics.median(clock.val) if clock.val else 0.0,
+        "train_batches": train_batches,
+        "val_batches": val_batches,
+    }
+
+
+def plan(cfg: DictConfig) -> dict[str, Any]:
+    """Measure, then the epochs that fit cfg.budget_seconds; refused where not even one does."""
+    budget = float(cfg.budget_seconds)
+    world = _world_size(cfg)
+    if world > 1:
+        raise UserError(
+            f"budget_seconds={cfg.budget_seconds} plans a run in one process, and this one has "
+            f"{world} (trainer.devices x trainer.num_nodes); plan with one process "
+            "(trainer.devices=1) and train the ranks with its planned trainer.max_epochs"
+        )
+    started = time.perf_counter()
+    measured = measure(cfg)
+    steps = _batches_per_epoch(
+        measured["train_batches"], OmegaConf.select(cfg, "trainer.limit_train_batches")
+    )
+    val = _batches_per_epoch(
+        measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
+    )
+    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
+    epoch = steps * measured["step_seconds"] + val * measured["val_batch_seconds"] / every
+    epochs = math.floor(FILL * budget / epoch)
+    if epochs < 1:
+        raise UserError(
+            f"budget_seconds={cfg.budget_seconds}: one epoch of this recipe takes about "
+            f"{epoch:.1f} s on this machine ({steps} steps of {1000 * measured['step_seconds']:.1f}"
+            f" ms, {val} validation batches), more than the budget; give at least "
+            f"budget_seconds={math.ceil(epoch / FILL)}, or set trainer.max_epochs"
+        )
+    return {
+        "budget_seconds": budget,
+        "epochs": epochs,
+        "epoch_seconds": epoch,
+        "planned_fit_seconds": epochs * epoch,
+        "steps_per_epoch": steps,
+        "val_batches_per_epoch": val,
+        "step_ms": 1000 * measured["step_seconds"],
+        "val_batch_ms": 1000 * measured["val_batch_seconds"],
+        "probe_steps": PROBE_STEPS,
+        "probe_seconds": time.perf_counter() - started,
+        "fill": FILL,
+    }
+
+
+def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Fix cfg.trainer.max_epochs from the budget (a resumed run: from its checkpoint) and
+    return the plan to record; None where the run has no budget."""
+    if OmegaConf.select(cfg, "budget_seconds") is None:
+        return None
+    if resumed_config is not None:
+        epochs = OmegaConf.select(OmegaConf.create(resumed_config), "trainer.max_epochs")
+        cfg.trainer.max_epochs = epochs
+        log.info("budget_seconds: resuming the planned run of %d epochs (its checkpoint's)", epochs)
+        return {"budget_seconds": float(cfg.budget_seconds), "epochs": epochs, "resumed": True}
+    planned = plan(cfg)
+    cfg.trainer.max_epochs = planned["epochs"]
+    log.info(
+        "budget_seconds=%g: %d epochs planned (a step %.1f ms, an epoch about %.1f s on this "
+        "machine; probe %.1f s); reproduce with trainer.max_epochs=%d budget_seconds=null",
+        planned["budget_seconds"], planned["epochs"], planned["step_ms"],
+        planned["epoch_seconds"], planned["probe_seconds"], planned["epochs"],
+    )  # fmt: skip
+    return planned
+
+
+def _world_size(cfg: DictConfig) -> int:
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1) or 1
+    count = devices if isinstance(devices, int) else len(devices) if devices != "auto" else 1
+    return count * nodes

@@ -1,0 +1,97 @@
+"""Budget-planned runs (`budget_seconds`): the epochs measured and fixed before the schedule, in
+the record, reproducible from it, kept by a resume; budgets that cannot work refused by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.data import ROOT
+from helpers.runs import run_train
+
+from mnist_cnn.commands import hydra_override
+
+pytestmark = pytest.mark.slow
+
+HELPERS = str(ROOT / "tests" / "helpers")
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _common(data: Path) -> list[str]:
+    return [hydra_override("data.data_dir", str(data)), "callbacks=minimal", "model=mlp"]
+
+
+def test_a_budget_plans_the_epochs_records_them_and_reproduces_bit_for_bit(tiny_data_dir, tmp_path):
+    planned = run_train(*_common(tiny_data_dir), "budget_seconds=2.5", run_dir=tmp_path / "plan")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    m = _metrics(tmp_path / "plan")
+    plan, epochs = m["plan"], m["plan"]["epochs"]
+    assert epochs >= 1 and m["epochs"] == epochs
+    assert plan["planned_fit_seconds"] <= plan["fill"] * plan["budget_seconds"]
+    assert plan["step_ms"] > 0 and plan["steps_per_epoch"] >= 1
+    # what a resume and the record read: the planned epochs, not the recipe's default
+    assert m["config"]["trainer"]["max_epochs"] == epochs
+    saved = torch.load(tmp_path / "plan" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["hyper_parameters"]["trainer"]["max_epochs"] == epochs
+    said = planned.stdout + planned.stderr
+    assert f"reproduce with trainer.max_epochs={epochs} budget_seconds=null" in said
+    # the plan reproduces: the same epochs given by hand train the same bits (the cosine
+    # schedule spans the planned run in both)
+    again = run_train(*_common(tiny_data_dir), f"trainer.max_epochs={epochs}",
+                      run_dir=tmp_path / "again")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _metrics(tmp_path / "again")["weights_sha256"] == m["weights_sha256"]
+    assert "plan" not in _metrics(tmp_path / "again")
+
+
+def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
+    stopped = run_train(
+        *_common(tiny_data_dir), "budget_seconds=2.5",
+        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=3",
+        run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    epochs = _metrics(tmp_path / "stopped")["plan"]["epochs"]
+    command = next(
+        line.split("resume with: ", 1)[1]
+        for line in stopped.stderr.splitlines()
+        if "resume with: " in line
+    )
+    assert "budget_seconds=2.5" in command  # the same command: the budget is not planned again
+    resumed_dir = hydra_override("hydra.run.dir", str(tmp_path / "resumed"))
+    resumed = subprocess.run(
+        ["bash", "-c", f"{command} {shlex.quote(resumed_dir)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    m = _metrics(tmp_path / "resumed")
+    assert m["epochs"] == epochs and m["plan"] == {
+        "budget_seconds": 2.5,
+        "epochs": epochs,
+        "resumed": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "overrides,said",
+    [
+        (["budget_seconds=0.001"], "one epoch of this recipe takes about"),
+        (["budget_seconds=60", "trainer.devices=2"], "plans a run in one process"),
+        (["budget_seconds=-5"], "budget_seconds"),
+        (["budget_seconds=soon"], "budget_seconds"),
+    ],
+)
+def test_a_budget_that_cannot_work_is_refused_by_name(tiny_data_dir, tmp_path, overrides, said):
+    proc = run_train(*_common(tiny_data_dir), *overrides, run_dir=tmp_path / "run")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
