@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from mnist_cnn.data.sources import default_data_dir  # noqa: E402
 
 TRAIN_SAMPLES = 54_000
+# issue 28's goals for the seed workload against the Keras lab's notebook, on the machine at hand
+GOAL_WHOLE, GOAL_FIT = 0.5, 2.5
 WEIGHTS: list[str] = []  # weights_sha256 of every train.py run at the default settings
 
 
@@ -108,6 +110,35 @@ def report(results: dict[str, list[dict]]) -> None:
         print(row)
 
 
+def cpu_kind() -> str:
+    """The CPU kinds docs/performance.md names: AMX, AVX512-BF16, AVX-512, AVX2."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    for flag, kind in (("amx_tile", "Intel, AVX-512 + AVX512-BF16 + AMX"),
+                       ("avx512_bf16", "AVX-512 + AVX512-BF16"), ("avx512f", "AVX-512"),
+                       ("avx2", "AVX2 only")):  # fmt: skip
+        if flag in flags:
+            return kind
+    return "no AVX2"
+
+
+def against_keras(results: dict[str, list[dict]]) -> None:
+    """train.py's whole-process and fit ratios to the Keras notebook, beside the goals."""
+    ours, keras = results["train.py"], results["Keras notebook"]
+    whole = statistics.median(r["whole"] for r in ours) / statistics.median(
+        r["whole"] for r in keras
+    )
+    fit = statistics.median(r["fit"] for r in keras) / statistics.median(r["fit"] for r in ours)
+    met = {True: "met", False: "not met"}
+    print(
+        f"\nthe seed workload against the Keras notebook ({cpu_kind()}): whole process "
+        f"{whole:.2f}x its time (goal <= {GOAL_WHOLE}x: {met[whole <= GOAL_WHOLE]}), "
+        f"fit {fit:.2f}x faster (goal >= {GOAL_FIT}x: {met[fit >= GOAL_FIT]})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -128,7 +159,8 @@ def main() -> None:
     from mnist_cnn.precision import resolve_precision
 
     precision, why = resolve_precision("auto")
-    print(f"torch threads: {os.cpu_count()} cores; data: {args.data_dir}", flush=True)
+    print(f"CPU: {cpu_kind()}; torch threads: {os.cpu_count()} cores; data: {args.data_dir}",
+          flush=True)  # fmt: skip
     print(f"train.py's precision=auto on this machine: {precision} ({why})", flush=True)
     if args.mode == "scaling":
         for epochs in (1, 3, 10):
@@ -195,6 +227,8 @@ def main() -> None:
                 flush=True,
             )
     report(results)
+    if "Keras notebook" in results:
+        against_keras(results)
     if len(WEIGHTS) > 1:
         same = "bit-identical" if len(set(WEIGHTS)) == 1 else "NOT bit-identical"
         print(

@@ -53,9 +53,10 @@ def test_a_budget_plans_the_epochs_records_them_and_reproduces_bit_for_bit(tiny_
 
 
 def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
+    # step 12: in the run's second epoch, past the probe's (the tiny data's epoch is 9 steps)
     stopped = run_train(
         *_common(tiny_data_dir), "budget_seconds=2.5",
-        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=3",
+        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=12",
         run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
@@ -79,6 +80,19 @@ def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
         "epochs": epochs,
         "resumed": True,
     }
+
+
+def test_a_signal_while_the_budget_is_measured_stops_the_run_in_one_line(tiny_data_dir, tmp_path):
+    """The probe keeps the recipe's callbacks, so SignalAt's step 3 lands in the probe."""
+    proc = run_train(
+        *_common(tiny_data_dir), "budget_seconds=2.5",
+        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=3",
+        run_dir=tmp_path / "run", env={"PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "while its budget was being measured; nothing to resume" in proc.stderr
+    assert "Traceback" not in proc.stderr and "resume with" not in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the probe wrote to its scratch
 
 
 @pytest.mark.parametrize(

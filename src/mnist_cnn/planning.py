@@ -2,13 +2,13 @@
 
 `budget_seconds=S` asks for the most training that fits in S seconds of fit here. Before the run,
 a probe trains PROBE_STEPS batches and validates PROBE_VAL_BATCHES batches of the same recipe
-(the same data pipeline and augmentation, network, precision and optimizer; no dashboards) in a
-scratch directory, and the epochs that fit in S are fixed into `trainer.max_epochs` before the
-run's schedule is built, so a one-cycle or cosine schedule spans the planned run. Nothing is
-changed after the schedule starts. The record holds the plan (metrics.json `plan`, and
-`trainer.max_epochs` in the config its checkpoints carry): the run reproduces bit for bit with
-`trainer.max_epochs=<planned> budget_seconds=null`, and a resumed run takes its epochs from its
-checkpoint instead of planning again.
+(its data pipeline and augmentation, network, precision, optimizer, callbacks and logger, writing
+into a scratch directory; a search trial's pruning left out), and the epochs that fit in S are
+fixed into `trainer.max_epochs` before the run's schedule is built, so a one-cycle or cosine
+schedule spans the planned run. Nothing is changed after the schedule starts. The record holds
+the plan (metrics.json `plan`, and `trainer.max_epochs` in the config its checkpoints carry):
+the run reproduces bit for bit with `trainer.max_epochs=<planned> budget_seconds=null`, and a
+resumed run takes its epochs from its checkpoint instead of planning again.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import Interrupted, Stopped, UserError
 
 log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 10  # first steps: allocator and oneDNN kernel selection, not the steady step
-PROBE_STEPS = 40
+PROBE_STEPS = 100  # about a second of the seed workload: a shorter probe missed by up to 20%
 PROBE_VAL_BATCHES = 8
 # the planned epochs fill this share of the budget: epoch-end work (checkpoints, dashboards) and
-# the noise of a shared machine come out of the rest
-FILL = 0.92
+# the drift of a shared machine's speed during the run come out of the rest
+FILL = 0.9
+WHILE_MEASURING = "while its budget was being measured; nothing to resume"
 
 
 class _StepClock(L.Callback):
@@ -67,16 +68,19 @@ def _probe_config(cfg: DictConfig, scratch: Path) -> DictConfig:
     with open_dict(probe):
         probe.paths.output_dir = str(scratch)
         probe.budget_seconds = None
-        probe.callbacks = {}
-        probe.logger = None
+        if OmegaConf.select(probe, "optuna.trial") is not None:
+            probe.optuna.trial = None  # the probe reports nothing to the study
         probe.trainer.max_epochs = 1
         probe.trainer.limit_train_batches = WARMUP_STEPS + PROBE_STEPS + 1
         probe.trainer.limit_val_batches = PROBE_VAL_BATCHES + 1
         probe.trainer.num_sanity_val_steps = 0
-        probe.trainer.enable_checkpointing = False
-        probe.trainer.enable_progress_bar = False
         probe.trainer.enable_model_summary = False
         probe.trainer.default_root_dir = str(scratch)
+        # what would print: the probe is silent (its dashboards and checkpoints go to scratch)
+        for quiet in ("progress_bar", "model_summary"):
+            if quiet in (probe.get("callbacks") or {}):
+                probe.callbacks[quiet] = None
+        probe.trainer.enable_progress_bar = False
     return probe
 
 
@@ -97,7 +101,15 @@ def measure(cfg: DictConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="mnist-plan-") as scratch:
         parts = build(_probe_config(cfg, Path(scratch)), Path(scratch), None, config={})
         parts.trainer.callbacks.append(clock)
-        parts.trainer.fit(parts.module, datamodule=parts.datamodule)
+        logging.disable(logging.INFO)  # Lightning's and the callbacks' lines about the probe
+        try:
+            parts.trainer.fit(parts.module, datamodule=parts.datamodule)
+        except Interrupted as exc:  # its checkpoint is the probe's, in scratch: not a resume
+            raise Stopped(exc.signum, WHILE_MEASURING) from None
+        finally:
+            logging.disable(logging.NOTSET)
+        if parts.interrupt.received is not None:  # after the probe's last step
+            raise Stopped(parts.interrupt.received, WHILE_MEASURING)
         train_batches = len(parts.datamodule.train_dataloader())
         val_batches = len(parts.datamodule.splits["val"]) and len(parts.datamodule.val_dataloader())
     steady = clock.train[WARMUP_STEPS:] or clock.train
