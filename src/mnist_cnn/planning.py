@@ -40,12 +40,22 @@ WHILE_MEASURING = "while its budget was being measured; nothing to resume"
 
 class _StepClock(L.Callback):
     """Seconds between consecutive batch ends: everything a step costs (data, augmentation,
-    transfer, forward, backward, optimizer, hooks), as the run will pay it."""
+    transfer, forward, backward, optimizer, hooks), as the run will pay it; and what the epoch
+    cost besides its batches (validation's start and end, dashboards, checkpoints)."""
 
     def __init__(self) -> None:
         self.train: list[float] = []
         self.val: list[float] = []
         self._last: float | None = None
+        self._epoch_start = 0.0
+        self.epoch_rest = 0.0
+
+    def on_train_epoch_start(self, *args, **kwargs) -> None:
+        self._epoch_start = self._last = time.perf_counter()
+
+    def on_train_end(self, *args, **kwargs) -> None:
+        whole = time.perf_counter() - self._epoch_start
+        self.epoch_rest = max(0.0, whole - sum(self.train) - sum(self.val))
 
     def _tick(self, into: list[float]) -> None:
         now = time.perf_counter()
@@ -121,6 +131,7 @@ def measure(cfg: DictConfig) -> dict[str, float]:
     return {
         "step_seconds": statistics.median(steady),
         "val_batch_seconds": statistics.median(clock.val) if clock.val else 0.0,
+        "epoch_rest_seconds": clock.epoch_rest,
         "train_batches": train_batches,
         "val_batches": val_batches,
     }
@@ -145,7 +156,10 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
         measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
     )
     every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
-    epoch = steps * measured["step_seconds"] + val * measured["val_batch_seconds"] / every
+    epoch = (
+        steps * measured["step_seconds"]
+        + (val * measured["val_batch_seconds"] + measured["epoch_rest_seconds"]) / every
+    )
     epochs = math.floor(FILL * budget / epoch)
     if epochs < 1:
         raise UserError(
@@ -163,6 +177,7 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
         "val_batches_per_epoch": val,
         "step_ms": 1000 * measured["step_seconds"],
         "val_batch_ms": 1000 * measured["val_batch_seconds"],
+        "epoch_rest_seconds": measured["epoch_rest_seconds"],
         "probe_steps": PROBE_STEPS,
         "probe_seconds": time.perf_counter() - started,
         "fill": FILL,
