@@ -66,7 +66,8 @@ class EpochLines(ProgressBar):
         every = max(1, total // self.steps_per_epoch)
         done = batch_idx + 1
         if done % every == 0 and done < total:
-            loss = trainer.callback_metrics.get("train/batch_loss")
+            # the step's own loss (the logged train/batch_loss is every log_every_n_steps only)
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             shown = f", batch loss {float(loss):.4f}" if loss is not None else ""
             log.info("%s: batch %d/%d%s", self._epoch(trainer), done, total, shown)
 
