@@ -102,7 +102,9 @@ class ClassifierModule(L.LightningModule):
         """Whether the loggers write this training step's values (every log_every_n_steps, as
         Lightning's logger connector counts): self.log costs about as much as a tenth of the
         seed workload's step, so the batch loss is logged on those steps only."""
-        every = self.trainer.log_every_n_steps
+        if self._trainer is None:  # outside a Trainer (a notebook, a test): as self.log decides
+            return True
+        every = self._trainer.log_every_n_steps
         return bool(every) and (self.global_step + 1) % every == 0
 
     def on_train_epoch_start(self) -> None:
