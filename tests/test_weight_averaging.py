@@ -1,0 +1,67 @@
+"""`callbacks=[...,ema]`: Lightning's EMAWeightAveraging as a run combines it with the rest: the
+average is what the run tests and its checkpoints hold, eval.py reads it back, a resume is exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.data import ROOT
+from helpers.runs import run_eval, run_train
+
+from mnist_cnn.commands import hydra_override
+
+pytestmark = pytest.mark.slow
+
+HELPERS = str(ROOT / "tests" / "helpers")
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir, tmp_path):
+    common = [hydra_override("data.data_dir", str(tiny_data_dir)), "experiment=keras_lab",
+              "trainer.max_epochs=2"]  # fmt: skip
+    averaged = run_train(*common, "callbacks=[minimal,ema]", run_dir=tmp_path / "ema")
+    plain = run_train(*common, "callbacks=minimal", run_dir=tmp_path / "plain")
+    assert averaged.returncode == 0 and plain.returncode == 0, averaged.stderr[-3000:]
+    m = _metrics(tmp_path / "ema")
+    # the same steps, another set of weights tested: the average, not the last step's
+    assert m["global_step"] == _metrics(tmp_path / "plain")["global_step"]
+    assert m["weights_sha256"] != _metrics(tmp_path / "plain")["weights_sha256"]
+    ckpt = tmp_path / "ema" / "checkpoints" / "last.ckpt"
+    assert "averaging_state" in torch.load(ckpt, weights_only=True)
+    # eval.py tests what the checkpoint holds: the run's own numbers
+    evaluated = run_eval(
+        hydra_override("data.data_dir", str(tiny_data_dir)),
+        hydra_override("ckpt_path", str(ckpt)),
+        hydra_override("hydra.run.dir", str(tmp_path / "eval")),
+        "callbacks=minimal",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert _metrics(tmp_path / "eval")["test/correct"] == m["test/correct"]
+    # stopped mid-run and resumed with the printed command: the average continues exactly
+    stopped = run_train(
+        *common, "callbacks=[minimal,ema]", "+callbacks.signal._target_=signal_at.SignalAt",
+        "+callbacks.signal.step=5", run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    command = next(
+        line.split("resume with: ", 1)[1]
+        for line in stopped.stderr.splitlines()
+        if "resume with: " in line
+    )
+    resumed_dir = hydra_override("hydra.run.dir", str(tmp_path / "resumed"))
+    resumed = subprocess.run(
+        ["bash", "-c", f"{command} {shlex.quote(resumed_dir)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": HELPERS},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]
