@@ -277,7 +277,8 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
             time.sleep(0.5)
         assert {"acc/train", "acc/val", "test/acc"} <= set(scalars[run])
         images = _get(f"{base}/images/tags")[run]
-        assert {"filters/conv1", "confusion/counts", "mistakes/first"} <= set(images)
+        assert {"filters/conv1", "confusion/counts", "mistakes/first", "mistakes/attributions",
+                "confusion/errors"} <= set(images)  # fmt: skip
         assert "test/top_confusions/text_summary" in _get(f"{base}/text/tags")[run]
         # the projector: the run's test digits, with their sprite and three label columns
         assert run in _get(f"{base}/projector/runs")

@@ -183,9 +183,15 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
-    from mnist_cnn.group_checks import augment_problems, callback_problems, fold_problems
+    from mnist_cnn.group_checks import (
+        augment_problems,
+        budget_problems,
+        callback_problems,
+        fold_problems,
+    )
 
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
+    problems += budget_problems(cfg)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

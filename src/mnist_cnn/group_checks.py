@@ -69,3 +69,21 @@ def fold_problems(cfg: DictConfig) -> list[str]:
     if isinstance(folds, int) and folds >= 2 and fold >= folds:
         return [f"data.fold={fold} is not a fold of data.folds={folds}: use 0 to {folds - 1}"]
     return []
+
+
+def budget_problems(cfg: DictConfig) -> list[str]:
+    """budget_seconds plans in one process (planning.py): with several, each rank would measure
+    and plan on its own, and the ranks could disagree on the epochs."""
+    if OmegaConf.select(cfg, "budget_seconds") is None:
+        return []
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    count = devices if isinstance(devices, int) else 1 if devices == "auto" else len(devices)
+    world = count * (nodes if isinstance(nodes, int) and nodes > 0 else 1)
+    if world <= 1:
+        return []
+    return [
+        f"budget_seconds={cfg.budget_seconds} plans a run in one process, and this one has "
+        f"{world} (trainer.devices x trainer.num_nodes); plan with one process "
+        "(trainer.devices=1) and train the ranks with its planned trainer.max_epochs"
+    ]

@@ -26,6 +26,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_cnn.errors import Interrupted, Stopped, UserError
+from mnist_cnn.group_checks import budget_problems
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +141,9 @@ def measure(cfg: DictConfig) -> dict[str, float]:
 def plan(cfg: DictConfig) -> dict[str, Any]:
     """Measure, then the epochs that fit cfg.budget_seconds; refused where not even one does."""
     budget = float(cfg.budget_seconds)
-    world = _world_size(cfg)
-    if world > 1:
-        raise UserError(
-            f"budget_seconds={cfg.budget_seconds} plans a run in one process, and this one has "
-            f"{world} (trainer.devices x trainer.num_nodes); plan with one process "
-            "(trainer.devices=1) and train the ranks with its planned trainer.max_epochs"
-        )
+    problems = budget_problems(cfg)  # validate() says it first; run() from a notebook, here
+    if problems:
+        raise UserError("; ".join(problems))
     started = time.perf_counter()
     measured = measure(cfg)
     steps = _batches_per_epoch(
@@ -203,10 +200,3 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
         planned["epoch_seconds"], planned["probe_seconds"], planned["epochs"],
     )  # fmt: skip
     return planned
-
-
-def _world_size(cfg: DictConfig) -> int:
-    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
-    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1) or 1
-    count = devices if isinstance(devices, int) else len(devices) if devices != "auto" else 1
-    return count * nodes
