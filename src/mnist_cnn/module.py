@@ -100,8 +100,9 @@ class ClassifierModule(L.LightningModule):
 
     def _logged_step(self) -> bool:
         """Whether the loggers write this training step's values (every log_every_n_steps, as
-        Lightning's logger connector counts): self.log costs about as much as a tenth of the
-        seed workload's step, so the batch loss is logged on those steps only."""
+        Lightning's logger connector counts): self.log's bookkeeping is a measurable share of
+        the seed workload's step (docs/performance.md), so the batch loss is logged on those
+        steps only; the values written are the same."""
         if self._trainer is None:  # outside a Trainer (a notebook, a test): as self.log decides
             return True
         every = self._trainer.log_every_n_steps

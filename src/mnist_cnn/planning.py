@@ -31,7 +31,7 @@ from mnist_cnn.group_checks import budget_problems
 log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 10  # first steps: allocator and oneDNN kernel selection, not the steady step
-PROBE_STEPS = 100  # about a second of the seed workload: a shorter probe missed by up to 20%
+PROBE_STEPS = 100  # a shorter probe planned short (docs/performance.md, "Budgets")
 PROBE_VAL_BATCHES = 8
 # the planned epochs fill this share of the budget: epoch-end work (checkpoints, dashboards) and
 # the drift of a shared machine's speed during the run come out of the rest
