@@ -4,15 +4,12 @@ the record, reproducible from it, kept by a resume; budgets that cannot work ref
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.data import ROOT
-from helpers.runs import run_train
+from helpers.runs import printed, run_printed_resume, run_train
 
 from mnist_cnn.commands import hydra_override
 
@@ -61,18 +58,8 @@ def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     epochs = _metrics(tmp_path / "stopped")["plan"]["epochs"]
-    command = next(
-        line.split("resume with: ", 1)[1]
-        for line in stopped.stderr.splitlines()
-        if "resume with: " in line
-    )
-    assert "budget_seconds=2.5" in command  # the same command: the budget is not planned again
-    resumed_dir = hydra_override("hydra.run.dir", str(tmp_path / "resumed"))
-    resumed = subprocess.run(
-        ["bash", "-c", f"{command} {shlex.quote(resumed_dir)}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": HELPERS},
-    )  # fmt: skip
+    assert "budget_seconds=2.5" in printed(stopped.stderr, "resume with: ")  # not planned again
+    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     m = _metrics(tmp_path / "resumed")
     assert m["epochs"] == epochs and m["plan"] == {

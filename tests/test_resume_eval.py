@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.data import ROOT, write_mnist
-from helpers.runs import run_eval, run_script, run_train
+from helpers.runs import printed, run_eval, run_script, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -35,13 +35,6 @@ HELPERS = str(ROOT / "tests" / "helpers")
 # dropout, batch norm, per-digit augmentation and a one-cycle schedule: everything RNG-driven
 STRONG = ["experiment=bn_cnn", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0"]
 SIGNAL_STEP = 20  # 15 batches an epoch: the signal lands mid-way through the second epoch
-
-
-def printed(stderr: str, prefix: str) -> str:
-    """The command a run printed after `prefix`."""
-    lines = [line for line in stderr.splitlines() if line.startswith(prefix)]
-    assert len(lines) == 1, stderr[-2000:]
-    return lines[0].removeprefix(prefix)
 
 
 def _metrics(run_dir: Path) -> dict:

@@ -4,15 +4,12 @@ average is what the run tests and its checkpoints hold, eval.py reads it back, a
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.data import ROOT
-from helpers.runs import run_eval, run_train
+from helpers.runs import run_eval, run_printed_resume, run_train
 
 from mnist_cnn.commands import hydra_override
 
@@ -55,16 +52,6 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
         "+callbacks.signal.step=5", run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
-    command = next(
-        line.split("resume with: ", 1)[1]
-        for line in stopped.stderr.splitlines()
-        if "resume with: " in line
-    )
-    resumed_dir = hydra_override("hydra.run.dir", str(tmp_path / "resumed"))
-    resumed = subprocess.run(
-        ["bash", "-c", f"{command} {shlex.quote(resumed_dir)}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": HELPERS},
-    )  # fmt: skip
+    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]

@@ -46,3 +46,24 @@ def quiet_trainer(root: Path, **kwargs):
         enable_model_summary=False,
     )
     return L.Trainer(**{**defaults, **kwargs})
+
+
+def printed(stderr: str, prefix: str) -> str:
+    """The command a run printed after `prefix` (exactly one such line)."""
+    lines = [line for line in stderr.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, stderr[-2000:]
+    return lines[0].removeprefix(prefix)
+
+
+def run_printed_resume(stderr: str, run_dir: Path, env: dict | None = None, timeout: int = 300):
+    """The `resume with:` command a stopped run printed, as a user pastes it into a shell, with
+    where the new run goes appended."""
+    import shlex
+
+    command = printed(stderr, "resume with: ")
+    where = hydra_override("hydra.run.dir", str(run_dir))
+    return subprocess.run(
+        ["bash", "-c", f"{command} {shlex.quote(where)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
