@@ -13,7 +13,7 @@ import functools
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-CARD_PX = 350  # the width TensorBoard's Images and Time Series cards draw a figure at
+CARD_PX = 350  # the width TensorBoard's Images cards draw a figure at (Time Series: shorter cards)
 MIN_PX = 8  # titles, axis labels, legends
 MIN_TICK_PX = 6  # tick labels, numbers in the cells of a matrix
 

@@ -5,7 +5,8 @@ Where TensorFlow is not installed (this project never installs it, and no dashbo
 TensorBoard's start prints "TensorFlow installation not found - running with reduced feature
 set." to every user of every run. TensorBoard's `run_main` is three calls; they are made here in
 its order, with the first one's output filtered. Every flag is TensorBoard's own. The page is
-TensorBoard's with one first-visit setting changed (`dashboard_assets.py`): outliers not trimmed.
+TensorBoard's with two first-visit settings changed (`dashboard_assets.py`): outliers not trimmed,
+no smoothing.
 """
 
 from __future__ import annotations
