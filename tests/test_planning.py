@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.data import ROOT
-from helpers.runs import printed, run_printed_resume, run_train
+from helpers.runs import printed, run_printed_resume, run_script, run_train
 
 from mnist_cnn.commands import hydra_override
 
@@ -80,6 +80,25 @@ def test_a_signal_while_the_budget_is_measured_stops_the_run_in_one_line(tiny_da
     assert "while its budget was being measured; nothing to resume" in proc.stderr
     assert "Traceback" not in proc.stderr and "resume with" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # the probe wrote to its scratch
+
+
+def test_a_sweep_of_budget_runs_on_part_of_the_data_plans_each_job_and_compares(
+    tiny_data_dir, tmp_path
+):
+    """`-m seed=1,2 budget_seconds=S` on half of each epoch: each job plans its own epochs from
+    its limited epoch, exits 0, and compare.py reads the sweep."""
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m", *_common(tiny_data_dir), "budget_seconds=2", "seed=1,2",
+        "+trainer.limit_train_batches=0.5", hydra_override("hydra.sweep.dir", str(sweep)),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        m = _metrics(sweep / job)
+        assert m["status"] == "completed" and m["epochs"] == m["plan"]["epochs"] >= 1
+        assert m["plan"]["steps_per_epoch"] < 9  # half of the tiny data's 9 batches an epoch
+    compared = run_script("compare.py", str(sweep), "--out", str(tmp_path / "report"))
+    assert compared.returncode == 0, compared.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
