@@ -185,13 +185,13 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         )
     from mnist_cnn.group_checks import (
         augment_problems,
-        budget_problems,
         callback_problems,
         fold_problems,
+        plan_problems,
     )
 
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
-    problems += budget_problems(cfg)
+    problems += plan_problems(cfg)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

@@ -71,19 +71,37 @@ def fold_problems(cfg: DictConfig) -> list[str]:
     return []
 
 
-def budget_problems(cfg: DictConfig) -> list[str]:
-    """budget_seconds plans in one process (planning.py): with several, each rank would measure
-    and plan on its own, and the ranks could disagree on the epochs."""
-    if OmegaConf.select(cfg, "budget_seconds") is None:
+def plan_problems(cfg: DictConfig) -> list[str]:
+    """budget_seconds and fastest_of plan in one process (planning.py, fastest.py): with several,
+    each rank would measure and plan on its own, and the ranks could disagree. The two answer
+    opposite questions (the most in a time, the least time to a target): one at a time."""
+    budget = OmegaConf.select(cfg, "budget_seconds")
+    candidates = OmegaConf.select(cfg, "fastest_of")
+    if budget is None and candidates is None:
         return []
+    from mnist_cnn import fastest
+
+    found = fastest.problems(cfg)
+    if budget is not None and candidates is not None:
+        found.append(
+            f"budget_seconds={budget} and fastest_of are both set: a budget plans the most "
+            "training in a time, fastest_of the least time to the recipe's target; drop one "
+            "(budget_seconds=null or fastest_of=null)"
+        )
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
     count = devices if isinstance(devices, int) else 1 if devices == "auto" else len(devices)
     world = count * (nodes if isinstance(nodes, int) and nodes > 0 else 1)
-    if world <= 1:
-        return []
-    return [
-        f"budget_seconds={cfg.budget_seconds} plans a run in one process, and this one has "
-        f"{world} (trainer.devices x trainer.num_nodes); plan with one process "
-        "(trainer.devices=1) and train the ranks with its planned trainer.max_epochs"
-    ]
+    if world > 1:
+        asked = f"budget_seconds={budget}" if budget is not None else "fastest_of"
+        then = (
+            "its planned trainer.max_epochs"
+            if budget is not None
+            else "the settings it chose (metrics.json plan.reproduce)"
+        )
+        found.append(
+            f"{asked} plans a run in one process, and this one has {world} (trainer.devices x "
+            f"trainer.num_nodes); plan with one process (trainer.devices=1) and train the ranks "
+            f"with {then}"
+        )
+    return found

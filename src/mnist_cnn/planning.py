@@ -26,7 +26,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_cnn.errors import Interrupted, Stopped, UserError
-from mnist_cnn.group_checks import budget_problems
+from mnist_cnn.group_checks import plan_problems
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _StepClock(L.Callback):
         self._tick(self.val)
 
 
-def _probe_config(cfg: DictConfig, scratch: Path) -> DictConfig:
+def _probe_config(cfg: DictConfig, scratch: Path, steps: int) -> DictConfig:
     probe = copy.deepcopy(cfg)
     with open_dict(probe):
         probe.paths.output_dir = str(scratch)
@@ -82,7 +82,7 @@ def _probe_config(cfg: DictConfig, scratch: Path) -> DictConfig:
         if OmegaConf.select(probe, "optuna.trial") is not None:
             probe.optuna.trial = None  # the probe reports nothing to the study
         probe.trainer.max_epochs = 1
-        probe.trainer.limit_train_batches = WARMUP_STEPS + PROBE_STEPS + 1
+        probe.trainer.limit_train_batches = WARMUP_STEPS + steps + 1
         probe.trainer.limit_val_batches = PROBE_VAL_BATCHES + 1
         probe.trainer.num_sanity_val_steps = 0
         probe.trainer.enable_model_summary = False
@@ -95,7 +95,7 @@ def _probe_config(cfg: DictConfig, scratch: Path) -> DictConfig:
     return probe
 
 
-def _batches_per_epoch(available: int, limit: Any) -> int:
+def batches_per_epoch(available: int, limit: Any) -> int:
     """Lightning's batches per epoch under a limit_*_batches setting (a fraction or a count)."""
     if limit is None:
         return available
@@ -104,13 +104,14 @@ def _batches_per_epoch(available: int, limit: Any) -> int:
     return min(available, int(limit))
 
 
-def measure(cfg: DictConfig) -> dict[str, float]:
-    """The recipe's steady step and validation batch, in seconds, on this machine now."""
+def measure(cfg: DictConfig, steps: int = PROBE_STEPS) -> dict[str, float]:
+    """The recipe's steady step and validation batch, in seconds, on this machine now (the median
+    of `steps` steps after the warm-up)."""
     from mnist_cnn.build import build
 
     clock = _StepClock()
     with tempfile.TemporaryDirectory(prefix="mnist-plan-") as scratch:
-        parts = build(_probe_config(cfg, Path(scratch)), Path(scratch), None, config={})
+        parts = build(_probe_config(cfg, Path(scratch), steps), Path(scratch), None, config={})
         parts.trainer.callbacks.append(clock)
         logging.disable(logging.INFO)  # Lightning's and the callbacks' lines about the probe
         try:
@@ -141,15 +142,15 @@ def measure(cfg: DictConfig) -> dict[str, float]:
 def plan(cfg: DictConfig) -> dict[str, Any]:
     """Measure, then the epochs that fit cfg.budget_seconds; refused where not even one does."""
     budget = float(cfg.budget_seconds)
-    problems = budget_problems(cfg)  # validate() says it first; run() from a notebook, here
+    problems = plan_problems(cfg)  # validate() says it first; run() from a notebook, here
     if problems:
         raise UserError("; ".join(problems))
     started = time.perf_counter()
     measured = measure(cfg)
-    steps = _batches_per_epoch(
+    steps = batches_per_epoch(
         measured["train_batches"], OmegaConf.select(cfg, "trainer.limit_train_batches")
     )
-    val = _batches_per_epoch(
+    val = batches_per_epoch(
         measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
     )
     every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
@@ -182,8 +183,13 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
 
 
 def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Fix cfg.trainer.max_epochs from the budget (a resumed run: from its checkpoint) and
-    return the plan to record; None where the run has no budget."""
+    """Fix cfg.trainer.max_epochs from the budget (a resumed run: from its checkpoint), or the
+    quickest of cfg.fastest_of's candidates (fastest.py), and return the plan to record; None
+    where the run has neither."""
+    if OmegaConf.select(cfg, "fastest_of") is not None:  # the least time to a target
+        from mnist_cnn import fastest
+
+        return fastest.apply(cfg, resumed_config)
     if OmegaConf.select(cfg, "budget_seconds") is None:
         return None
     if resumed_config is not None:
