@@ -13,6 +13,14 @@ from helpers.data import write_mnist
 ALL_CPUS = sorted(os.sched_getaffinity(0))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def measurements_cache(tmp_path_factory):
+    """What runs measure of the machine (fastest_of) goes to the session's scratch, not the
+    checkout's outputs/; the train.py processes the tests start inherit it."""
+    os.environ["MNIST_CNN_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cpu_share(request):
     """Under N xdist workers, each worker's tests, and the processes they start, run on 1/N of

@@ -191,7 +191,7 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
     )
 
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
-    problems += plan_problems(cfg)
+    problems += plan_problems(cfg, source)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

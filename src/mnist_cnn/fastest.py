@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # needs more (planning.PROBE_STEPS): it sets the run's length, this only its order
 PROBE_STEPS = 40
 CACHE_FILE = "fastest_of.json"
+WHILE_MEASURING = "while its candidates were being measured; nothing to resume"
 # settings that do not change a step's time: left out of a measurement's key
 NOT_TIMED = ("seed", "paths", "ckpt_path", "task_name", "optuna", "fastest_of", "budget_seconds")
 
@@ -105,7 +106,7 @@ def choose(cfg: DictConfig) -> dict[str, Any]:
         key = _key(candidate)
         measured, when = _cached(cache, key)
         if measured is None:
-            measured, when = measure(candidate, PROBE_STEPS), "now"
+            measured, when = measure(candidate, PROBE_STEPS, WHILE_MEASURING), "now"
             _store(cache, key, measured)
         found[name] = {
             "settings": settings,
@@ -214,8 +215,8 @@ def _listed(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    """What makes cfg.fastest_of unusable, each with the fix."""
+def problems(cfg: DictConfig, source: str | None = None) -> list[str]:
+    """What makes cfg.fastest_of unusable, each with the fix (source: as config.validate's)."""
     value = OmegaConf.select(cfg, "fastest_of")
     if value is None:
         return []
@@ -255,7 +256,7 @@ def problems(cfg: DictConfig) -> list[str]:
         candidate = with_settings(cfg, settings)
         candidate.budget_seconds = None  # said once, of the recipe, by plan_problems
         try:
-            validate(candidate, ignore=("ckpt_path",))
+            validate(candidate, source=source, ignore=("ckpt_path",))
         except UserError as exc:
             found.append(f"fastest_of.{name}: {exc}")
     return found + _given_too(cfg)

@@ -71,7 +71,7 @@ def fold_problems(cfg: DictConfig) -> list[str]:
     return []
 
 
-def plan_problems(cfg: DictConfig) -> list[str]:
+def plan_problems(cfg: DictConfig, source: str | None = None) -> list[str]:
     """budget_seconds and fastest_of plan in one process (planning.py, fastest.py): with several,
     each rank would measure and plan on its own, and the ranks could disagree. The two answer
     opposite questions (the most in a time, the least time to a target): one at a time."""
@@ -81,7 +81,7 @@ def plan_problems(cfg: DictConfig) -> list[str]:
         return []
     from mnist_cnn import fastest
 
-    found = fastest.problems(cfg)
+    found = fastest.problems(cfg, source)
     if budget is not None and candidates is not None:
         found.append(
             f"budget_seconds={budget} and fastest_of are both set: a budget plans the most "

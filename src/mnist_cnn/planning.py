@@ -104,7 +104,9 @@ def batches_per_epoch(available: int, limit: Any) -> int:
     return min(available, int(limit))
 
 
-def measure(cfg: DictConfig, steps: int = PROBE_STEPS) -> dict[str, float]:
+def measure(
+    cfg: DictConfig, steps: int = PROBE_STEPS, stopped: str = WHILE_MEASURING
+) -> dict[str, float]:
     """The recipe's steady step and validation batch, in seconds, on this machine now (the median
     of `steps` steps after the warm-up)."""
     from mnist_cnn.build import build
@@ -117,11 +119,11 @@ def measure(cfg: DictConfig, steps: int = PROBE_STEPS) -> dict[str, float]:
         try:
             parts.trainer.fit(parts.module, datamodule=parts.datamodule)
         except Interrupted as exc:  # its checkpoint is the probe's, in scratch: not a resume
-            raise Stopped(exc.signum, WHILE_MEASURING) from None
+            raise Stopped(exc.signum, stopped) from None
         finally:
             logging.disable(logging.NOTSET)
         if parts.interrupt.received is not None:  # after the probe's last step
-            raise Stopped(parts.interrupt.received, WHILE_MEASURING)
+            raise Stopped(parts.interrupt.received, stopped)
         train_batches = len(parts.datamodule.train_dataloader())
         val_batches = len(parts.datamodule.splits["val"]) and len(parts.datamodule.val_dataloader())
     steady = clock.train[WARMUP_STEPS:] or clock.train
