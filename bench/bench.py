@@ -9,6 +9,8 @@ Modes (each runs its variants alternately, N rounds, and prints medians and rati
   ddp        one process x 2 threads vs trainer.devices=2 (DDP, 2 processes x 1 thread), same
              seed and global batch: fit throughput, whole seconds, test accuracy
   levers     ms per training step of a plain loop, one speed lever added at a time (bench/levers.py)
+  speedrun   experiment=speedrun as planned here (fastest_of) vs its whole-epoch 8-filter recipe
+             (fastest_of=null), seeds 1..N, and the Keras notebook's fit for the ratio (--keras)
 Figures: whole-process wall seconds, phase seconds, fit throughput, peak RSS, test accuracy.
 """
 
@@ -31,6 +33,7 @@ from mnist_cnn.data.sources import default_data_dir  # noqa: E402
 TRAIN_SAMPLES = 54_000
 # issue 28's goals for the seed workload against the Keras lab's notebook, on the machine at hand
 GOAL_WHOLE, GOAL_FIT = 0.5, 2.5
+GOAL_SPEEDRUN = 0.1  # the speedrun's fit against the Keras notebook's fit of the seed workload
 WEIGHTS: list[str] = []  # weights_sha256 of every train.py run at the default settings
 
 
@@ -57,7 +60,9 @@ def run_train(overrides: list[str], epochs: int = 3) -> dict:
     if overrides == [o for o in overrides if o.startswith("data.data_dir=")]:
         WEIGHTS.append(m["weights_sha256"])
     phases = m["setup_seconds"] + m["train_seconds"] + m["test_seconds"]
+    plan = m.get("plan") or {}
     return {
+        "plan": plan.get("probe_seconds", 0.0),
         "whole": wall,
         "startup+rest": wall - phases,
         "setup": m["setup_seconds"],
@@ -75,6 +80,7 @@ def run_script(cmd: list[str], samples: int, epochs: int = 3) -> dict:
     r = json.loads(out.strip().splitlines()[-1])
     return {
         "whole": wall,
+        "plan": 0.0,
         "startup+rest": wall - r["data"] - r["fit"] - r["test"],
         "setup": r["data"],
         "fit": r["fit"],
@@ -139,11 +145,44 @@ def against_keras(results: dict[str, list[dict]]) -> None:
     )
 
 
+def speedrun(data: list[str], raw: str, runs: int, keras: Path | None) -> None:
+    """The speedrun as planned on this machine against its fixed recipe, seeds 1..runs, and the
+    Keras notebook's fit of the seed workload (the goal is a ratio to it)."""
+    variants = {"planned (fastest_of)": [], "8 filters, 1 epoch": ["fastest_of=null"]}
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    if keras:
+        results["Keras notebook"] = []
+    for i in range(runs):
+        for name, extra in variants.items():
+            overrides = [*data, "experiment=speedrun", f"seed={i + 1}", *extra]
+            results[name].append(run_train(overrides))
+            r = results[name][-1]
+            print(f"run {i + 1} {name}: fit {r['fit']:.2f} s, plan {r['plan']:.2f} s, "
+                  f"test acc {r['test_acc']:.4f}", flush=True)  # fmt: skip
+        if keras:
+            results["Keras notebook"].append(
+                run_script([str(keras), "bench/keras_lab.py", raw, "3"], TRAIN_SAMPLES)
+            )
+            print(f"run {i + 1} Keras notebook: fit {results['Keras notebook'][-1]['fit']:.1f} s")
+    for rows in results.values():
+        for r in rows:
+            r.pop("samples/s")  # the speedrun trains part of an epoch
+    report(results)
+    planned = statistics.median(r["fit"] for r in results["planned (fastest_of)"])
+    accs = [r["test_acc"] for r in results["planned (fastest_of)"]]
+    print(f"\nthe planned speedrun ({cpu_kind()}): fit {planned:.2f} s (median), test accuracy "
+          f"mean {statistics.mean(accs):.4f}, min {min(accs):.4f} over seeds 1-{runs}")  # fmt: skip
+    if keras:
+        ratio = planned / statistics.median(r["fit"] for r in results["Keras notebook"])
+        met = "met" if ratio <= GOAL_SPEEDRUN else "not met"
+        print(f"against the Keras notebook's fit: {ratio:.3f}x (goal <= {GOAL_SPEEDRUN}x: {met})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--mode",
-        choices=("reference", "callbacks", "scaling", "levers", "ddp"),
+        choices=("reference", "callbacks", "scaling", "levers", "ddp", "speedrun"),
         default="reference",
     )
     parser.add_argument("--runs", type=int, default=3)
@@ -162,6 +201,9 @@ def main() -> None:
     print(f"CPU: {cpu_kind()}; torch threads: {os.cpu_count()} cores; data: {args.data_dir}",
           flush=True)  # fmt: skip
     print(f"train.py's precision=auto on this machine: {precision} ({why})", flush=True)
+    if args.mode == "speedrun":
+        speedrun(data, raw, args.runs, args.keras)
+        return
     if args.mode == "scaling":
         for epochs in (1, 3, 10):
             report({f"epochs={epochs}": [run_train([*data, f"trainer.max_epochs={epochs}"])]})
