@@ -1,12 +1,11 @@
 """Train the MNIST CNN: `python train.py [key=value ...]` (Hydra overrides; `--help` lists them)."""
 
-import sys
-
 try:
     from mnist_cnn.cli.train import main
-except KeyboardInterrupt:  # Ctrl-C while Python is still importing: one line, not a traceback
-    print("interrupted: SIGINT received while starting, before anything was saved", file=sys.stderr)
-    sys.exit(130)
+except KeyboardInterrupt:  # Ctrl-C while Python is still importing
+    from mnist_cnn.errors import exit_while_starting
+
+    exit_while_starting()
 
 if __name__ == "__main__":
     main()

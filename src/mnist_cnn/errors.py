@@ -2,7 +2,9 @@
 into one-line messages and exit codes, and mnist_cnn.outcome into the run record's status."""
 
 import signal
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -101,3 +103,10 @@ class InterruptedDuringTest(Interrupted):
     def __init__(self, signum: int) -> None:
         super().__init__(signum, f"{signal.Signals(signum).name} received during the test")
         self.checkpoint: Path | None = None
+
+
+def exit_while_starting() -> NoReturn:
+    """Ctrl-C before any handler of ours (Python still importing, a rank not yet started): one
+    line and the shell's 130, not a traceback."""
+    print("interrupted: SIGINT received while starting, before anything was saved", file=sys.stderr)
+    sys.exit(130)

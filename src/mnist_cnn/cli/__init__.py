@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mnist_cnn.errors import Stopped, UserError
+from mnist_cnn.errors import Stopped, UserError, exit_while_starting
 
 
 @contextmanager
@@ -46,9 +46,7 @@ def stopped_by_signal() -> Iterator[None]:
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
-        print("interrupted: SIGINT received while starting, before anything was saved",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(130)
+        exit_while_starting()
 
 
 # run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again

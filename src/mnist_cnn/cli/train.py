@@ -15,7 +15,7 @@ from mnist_cnn.cli import (
     stopped_by_signal,
     user_errors,
 )
-from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError
+from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError, exit_while_starting
 
 log = logging.getLogger("train")
 
@@ -24,9 +24,7 @@ def main() -> None:
     try:
         _main()
     except KeyboardInterrupt:  # Ctrl-C while still importing, before any handler of ours
-        print("interrupted: SIGINT received while starting, before anything was saved",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(130)
+        exit_while_starting()
 
 
 def _main() -> None:
