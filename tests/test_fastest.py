@@ -157,11 +157,14 @@ def test_a_measurement_is_keyed_by_what_times_a_step_and_not_the_seed_or_paths(t
     base = compose_config(["experiment=speedrun"], tmp_path / "a")
     speedrun = fastest.candidates(base)
     wide = fastest.with_settings(base, speedrun["wide"])
-    other = compose_config(["experiment=speedrun", "seed=7"], tmp_path / "b")
+    other = compose_config(["experiment=speedrun", "seed=7", "optimizer.lr=0.02"], tmp_path / "b")
     assert fastest._key(wide) == fastest._key(fastest.with_settings(other, speedrun["wide"]))
     assert fastest._key(wide) != fastest._key(fastest.with_settings(base, speedrun["narrow"]))
     assert fastest._key(wide) != fastest._key(
         fastest.with_settings(base, {**speedrun["wide"], "data.batch_size": 128})
+    )
+    assert fastest._key(wide) != fastest._key(
+        fastest.with_settings(base, {**speedrun["wide"], "optimizer.foreach": False})
     )
     validate(base)  # the speedrun's own candidates pass every check
     base.fastest_of = {"wide": {"model.conv1_channels": 0}}

@@ -365,3 +365,51 @@ def test_the_lock_holds_a_current_optuna():
     version = re.search(r'name = "optuna"\nversion = "(\d+)\.', lock)
     assert version and int(version.group(1)) >= 4, "uv.lock must hold Optuna 4 or newer"
     assert 'name = "hydra-optuna-sweeper"' not in lock  # it caps Optuna below 3
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        "budget_seconds=3",
+        "fastest_of={light:{model.conv1_channels:4,trainer.limit_train_batches:0.5},"
+        "heavy:{model.conv1_channels:96}}",
+    ],
+    ids=["budget", "fastest_of"],
+)
+def test_trials_that_plan_from_the_machine_report_only_their_own_epochs(
+    tiny_data_dir, tmp_path, plan
+):
+    """Each trial plans before it trains (a budget: its epochs; fastest_of: its candidate, measured
+    once for the search); the probes report nothing to the study, so a trial is pruned at its own
+    epoch 1 and a completed trial's intermediate values are its epochs, one each."""
+    proc, storage, sweep = _pruning_search(
+        tiny_data_dir, tmp_path, 3, "0.003, 0.0000001", plan,
+        hydra_override("paths.cache_dir", str(tmp_path / "cache")),
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    trials = _trials(storage)
+    dirs = _run_dirs(sweep)
+    assert sorted(t.state for t in trials) == sorted(
+        [TrialState.PRUNED] * 2 + [TrialState.COMPLETE]
+    )
+    for t in trials:
+        m = _metrics(dirs[t.number])
+        assert m["plan"], m.get("error")
+        if t.state == TrialState.PRUNED:
+            assert (
+                m["status"] == "pruned" and m["epoch"] == 1 and list(t.intermediate_values) == [0]
+            )
+        else:
+            assert m["status"] == "completed" and m["val/acc"] == pytest.approx(t.value)
+            assert sorted(t.intermediate_values) == list(range(m["epochs"]))
+    if plan.startswith("budget"):
+        assert all(_metrics(d)["plan"]["epochs"] >= 1 for d in dirs.values())
+    else:  # measured by the first trial, read by the others
+        first, *rest = (_metrics(dirs[n])["plan"] for n in sorted(dirs))
+        assert {c["measured"] for c in first["fastest_of"].values()} == {"now"}
+        assert all(
+            c["measured"].startswith("cached") for p in rest for c in p["fastest_of"].values()
+        )
+        assert {p["chosen"] for p in (first, *rest)} == {"light"}

@@ -39,8 +39,15 @@ log = logging.getLogger(__name__)
 PROBE_STEPS = 40
 CACHE_FILE = "fastest_of.json"
 WHILE_MEASURING = "while its candidates were being measured; nothing to resume"
-# settings that do not change a step's time: left out of a measurement's key
-NOT_TIMED = ("seed", "paths", "ckpt_path", "task_name", "optuna", "fastest_of", "budget_seconds")
+# settings that do not change a step's time: left out of a measurement's key, so the seeds of a
+# sweep and the trials of a search share one measurement
+NOT_TIMED = (
+    "seed", "paths", "ckpt_path", "task_name", "optuna", "fastest_of", "budget_seconds",
+    "label_smoothing",
+)  # fmt: skip
+# of the optimizer and the schedule, only which one runs and how; their numbers (the rates, betas
+# and decays a search tunes) cost the same each step
+TIMED_OF = {"optimizer": ("_target_", "foreach", "fused"), "scheduler": ("_target_",)}
 
 
 def candidates(cfg: DictConfig) -> dict[str, dict[str, Any]]:
@@ -180,6 +187,9 @@ def _machine() -> dict[str, Any]:
 def _key(candidate: DictConfig) -> str:
     recipe = OmegaConf.to_container(candidate, resolve=False)  # a run dir is not a setting
     timed = {k: v for k, v in recipe.items() if k not in NOT_TIMED}
+    for group, kept in TIMED_OF.items():
+        if isinstance(timed.get(group), dict):
+            timed[group] = {k: v for k, v in timed[group].items() if k in kept}
     text = json.dumps([_machine(), timed], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
