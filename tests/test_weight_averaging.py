@@ -55,3 +55,28 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
     resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]
+
+
+def test_the_average_under_ddp_is_the_one_tested_and_saved(tiny_data_dir, tmp_path):
+    """Two processes: each rank averages the same synchronised weights, rank 0 saves the average,
+    and eval.py on that checkpoint finds the run's own test numbers."""
+    data = hydra_override("data.data_dir", str(tiny_data_dir))
+    run = run_train(
+        data, "experiment=keras_lab", "trainer.max_epochs=2", "callbacks=[minimal,ema]",
+        "trainer.devices=2", run_dir=tmp_path / "ddp",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    m = _metrics(tmp_path / "ddp")
+    assert m["world_size"] == 2 and m["status"] == "completed"
+    ckpt = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    current = saved["current_model_state"]
+    assert any(
+        not torch.equal(current[k], v) for k, v in saved["state_dict"].items() if k in current
+    )
+    evaluated = run_eval(
+        data, hydra_override("ckpt_path", str(ckpt)),
+        hydra_override("hydra.run.dir", str(tmp_path / "eval")), "callbacks=minimal",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert _metrics(tmp_path / "eval")["test/correct"] == m["test/correct"]
