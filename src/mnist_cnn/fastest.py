@@ -181,7 +181,8 @@ def _machine() -> dict[str, Any]:
                 cpu[name.strip()] = value.strip()
     except OSError:
         pass
-    return {**cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {**cpu, "gpus": gpus, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def _key(candidate: DictConfig) -> str:
