@@ -13,6 +13,23 @@ from helpers.data import write_mnist
 ALL_CPUS = sorted(os.sched_getaffinity(0))
 
 
+def _tier(item: pytest.Item) -> int:
+    marks = {mark.name for mark in item.iter_markers()}
+    return 0 if marks & {"cluster", "real_data"} else 1 if "slow" in marks else 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tiers first (the SLURM cluster and real MNIST, then the subprocess runs, the
+    fast tests last), whole modules at a time: two xdist workers then end together instead of one
+    finishing a minute-long test alone at the end. Within a tier, the files' order."""
+    tiers: dict[str, int] = {}
+    for item in items:
+        tiers[item.nodeid.split("::")[0]] = min(
+            tiers.get(item.nodeid.split("::")[0], 2), _tier(item)
+        )
+    items.sort(key=lambda item: tiers[item.nodeid.split("::")[0]])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def measurements_cache(tmp_path_factory):
     """What runs measure of the machine (fastest_of) goes to the session's scratch, not the

@@ -383,17 +383,15 @@ def test_trials_that_plan_from_the_machine_report_only_their_own_epochs(
     once for the search); the probes report nothing to the study, so a trial is pruned at its own
     epoch 1 and a completed trial's intermediate values are its epochs, one each."""
     proc, storage, sweep = _pruning_search(
-        tiny_data_dir, tmp_path, 3, "0.003, 0.0000001", plan,
+        tiny_data_dir, tmp_path, 2, "0.003, 0.0000001", plan,
         hydra_override("paths.cache_dir", str(tmp_path / "cache")),
-        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good, bad
+        "hydra.sweeper.sampler={_target_:optuna.samplers.RandomSampler,seed:1}",  # bad, good
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     trials = _trials(storage)
     dirs = _run_dirs(sweep)
-    assert sorted(t.state for t in trials) == sorted(
-        [TrialState.PRUNED] * 2 + [TrialState.COMPLETE]
-    )
+    assert sorted(t.state for t in trials) == sorted([TrialState.PRUNED, TrialState.COMPLETE])
     for t in trials:
         m = _metrics(dirs[t.number])
         assert m["plan"], m.get("error")
