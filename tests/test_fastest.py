@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.data import ROOT
-from helpers.runs import printed, run_printed_resume, run_train
+from helpers.runs import SIGNAL_ENV, printed, run_printed_resume, run_train, signal_at
 
-from mnist_cnn import fastest
+from mnist_cnn import fastest, measurements
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.config import validate
 from mnist_cnn.errors import UserError
 from mnist_cnn.train import compose_config
 
-HELPERS = str(ROOT / "tests" / "helpers")
 # half the steps of a network a quarter as wide: quicker on any machine
 CANDIDATES = (
     "fastest_of={light:{model.conv1_channels:4,trainer.limit_train_batches:0.5},"
@@ -47,7 +45,7 @@ def test_a_sweep_chooses_the_quickest_once_records_it_and_reproduces_bit_for_bit
 ):
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / fastest.CACHE_FILE).write_text('{"damaged": ')  # measured again, written whole
+    (cache / measurements.CACHE_FILE).write_text('{"damaged": ')  # measured again, written whole
     sweep = tmp_path / "sweep"
     proc = run_train(
         "-m", *_common(tiny_data_dir, cache), CANDIDATES, "seed=1,2",
@@ -63,7 +61,7 @@ def test_a_sweep_chooses_the_quickest_once_records_it_and_reproduces_bit_for_bit
     # the second seed reads the first one's measurements: the same choice, no probe
     assert second["plan"]["chosen"] == "light"
     assert all(c["measured"].startswith("cached") for c in second["plan"]["fastest_of"].values())
-    assert len(json.loads((cache / fastest.CACHE_FILE).read_text())) == 2
+    assert len(json.loads((cache / measurements.CACHE_FILE).read_text())) == 2
     # what the record and a resume read: the chosen settings
     assert first["config"]["model"]["conv1_channels"] == 4
     assert first["config"]["trainer"]["limit_train_batches"] == 0.5
@@ -83,16 +81,16 @@ def test_a_sweep_chooses_the_quickest_once_records_it_and_reproduces_bit_for_bit
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_choice_and_ends_where_the_whole_run_would(tiny_data_dir, tmp_path):
-    cache, signal = tmp_path / "cache", "+callbacks.signal._target_=signal_at.SignalAt"
+    cache = tmp_path / "cache"
     # step 7: in the run's fourth epoch (2 steps each), past each probe's (the tiny data's 5)
     stopped = run_train(
-        *_common(tiny_data_dir, cache, epochs=8), CANDIDATES, signal, "+callbacks.signal.step=7",
-        run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
+        *_common(tiny_data_dir, cache, epochs=8), CANDIDATES, *signal_at(7),
+        run_dir=tmp_path / "stopped", env=SIGNAL_ENV,
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     plan = _metrics(tmp_path / "stopped")["plan"]
     assert "fastest_of=" in printed(stopped.stderr, "resume with: ")
-    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
+    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env=SIGNAL_ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     m = _metrics(tmp_path / "resumed")
     chosen = plan["fastest_of"][plan["chosen"]]["settings"]
@@ -101,8 +99,8 @@ def test_a_resumed_run_keeps_its_choice_and_ends_where_the_whole_run_would(tiny_
         and m["plan"]["settings"]["model.conv1_channels"] == (chosen["model.conv1_channels"])
     )
     whole = run_train(
-        *_common(tiny_data_dir, cache, epochs=8), *shlex.split(plan["reproduce"]), signal,
-        "+callbacks.signal.step=1000", run_dir=tmp_path / "whole", env={"PYTHONPATH": HELPERS},
+        *_common(tiny_data_dir, cache, epochs=8), *shlex.split(plan["reproduce"]),
+        *signal_at(1000), run_dir=tmp_path / "whole", env=SIGNAL_ENV,
     )  # fmt: skip
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert m["weights_sha256"] == _metrics(tmp_path / "whole")["weights_sha256"]
@@ -111,9 +109,8 @@ def test_a_resumed_run_keeps_its_choice_and_ends_where_the_whole_run_would(tiny_
 @pytest.mark.slow
 def test_a_signal_while_the_candidates_are_measured_stops_in_one_line(tiny_data_dir, tmp_path):
     proc = run_train(
-        *_common(tiny_data_dir, tmp_path / "cache"), CANDIDATES,
-        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=3",
-        run_dir=tmp_path / "run", env={"PYTHONPATH": HELPERS},
+        *_common(tiny_data_dir, tmp_path / "cache"), CANDIDATES, *signal_at(3),
+        run_dir=tmp_path / "run", env=SIGNAL_ENV,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert fastest.WHILE_MEASURING in proc.stderr
@@ -156,12 +153,16 @@ def test_a_measurement_is_keyed_by_what_times_a_step_and_not_the_seed_or_paths(t
     speedrun = fastest.candidates(base)
     wide = fastest.with_settings(base, speedrun["wide"])
     other = compose_config(["experiment=speedrun", "seed=7", "optimizer.lr=0.02"], tmp_path / "b")
-    assert fastest._key(wide) == fastest._key(fastest.with_settings(other, speedrun["wide"]))
-    assert fastest._key(wide) != fastest._key(fastest.with_settings(base, speedrun["narrow"]))
-    assert fastest._key(wide) != fastest._key(
+    assert measurements.key(wide) == measurements.key(
+        fastest.with_settings(other, speedrun["wide"])
+    )
+    assert measurements.key(wide) != measurements.key(
+        fastest.with_settings(base, speedrun["narrow"])
+    )
+    assert measurements.key(wide) != measurements.key(
         fastest.with_settings(base, {**speedrun["wide"], "data.batch_size": 128})
     )
-    assert fastest._key(wide) != fastest._key(
+    assert measurements.key(wide) != measurements.key(
         fastest.with_settings(base, {**speedrun["wide"], "optimizer.foreach": False})
     )
     validate(base)  # the speedrun's own candidates pass every check

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.data import ROOT
-from helpers.runs import printed, run_printed_resume, run_script, run_train
+from helpers.runs import SIGNAL_ENV, printed, run_printed_resume, run_script, run_train, signal_at
 
 from mnist_cnn.commands import hydra_override
 
 pytestmark = pytest.mark.slow
-
-HELPERS = str(ROOT / "tests" / "helpers")
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -52,14 +49,13 @@ def test_a_budget_plans_the_epochs_records_them_and_reproduces_bit_for_bit(tiny_
 def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
     # step 12: in the run's second epoch, past the probe's (the tiny data's epoch is 9 steps)
     stopped = run_train(
-        *_common(tiny_data_dir), "budget_seconds=2.5",
-        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=12",
-        run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
+        *_common(tiny_data_dir), "budget_seconds=2.5", *signal_at(12),
+        run_dir=tmp_path / "stopped", env=SIGNAL_ENV,
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     epochs = _metrics(tmp_path / "stopped")["plan"]["epochs"]
     assert "budget_seconds=2.5" in printed(stopped.stderr, "resume with: ")  # not planned again
-    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
+    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env=SIGNAL_ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     m = _metrics(tmp_path / "resumed")
     assert m["epochs"] == epochs and m["plan"] == {
@@ -72,9 +68,8 @@ def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
 def test_a_signal_while_the_budget_is_measured_stops_the_run_in_one_line(tiny_data_dir, tmp_path):
     """The probe keeps the recipe's callbacks, so SignalAt's step 3 lands in the probe."""
     proc = run_train(
-        *_common(tiny_data_dir), "budget_seconds=2.5",
-        "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=3",
-        run_dir=tmp_path / "run", env={"PYTHONPATH": HELPERS},
+        *_common(tiny_data_dir), "budget_seconds=2.5", *signal_at(3),
+        run_dir=tmp_path / "run", env=SIGNAL_ENV,
     )  # fmt: skip
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert "while its budget was being measured; nothing to resume" in proc.stderr

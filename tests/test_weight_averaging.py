@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.data import ROOT
-from helpers.runs import run_eval, run_printed_resume, run_train
+from helpers.runs import SIGNAL_ENV, run_eval, run_printed_resume, run_train, signal_at
 
 from mnist_cnn.commands import hydra_override
 
 pytestmark = pytest.mark.slow
-
-HELPERS = str(ROOT / "tests" / "helpers")
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -48,11 +45,11 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
     assert _metrics(tmp_path / "eval")["test/correct"] == m["test/correct"]
     # stopped mid-run and resumed with the printed command: the average continues exactly
     stopped = run_train(
-        *common, "callbacks=[minimal,ema]", "+callbacks.signal._target_=signal_at.SignalAt",
-        "+callbacks.signal.step=5", run_dir=tmp_path / "stopped", env={"PYTHONPATH": HELPERS},
+        *common, "callbacks=[minimal,ema]", *signal_at(5), run_dir=tmp_path / "stopped",
+        env=SIGNAL_ENV,
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
-    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env={"PYTHONPATH": HELPERS})
+    resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env=SIGNAL_ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]
 

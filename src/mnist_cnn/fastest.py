@@ -9,9 +9,8 @@ where fp32 vectors are narrow. Before the run, a short probe of each candidate (
 the run's own pipeline) predicts its fit here; the quickest candidate's settings go into the
 config before anything is built or recorded. Accuracy never enters the choice, so no candidate
 is picked on the test set. A candidate's measured step is kept per machine and recipe
-(`paths.cache_dir`/fastest_of.json, keyed by the CPU, torch, the threads and every setting but
-the seed and paths), so the seeds of a sweep measure once: the probe costs about as much as a
-speedrun's fit. Deleting the file measures again. The record holds the choice (metrics.json
+(measurements.py), so the seeds of a sweep measure once: the probe costs about as much as a
+speedrun's fit. The record holds the choice (metrics.json
 `plan`, and the settings in the config its checkpoints carry): `fastest_of=null` with the chosen
 settings reruns it bit for bit, and a resume takes them from its checkpoint instead of measuring
 again.
@@ -19,17 +18,13 @@ again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mnist_cnn import measurements
 from mnist_cnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,17 +32,7 @@ log = logging.getLogger(__name__)
 # enough steps to rank candidates whose predicted fits differ by a tenth or more; a budget plan
 # needs more (planning.PROBE_STEPS): it sets the run's length, this only its order
 PROBE_STEPS = 40
-CACHE_FILE = "fastest_of.json"
 WHILE_MEASURING = "while its candidates were being measured; nothing to resume"
-# settings that do not change a step's time: left out of a measurement's key, so the seeds of a
-# sweep and the trials of a search share one measurement
-NOT_TIMED = (
-    "seed", "paths", "ckpt_path", "task_name", "optuna", "fastest_of", "budget_seconds",
-    "label_smoothing",
-)  # fmt: skip
-# of the optimizer and the schedule, only which one runs and how; their numbers (the rates, betas
-# and decays a search tunes) cost the same each step
-TIMED_OF = {"optimizer": ("_target_", "foreach", "fused"), "scheduler": ("_target_",)}
 
 
 def candidates(cfg: DictConfig) -> dict[str, dict[str, Any]]:
@@ -106,15 +91,15 @@ def choose(cfg: DictConfig) -> dict[str, Any]:
         raise UserError("; ".join(found_problems))
 
     started = time.perf_counter()
-    cache = cache_of(cfg)
+    cache = measurements.cache_of(cfg)
     found = {}
     for name, settings in candidates(cfg).items():
         candidate = with_settings(cfg, settings)
-        key = _key(candidate)
-        measured, when = _cached(cache, key)
+        key = measurements.key(candidate)
+        measured, when = measurements.cached(cache, key)
         if measured is None:
             measured, when = measure(candidate, PROBE_STEPS, WHILE_MEASURING), "now"
-            _store(cache, key, measured)
+            measurements.store(cache, key, measured)
         found[name] = {
             "settings": settings,
             "measured": when,
@@ -152,7 +137,9 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
     )
     fresh = any(found["measured"] == "now" for found in planned["fastest_of"].values())
     how = (
-        f"probe {planned['probe_seconds']:.1f} s" if fresh else f"measured before, {cache_of(cfg)}"
+        f"probe {planned['probe_seconds']:.1f} s"
+        if fresh
+        else f"measured before, {measurements.cache_of(cfg)}"
     )
     log.info(
         "fastest_of: %s (%s), a fit of about %.1f s on this machine against %s (%s); "
@@ -161,59 +148,6 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
         how, planned["reproduce"],
     )  # fmt: skip
     return planned
-
-
-def cache_of(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.cache_dir) / CACHE_FILE
-
-
-def _machine() -> dict[str, Any]:
-    """What makes one machine's step differ from another's."""
-    import platform
-
-    import torch
-
-    cpu = {"model name": platform.processor(), "flags": ""}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in cpu and not cpu[name.strip()]:
-                cpu[name.strip()] = value.strip()
-    except OSError:
-        pass
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {**cpu, "gpus": gpus, "torch": torch.__version__, "threads": torch.get_num_threads()}
-
-
-def _key(candidate: DictConfig) -> str:
-    recipe = OmegaConf.to_container(candidate, resolve=False)  # a run dir is not a setting
-    timed = {k: v for k, v in recipe.items() if k not in NOT_TIMED}
-    for group, kept in TIMED_OF.items():
-        if isinstance(timed.get(group), dict):
-            timed[group] = {k: v for k, v in timed[group].items() if k in kept}
-    text = json.dumps([_machine(), timed], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _cached(cache: Path, key: str) -> tuple[dict[str, float] | None, str]:
-    try:
-        entry = json.loads(cache.read_text())[key]
-        return entry["measured"], f"cached, measured {entry['at']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, ""  # none yet, or a damaged file: measured again, and written whole
-
-
-def _store(cache: Path, key: str, measured: dict[str, float]) -> None:
-    try:
-        kept = json.loads(cache.read_text())
-        kept = kept if isinstance(kept, dict) else {}
-    except (OSError, ValueError):
-        kept = {}
-    kept[key] = {"measured": measured, "at": datetime.now().isoformat(timespec="seconds")}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(kept, indent=1, sort_keys=True))
-    os.replace(partial, cache)  # parallel jobs of a sweep: each sees a whole file
 
 
 def _set(cfg: DictConfig, settings: dict[str, Any]) -> None:

@@ -10,6 +10,15 @@ from pathlib import Path
 from helpers.data import ROOT
 from mnist_cnn.commands import hydra_override
 
+# what lets train.py find the test callbacks (signal_at.SignalAt) of tests/helpers
+SIGNAL_ENV = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
+
+
+def signal_at(step: int) -> list[str]:
+    """Overrides under which a run SIGINTs itself after training step `step` (run it with
+    env=SIGNAL_ENV); a probe's steps count too (planning, fastest_of)."""
+    return ["+callbacks.signal._target_=signal_at.SignalAt", f"+callbacks.signal.step={step}"]
+
 
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300):
     """`python SCRIPT ARGS` from the repository; returns the CompletedProcess (text mode)."""
