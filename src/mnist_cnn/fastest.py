@@ -10,10 +10,9 @@ the run's own pipeline) predicts its fit here; the quickest candidate's settings
 config before anything is built or recorded. Accuracy never enters the choice, so no candidate
 is picked on the test set. A candidate's measured step is kept per machine and recipe
 (measurements.py), so the seeds of a sweep measure once: the probe costs about as much as a
-speedrun's fit. The record holds the choice (metrics.json
-`plan`, and the settings in the config its checkpoints carry): `fastest_of=null` with the chosen
-settings reruns it bit for bit, and a resume takes them from its checkpoint instead of measuring
-again.
+speedrun's fit. The record holds the choice (metrics.json `plan`, and the settings in the
+config its checkpoints carry): `fastest_of=null` with the chosen settings reruns it bit for bit,
+and a resume takes them from its checkpoint instead of measuring again.
 """
 
 from __future__ import annotations
@@ -59,23 +58,12 @@ def reproduce(settings: dict[str, Any]) -> str:
 
 
 def _predicted_fit(cfg: DictConfig, measured: dict[str, float]) -> dict[str, float]:
-    from mnist_cnn.planning import batches_per_epoch
+    from mnist_cnn.planning import epoch_seconds
 
-    steps = batches_per_epoch(
-        measured["train_batches"], OmegaConf.select(cfg, "trainer.limit_train_batches")
-    )
-    val = batches_per_epoch(
-        measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
-    )
-    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
+    epoch, steps, _ = epoch_seconds(cfg, measured)
     epochs = int(cfg.trainer.max_epochs)
-    validations = epochs // every
-    seconds = (
-        epochs * (steps * measured["step_seconds"] + measured["epoch_rest_seconds"])
-        + validations * val * measured["val_batch_seconds"]
-    )
     return {
-        "predicted_fit_seconds": seconds,
+        "predicted_fit_seconds": epochs * epoch,
         "steps": epochs * steps,
         "step_ms": 1000 * measured["step_seconds"],
     }

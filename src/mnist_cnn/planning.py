@@ -141,6 +141,24 @@ def measure(
     }
 
 
+def epoch_seconds(cfg: DictConfig, measured: dict[str, float]) -> tuple[float, int, int]:
+    """An epoch of cfg on this machine from what measure() found: its seconds (the steps, and
+    validation and the epoch's other costs as often as it validates), its training steps and
+    its validation batches."""
+    steps = batches_per_epoch(
+        measured["train_batches"], OmegaConf.select(cfg, "trainer.limit_train_batches")
+    )
+    val = batches_per_epoch(
+        measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
+    )
+    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
+    seconds = (
+        steps * measured["step_seconds"]
+        + (val * measured["val_batch_seconds"] + measured["epoch_rest_seconds"]) / every
+    )
+    return seconds, steps, val
+
+
 def plan(cfg: DictConfig) -> dict[str, Any]:
     """Measure, then the epochs that fit cfg.budget_seconds; refused where not even one does."""
     budget = float(cfg.budget_seconds)
@@ -149,17 +167,7 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
         raise UserError("; ".join(problems))
     started = time.perf_counter()
     measured = measure(cfg)
-    steps = batches_per_epoch(
-        measured["train_batches"], OmegaConf.select(cfg, "trainer.limit_train_batches")
-    )
-    val = batches_per_epoch(
-        measured["val_batches"], OmegaConf.select(cfg, "trainer.limit_val_batches")
-    )
-    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) or 1
-    epoch = (
-        steps * measured["step_seconds"]
-        + (val * measured["val_batch_seconds"] + measured["epoch_rest_seconds"]) / every
-    )
+    epoch, steps, val = epoch_seconds(cfg, measured)
     epochs = math.floor(FILL * budget / epoch)
     if epochs < 1:
         raise UserError(
