@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from helpers.runs import quiet_trainer
 
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.errors import UserError
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.models.speed_cnn import SpeedCNN
 from mnist_cnn.module import ClassifierModule
@@ -71,3 +72,25 @@ def test_the_learning_rate_has_one_home_under_every_schedule(tiny_data_dir, tmp_
     assert [h / lo for h, lo in zip(high, low, strict=True)] == pytest.approx([5.0] * len(low))
     if scheduler is not None:  # the schedule moves and ends near zero, at the run's last step
         assert len(set(low)) > 2 and low[-1] < 0.1 * max(low)
+
+
+def test_a_one_cycle_warm_up_of_one_step_is_refused_by_name(tiny_data_dir, tmp_path):
+    """torch's OneCycleLR divides by zero when pct_start x total_steps is exactly 1 (a short run:
+    part of an epoch of tiny data); the run says which settings to change instead."""
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
+
+    def fit(batches: int) -> int:
+        module = ClassifierModule(
+            SimpleCNN(),
+            functools.partial(torch.optim.AdamW, lr=1e-3),
+            scheduler=functools.partial(torch.optim.lr_scheduler.OneCycleLR, pct_start=0.25),
+        )
+        trainer = quiet_trainer(
+            tmp_path / str(batches), max_epochs=1, limit_train_batches=batches, limit_val_batches=0
+        )
+        trainer.fit(module, datamodule=dm)
+        return trainer.global_step
+
+    with pytest.raises(UserError, match=r"scheduler.pct_start=0.25 of this run's 4 steps"):
+        fit(4)
+    assert fit(5) == 5

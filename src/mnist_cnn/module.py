@@ -12,6 +12,8 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_cnn.errors import UserError
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -141,8 +143,23 @@ class ClassifierModule(L.LightningModule):
             "OneCycleLR": {"total_steps": steps, "max_lr": peak},
             "CosineAnnealingLR": {"T_max": steps},
         }
+        if kind == "OneCycleLR":
+            _check_one_cycle(getattr(self.scheduler_factory, "keywords", {}), steps)
         scheduler = self.scheduler_factory(optimizer, **length.get(kind, {}))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def _check_one_cycle(settings: dict, steps: int) -> None:
+    """torch's OneCycleLR divides by zero when its warm-up is exactly one step (pct_start x
+    total_steps == 1): a short run (part of an epoch, tiny data) says so instead of a traceback."""
+    pct = settings.get("pct_start", 0.3)  # torch's default
+    if float(pct * steps) == 1.0:
+        raise UserError(
+            f"scheduler=onecycle: scheduler.pct_start={pct} of this run's {steps} steps is a "
+            "warm-up of exactly one step, which torch's OneCycleLR cannot schedule; train more "
+            "steps (trainer.max_epochs, trainer.limit_train_batches) or set another "
+            "scheduler.pct_start"
+        )
