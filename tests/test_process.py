@@ -21,7 +21,11 @@ from mnist_cnn.callbacks.feature_maps import FeatureMapLogger
 from mnist_cnn.callbacks.filters import FilterLogger
 from mnist_cnn.callbacks.prediction_analysis import PredictionAnalysis
 from mnist_cnn.data.mnist import MNISTDataModule
+from mnist_cnn.models.bn_cnn import BatchNormCNN
+from mnist_cnn.models.deep_cnn import DeepCNN
+from mnist_cnn.models.mlp import MLP
 from mnist_cnn.models.simple_cnn import SimpleCNN
+from mnist_cnn.models.speed_cnn import SpeedCNN
 from mnist_cnn.module import ClassifierModule
 
 
@@ -82,6 +86,59 @@ def test_pooling_before_relu_gives_the_textbook_outputs_and_gradients_bit_for_bi
         grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
     assert torch.equal(grads[0][0], grads[1][0])
     assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1], strict=True))
+
+
+def _train_deterministically(make_net, bf16: bool, fill: bool) -> list[torch.Tensor]:
+    """Three training steps and an eval forward under torch's deterministic algorithms, new
+    tensors NaN-filled or not: every weight, buffer and logit, as bits."""
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+    torch.manual_seed(0)
+    net = make_net().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(32, 1, 28, 28, generator=g).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,), generator=g)
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = net(x)
+    return [t.detach().clone() for t in net.state_dict().values()] + [logits]
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("make_net", [SimpleCNN, BatchNormCNN, DeepCNN, SpeedCNN, MLP])
+def test_no_network_reads_memory_before_writing_it(make_net, bf16):
+    """process.configure skips torch's NaN fill of new tensors under trainer.deterministic: sound
+    only while no operation reads memory it has not written (such a read gives NaN when filled,
+    whatever was there when not). Every network trains to the same bits both ways."""
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)  # fmt: skip
+    torch.use_deterministic_algorithms(True)
+    try:
+        filled = _train_deterministically(make_net, bf16, fill=True)
+        unfilled = _train_deterministically(make_net, bf16, fill=False)
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.utils.deterministic.fill_uninitialized_memory = before[1]
+    assert all(torch.isfinite(t).all() for t in filled if t.is_floating_point())
+    assert all(torch.equal(a, b) for a, b in zip(filled, unfilled, strict=True))
+
+
+def test_configure_skips_the_fill_of_new_tensors(monkeypatch):
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    monkeypatch.setattr(process, "_stop_on_signals", lambda: None)  # the test process keeps its own
+    monkeypatch.setattr(process, "keep_freed_memory", lambda: True)
+    threads = torch.get_num_threads()
+    try:
+        process.configure(threads)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")

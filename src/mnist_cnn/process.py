@@ -29,6 +29,9 @@ QUIET_WARNINGS = (
     r".*smaller than the logging interval.*",
     # the model summary cannot count bf16 sizes; the parameter counts it prints stay right
     r"Precision .* is not supported by the model summary.*",
+    # a resume mid-epoch: the datamodule skips the batches already trained itself
+    # (data/mnist.py resume_at), which Lightning's loader check cannot see
+    r".*ended before the epoch ended and your dataloader is not resumable.*",
     # wherever SLURM is installed: this project starts srun's ranks itself (docs/scaling.md)
     r".*The `srun` command is available on your system but is not used.*",
 )
@@ -52,6 +55,11 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
 
     count = thread_count(threads, parallel_jobs)
     torch.set_num_threads(count)
+    # trainer.deterministic turns on torch's deterministic algorithms, and with them, by default,
+    # a NaN fill of every new tensor in case an operation reads memory before writing it: none
+    # of our networks does (tests/test_process.py trains each both ways to the same bits), and
+    # the fill is an extra pass over every activation and gradient buffer of every step
+    torch.utils.deterministic.fill_uninitialized_memory = False
     if keep_freed:
         keep_freed_memory()
     _stop_on_signals()
