@@ -75,17 +75,59 @@ def quiet_libraries() -> None:
     _drop_lines(QUIET_INFO)
 
 
-def _raise_stopped(signum: int, frame: object) -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+WHILE_STARTING = "while starting, before anything was saved"
+AGAIN = "send it again to stop now"
+# signals noted while the process starts (None: started, a signal raises errors.Stopped)
+_noted: list[int] | None = None
+
+
+def _on_signal(signum: int, frame: object) -> None:
     from mnist_cnn.errors import Stopped
 
-    raise Stopped(signum)
+    if _noted is None:
+        raise Stopped(signum)
+    name = signal.Signals(signum).name
+    if not _noted:  # the first: acted on once the imports are done (started())
+        _noted.append(signum)
+        os.write(2, f"{name} received while starting: stopping once loaded ({AGAIN})\n".encode())
+        return
+    # a second one: nothing is written yet, so nothing is lost by leaving at once
+    os.write(2, f"interrupted: {name} received {WHILE_STARTING}\n".encode())
+    os._exit(128 + signum)
+
+
+def _catch(signals: tuple[int, ...]) -> None:
+    if threading.current_thread() is threading.main_thread():  # the only place Python allows it
+        for signum in signals:
+            signal.signal(signum, _on_signal)
+
+
+def defer_signals_while_starting() -> None:
+    """Until started(), SIGINT, SIGTERM and SIGHUP are noted, not raised: an exception raised
+    inside a library's import can be swallowed by its `except:` around an optional import (the
+    run then trained on as if never stopped) or cross its C++ code, which aborts the process
+    ("terminate called after throwing ... KeyboardInterrupt"). The first entry point's first
+    call; a second signal leaves at once."""
+    global _noted
+    _noted = []
+    _catch(STOP_SIGNALS)
+
+
+def started() -> None:
+    """The imports are done: a signal noted since defer_signals_while_starting() stops the
+    process now (errors.Stopped), and later ones raise where they land."""
+    global _noted
+    noted, _noted = _noted, None
+    if noted:
+        from mnist_cnn.errors import Stopped
+
+        raise Stopped(noted[0], WHILE_STARTING)
 
 
 def _stop_on_signals() -> None:
     """Signals outside a training or test step raise errors.Stopped (see there)."""
-    if threading.current_thread() is threading.main_thread():  # the only place Python allows it
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _raise_stopped)
+    _catch(STOP_SIGNALS)
 
 
 def available_cpus() -> int:

@@ -10,6 +10,7 @@ from mnist_cnn.cli import check_dir_overrides, exit_on_user_error, stopped_by_si
 
 
 def main() -> None:
+    process.defer_signals_while_starting()
     process.install_quick_exit()
     exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra
@@ -48,6 +49,8 @@ def evaluate_checkpoint(cfg) -> float:
     process.configure(cfg.threads)
     from mnist_cnn.errors import InterruptedDuringTest
     from mnist_cnn.eval import evaluate
+
+    process.started()
 
     try:
         with user_errors():

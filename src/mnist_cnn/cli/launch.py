@@ -57,6 +57,9 @@ def launch(cfg) -> dict:
         os.environ[PRUNER_ENV] = pruner_for_ranks()
     log.info("starting %d ranks in %s", nproc, run_dir)
     try:
+        import torch.distributed.launcher.api  # noqa: F401  (loaded before signals raise)
+
+        process.started()
         distributed.launch_ranks(nproc, argv, run_dir)
     except (RankFailed, Stopped) as exc:
         from mnist_cnn.outcome import launch_ended

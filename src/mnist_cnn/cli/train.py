@@ -28,6 +28,7 @@ def main() -> None:
 
 
 def _main() -> None:
+    process.defer_signals_while_starting()
     process.install_quick_exit()
     from mnist_cnn import distributed
 
@@ -75,6 +76,8 @@ def single_run(cfg) -> float | None:
     from mnist_cnn.commands import eval_command, resume_command
     from mnist_cnn.errors import InterruptedDuringTest, TrainingInterrupted
     from mnist_cnn.train import run
+
+    process.started()
 
     try:
         with user_errors():
@@ -152,6 +155,7 @@ def sweep_job(cfg) -> float | Pruned | None:
         process.configure(cfg.threads, launch.parallel_jobs(), keep_freed=cfg.keep_freed_memory)
         from mnist_cnn.train import run
 
+        process.started()
         return run(cfg, resume).get("val/acc")
     except Pruned as exc:  # an Optuna trial stopped by its pruner: recorded, not a failure
         return exc

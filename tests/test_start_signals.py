@@ -1,0 +1,112 @@
+"""A signal while a process starts (Python importing torch and Lightning) stops it with one line
+and the shell's 128 + its number: never a run that trains on as if not asked, never an abort."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers.data import ROOT
+
+from mnist_cnn import process
+from mnist_cnn.commands import hydra_override
+from mnist_cnn.errors import Stopped
+
+
+@pytest.fixture
+def own_handlers():
+    """The test process's handlers and the module's state, as they were."""
+    saved = {signum: signal.getsignal(signum) for signum in process.STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    process._noted = None
+
+
+@pytest.mark.reliability("SIG2")
+def test_a_signal_while_starting_is_noted_and_stops_the_process_once_started(own_handlers):
+    process.defer_signals_while_starting()
+    try:  # a library's import that swallows whatever is raised inside it
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        arrived_inside = False
+    except BaseException:
+        arrived_inside = True
+    assert not arrived_inside
+    with pytest.raises(Stopped) as stopped:
+        process.started()
+    assert stopped.value.exit_code == 143 and stopped.value.where == process.WHILE_STARTING
+    with pytest.raises(Stopped):  # started: a signal raises where it lands
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+def test_started_without_a_signal_goes_on(own_handlers):
+    process.defer_signals_while_starting()
+    process.started()
+    process.started()  # a sweep's later jobs start again: nothing to do
+
+
+def test_a_second_signal_while_starting_leaves_at_once():
+    code = (
+        "import os, signal, time\n"
+        "from mnist_cnn import process\n"
+        "process.defer_signals_while_starting()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.1)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+        "print('still here')\n"
+    )
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - start < 20, proc.stderr
+    assert "still here" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"SIGINT received while starting: stopping once loaded ({process.AGAIN})",
+        f"interrupted: SIGINT received {process.WHILE_STARTING}",
+    ]
+
+
+def _train(data_dir, run_dir, log):
+    command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={data_dir}",
+               "trainer.max_epochs=1", "callbacks=minimal", "threads=1",
+               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("SIG2")
+def test_a_signal_anywhere_in_train_py_s_start_up_stops_it_in_one_line(tiny_data_dir, tmp_path):
+    """Signals spread over the start-up, timed from a run of the same command on this machine:
+    each exits 128 + the signal with the one line, no traceback, no C++ abort."""
+    log = tmp_path / "calibrate.log"
+    start = time.monotonic()
+    with log.open("w") as out:
+        proc = _train(tiny_data_dir, tmp_path / "calibrate", out)
+        while "precision" not in log.read_text():  # the run's first line: started
+            assert proc.poll() is None and time.monotonic() - start < 120, log.read_text()
+            time.sleep(0.02)
+        startup = time.monotonic() - start
+        proc.kill()
+        proc.wait()
+    for i, (share, sig) in enumerate([(0.1, signal.SIGINT), (0.3, signal.SIGTERM),
+                                      (0.5, signal.SIGINT), (0.7, signal.SIGHUP),
+                                      (0.85, signal.SIGINT)]):  # fmt: skip
+        log = tmp_path / f"run{i}.log"
+        with log.open("w") as out:
+            proc = _train(tiny_data_dir, tmp_path / f"run{i}", out)
+            time.sleep(share * startup)
+            proc.send_signal(sig)
+            code = proc.wait(timeout=120)
+        out = log.read_text()
+        said = f"{share:.0%} into the start-up ({startup:.1f} s): {out[-2000:]}"
+        assert code == 128 + sig, said
+        assert "Traceback" not in out and "terminate called" not in out, said
+        assert f"interrupted: {signal.Signals(sig).name} received" in out, said
