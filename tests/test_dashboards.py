@@ -339,6 +339,11 @@ def test_a_terminal_gets_a_bar_and_a_file_gets_lines(tiny_data_dir, tmp_path, ca
 
     assert isinstance(progress_bar(20, _Stream(True)), TQDMProgressBar)
     assert isinstance(progress_bar(20, _Stream(False)), EpochLines)
+    # what a process that started a notebook's kernel has imported (jupyter_client does, to find
+    # the python3 kernel): still not a kernel itself
+    import ipykernel.kernelspec  # noqa: F401
+
+    assert isinstance(progress_bar(20, _Stream(False)), EpochLines)
     assert not progress_bar(0, _Stream(True)).is_enabled
     lines = EpochLines(long_epoch=4, steps_per_epoch=2)  # 17 batches: long, 2 lines on the way
     datamodule = MNISTDataModule(data_dir=tiny_data_dir, batch_size=32)

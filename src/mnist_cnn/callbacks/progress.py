@@ -24,9 +24,17 @@ def progress_bar(refresh_rate: int = 20, stream: Any = None) -> ProgressBar:
     """TQDMProgressBar where the console is a terminal (or a Jupyter kernel, which draws bars),
     else EpochLines."""
     stream = stream if stream is not None else sys.stderr  # where tqdm draws
-    if refresh_rate > 0 and (stream.isatty() or "ipykernel" in sys.modules):
+    if refresh_rate > 0 and (stream.isatty() or _in_jupyter_kernel()):
         return TQDMProgressBar(refresh_rate=refresh_rate)
     return EpochLines(enabled=refresh_rate > 0)
+
+
+def _in_jupyter_kernel() -> bool:
+    """A Jupyter kernel runs this code. ipykernel being imported is not enough: jupyter_client
+    imports it to find the python3 kernel's spec (a process that starts a notebook, a test)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and type(shell).__module__.startswith("ipykernel")
 
 
 class EpochLines(ProgressBar):
