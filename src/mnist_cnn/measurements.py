@@ -51,7 +51,14 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {**cpu, "gpus": gpus, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        **cpu,
+        "gpus": gpus,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        # a process setting that changes the step (process.configure): older entries are stale
+        "nan_fill": torch.utils.deterministic.fill_uninitialized_memory,
+    }
 
 
 def key(candidate: DictConfig) -> str:
