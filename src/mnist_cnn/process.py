@@ -9,6 +9,7 @@ in docs/performance.md.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -77,24 +78,27 @@ def quiet_libraries() -> None:
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WHILE_STARTING = "while starting, before anything was saved"
-AGAIN = "send it again to stop now"
-# signals noted while the process starts (None: started, a signal raises errors.Stopped)
-_noted: list[int] | None = None
+_starting = False  # between starting_up() and started(): a signal ends the process at once
 
 
 def _on_signal(signum: int, frame: object) -> None:
+    if _starting:
+        # nothing is written yet, so nothing is lost by leaving now; an exception raised here
+        # could land inside a library's import, which may swallow it in an `except:` around an
+        # optional import (the run then trained on as if never stopped) or carry it across C++
+        # code that aborts the process ("terminate called after throwing ... KeyboardInterrupt");
+        # waiting for a safe point instead could wait on a peer that is gone (a rank's start)
+        for stream in (sys.stdout, sys.stderr):
+            # an error here: the main thread was writing to it, and its line may be cut
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.write(
+            2, f"interrupted: {signal.Signals(signum).name} received {WHILE_STARTING}\n".encode()
+        )
+        os._exit(128 + signum)
     from mnist_cnn.errors import Stopped
 
-    if _noted is None:
-        raise Stopped(signum)
-    name = signal.Signals(signum).name
-    if not _noted:  # the first: acted on once the imports are done (started())
-        _noted.append(signum)
-        os.write(2, f"{name} received while starting: stopping once loaded ({AGAIN})\n".encode())
-        return
-    # a second one: nothing is written yet, so nothing is lost by leaving at once
-    os.write(2, f"interrupted: {name} received {WHILE_STARTING}\n".encode())
-    os._exit(128 + signum)
+    raise Stopped(signum)
 
 
 def _catch(signals: tuple[int, ...]) -> None:
@@ -103,26 +107,19 @@ def _catch(signals: tuple[int, ...]) -> None:
             signal.signal(signum, _on_signal)
 
 
-def defer_signals_while_starting() -> None:
-    """Until started(), SIGINT, SIGTERM and SIGHUP are noted, not raised: an exception raised
-    inside a library's import can be swallowed by its `except:` around an optional import (the
-    run then trained on as if never stopped) or cross its C++ code, which aborts the process
-    ("terminate called after throwing ... KeyboardInterrupt"). The first entry point's first
-    call; a second signal leaves at once."""
-    global _noted
-    _noted = []
+def starting_up() -> None:
+    """The entry point's first call: until started(), SIGINT, SIGTERM and SIGHUP end the process
+    at once with one line and the shell's 128 + the signal (see _on_signal for why)."""
+    global _starting
+    _starting = True
     _catch(STOP_SIGNALS)
 
 
 def started() -> None:
-    """The imports are done: a signal noted since defer_signals_while_starting() stops the
-    process now (errors.Stopped), and later ones raise where they land."""
-    global _noted
-    noted, _noted = _noted, None
-    if noted:
-        from mnist_cnn.errors import Stopped
-
-        raise Stopped(noted[0], WHILE_STARTING)
+    """The libraries are loaded: from here a signal raises errors.Stopped where it lands, and
+    the run's own handlers take over in fit and test."""
+    global _starting
+    _starting = False
 
 
 def _stop_on_signals() -> None:

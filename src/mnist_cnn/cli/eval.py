@@ -10,7 +10,7 @@ from mnist_cnn.cli import check_dir_overrides, exit_on_user_error, stopped_by_si
 
 
 def main() -> None:
-    process.defer_signals_while_starting()
+    process.starting_up()
     process.install_quick_exit()
     exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra

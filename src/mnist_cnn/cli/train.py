@@ -28,7 +28,7 @@ def main() -> None:
 
 
 def _main() -> None:
-    process.defer_signals_while_starting()
+    process.starting_up()
     process.install_quick_exit()
     from mnist_cnn import distributed
 
