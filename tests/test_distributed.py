@@ -275,17 +275,20 @@ def _rank_pid(pids: list[str], rank: int) -> int:
 DDP_40 = ("trainer.max_epochs=40", "trainer.devices=2", "seed=5", "callbacks=minimal")
 
 
-def _ddp_run_at_epoch_3(data_dir, run_dir: Path, log: Path) -> tuple[subprocess.Popen, list[str]]:
-    """A 2-rank run of 40 tiny epochs (~1 s each), returned once its 3rd epoch is done: it cannot
-    end before a signal sent then lands, even on a loaded machine (a CI run once finished a
-    20-epoch run first). Returns the launcher process and the run's overrides."""
-    common = [f"data.data_dir={data_dir}", *SMALL, *DDP_40]
+def _ddp_run_at_epoch_3(
+    data_dir, run_dir: Path, log: Path, epochs: int = 40
+) -> tuple[subprocess.Popen, list[str]]:
+    """A 2-rank run of `epochs` tiny epochs (~1 s each), returned once its 3rd epoch is done: it
+    cannot end before a signal sent then lands, even on a loaded machine (a CI run once finished
+    a 20-epoch run first, when the signal was sent after a fixed time). Returns the launcher
+    process and the run's overrides."""
+    common = [f"data.data_dir={data_dir}", *SMALL, *DDP_40, f"trainer.max_epochs={epochs}"]
     command = [sys.executable, str(ROOT / "train.py"), *common,
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
     proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
     # the run directory exists a moment before train.log does: wait for the file itself
-    while "epoch 3/40" not in (train_log.read_text() if train_log.exists() else ""):
+    while f"epoch 3/{epochs}" not in (train_log.read_text() if train_log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.3)
     return proc, common
@@ -370,7 +373,8 @@ def test_sigkill_to_the_launcher_stops_its_ranks_as_an_interruption(tiny_data_di
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_dir, tmp_path):
     first, log = tmp_path / "first", tmp_path / "first.log"
-    proc, common = _ddp_run_at_epoch_3(tiny_data_dir, first, log)
+    # 12 epochs: the signal lands at the 3rd, and the resumed and the unbroken run train all 12
+    proc, common = _ddp_run_at_epoch_3(tiny_data_dir, first, log, epochs=12)
     proc.send_signal(signal.SIGTERM)  # what a scheduler or `kill` sends the launching process
     signalled = time.monotonic()
     assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
