@@ -339,15 +339,24 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD))
-def test_bad_search_settings_are_refused_before_anything_runs(tiny_data_dir, tmp_path, case):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    # an existing study (maximize, lr on a log scale), as a first worker left it
-    first = run_train(
-        *_search(tiny_data_dir, tmp_path / "first", storage, "hydra.sweeper.n_trials=1")
-    )
+@pytest.fixture(scope="module")
+def first_workers_study(tiny_data_dir, tmp_path_factory) -> Path:
+    """An existing study (maximize, lr on a log scale), as a first worker left it: one search
+    of one trial, copied by each test that needs it."""
+    root = tmp_path_factory.mktemp("first-worker")
+    storage = f"sqlite:///{root / 'study.db'}"
+    first = run_train(*_search(tiny_data_dir, root / "first", storage, "hydra.sweeper.n_trials=1"))
     assert first.returncode == 0, first.stderr[-3000:]
+    return root / "study.db"
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_search_settings_are_refused_before_anything_runs(
+    tiny_data_dir, tmp_path, first_workers_study, case
+):
     db = tmp_path / "study.db"
+    shutil.copyfile(first_workers_study, db)
+    storage = f"sqlite:///{db}"
     before = db.read_bytes()
     overrides, expected = BAD[case]
     sweep = tmp_path / "second"
