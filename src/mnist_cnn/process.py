@@ -101,18 +101,12 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
-def _catch(signals: tuple[int, ...]) -> None:
-    if threading.current_thread() is threading.main_thread():  # the only place Python allows it
-        for signum in signals:
-            signal.signal(signum, _on_signal)
-
-
 def starting_up() -> None:
     """The entry point's first call: until started(), SIGINT, SIGTERM and SIGHUP end the process
     at once with one line and the shell's 128 + the signal (see _on_signal for why)."""
     global _starting
     _starting = True
-    _catch(STOP_SIGNALS)
+    _stop_on_signals()
 
 
 def started() -> None:
@@ -124,7 +118,9 @@ def started() -> None:
 
 def _stop_on_signals() -> None:
     """Signals outside a training or test step raise errors.Stopped (see there)."""
-    _catch(STOP_SIGNALS)
+    if threading.current_thread() is threading.main_thread():  # the only place Python allows it
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _on_signal)
 
 
 def available_cpus() -> int:
