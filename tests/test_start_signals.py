@@ -34,7 +34,7 @@ def test_a_signal_while_starting_ends_the_process_even_inside_an_import_that_swa
         "import os, signal, sys, time\n"
         "from mnist_cnn import process\n"
         "process.starting_up()\n"
-        "print('loading', flush=True)\n"
+        "print('loading')  # a pipe: still in the buffer when the signal comes\n"
         "try:  # a library's optional import, swallowing whatever is raised in it\n"
         f"    os.kill(os.getpid(), {int(sig)})\n"
         "    time.sleep(30)\n"
@@ -45,7 +45,7 @@ def test_a_signal_while_starting_ends_the_process_even_inside_an_import_that_swa
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 128 + sig and time.monotonic() - start < 20, proc.stderr
-    assert proc.stdout == "loading\n"  # what was printed before is kept, nothing after it runs
+    assert proc.stdout == "loading\n"  # what was printed before is flushed, nothing after runs
     name = signal.Signals(sig).name
     assert proc.stderr == f"interrupted: {name} received {process.WHILE_STARTING}\n"
 
