@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+# a signal before the run's handlers, while Python still loads the libraries: nothing to resume
+WHILE_STARTING = "while starting, before anything was saved"
+
 
 class UserError(Exception):
     """A mistake the user can fix (bad setting, bad file); the message names it and the fix."""
@@ -108,5 +111,5 @@ class InterruptedDuringTest(Interrupted):
 def exit_while_starting() -> NoReturn:
     """Ctrl-C before any handler of ours (Python still importing, a rank not yet started): one
     line and the shell's 130, not a traceback."""
-    print("interrupted: SIGINT received while starting, before anything was saved", file=sys.stderr)
+    print(f"interrupted: SIGINT received {WHILE_STARTING}", file=sys.stderr)
     sys.exit(130)

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
+from mnist_cnn.errors import WHILE_STARTING
+
 # warnings that say nothing a user of this project can act on
 QUIET_WARNINGS = (
     # Lightning 2.6 calls a torch.utils._pytree API that torch 2.15 deprecates
@@ -77,7 +79,6 @@ def quiet_libraries() -> None:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-WHILE_STARTING = "while starting, before anything was saved"
 _starting = False  # between starting_up() and started(): a signal ends the process at once
 
 
