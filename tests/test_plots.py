@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from mnist_cnn import compare_chart, plots, plots_explain, plots_style
@@ -60,13 +61,64 @@ def test_confusion_matrix_title_counts_and_cells():
     assert np.isnan(np.asarray(shown, dtype=float)[4, 4]) or np.ma.is_masked(shown[4, 4])
 
 
+def _captions(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
 def test_labelled_images_titles_and_empty_case():
     images = np.zeros((2, 1, 28, 28), np.uint8)
     fig = plots.labelled_images(images, [4, 7], [9, 1], [0.5, 0.987], NAMES, "mistakes")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["true 4\npred 9 50%", "true 7\npred 1 99%"]
+    assert _captions(fig) == ["true 4\npred 9 50%", "true 7\npred 1 99%"]
+    assert [t.get_text() for t in fig.texts] == ["mistakes"]
+    assert len([im for ax in fig.axes for im in ax.images]) == 2
     empty = plots.labelled_images(images[:0], [], [], [], NAMES, "none here")
-    assert any(t.get_text() == "none" for ax in empty.axes for t in ax.texts)
+    assert _captions(empty) == ["none"] and not empty.axes[0].images
+
+
+def test_attributions_one_row_per_digit_each_map_on_its_rows_scale():
+    rng = np.random.default_rng(1)
+    images = rng.random((2, 1, 28, 28))
+    maps = [(rng.normal(size=(1, 28, 28)), 3 * rng.normal(size=(1, 28, 28))) for _ in range(2)]
+    fig = plots_explain.attributions(images, maps, [4, 7], [9, 1], [4, 2], NAMES)
+    assert _captions(fig) == ["true 4", "answer 9", "runner-up 4", "true 7", "answer 1",
+                              "runner-up 2"]  # fmt: skip
+    shown = fig.axes[0].images
+    for row, (toward, other) in enumerate(maps):
+        digit, answer, runner_up = shown[3 * row : 3 * row + 3]
+        np.testing.assert_array_equal(digit.get_array(), images[row, 0])
+        np.testing.assert_array_equal(answer.get_array(), toward[0])
+        limit = max(np.abs(toward).max(), np.abs(other).max())
+        assert answer.get_clim() == runner_up.get_clim() == (-limit, limit)
+    assert _captions(plots_explain.attributions(images[:0], [], [], [], [], NAMES)) == [
+        "no mistakes"]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tiles_captions_never_overlap_each_other_the_digits_or_the_edge(seed):
+    """Generated class names from one letter to Fashion-MNIST's longest and beyond, 0-12 tiles:
+    drawn, no caption's box meets another's or any tile, and everything is inside the figure."""
+    rng = np.random.default_rng(seed)
+    names = ["".join(rng.choice(list("abcdefg hijk/-"), int(rng.integers(1, 19)))).strip() or "x"
+             for _ in range(10)]  # fmt: skip
+    n = int(rng.integers(0, 13))
+    true, pred = rng.integers(0, 10, n), rng.integers(0, 10, n)
+    figures = [
+        plots.labelled_images(rng.random((n, 1, 28, 28)), true, pred, rng.random(n), names, "m"),
+        plots.sample_grid(rng.random((10, 28, 28)), list(range(10)), names),
+    ]
+    for fig in figures:
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        page = fig.bbox
+        texts = [t.get_window_extent(renderer) for t in fig.axes[0].texts + fig.texts]
+        tiles = [im.get_window_extent(renderer) for im in fig.axes[0].images]
+        for box in texts + tiles:
+            assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0
+            assert box.y1 <= page.y1
+        boxes = texts + tiles
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (a, b)
 
 
 def test_learning_curves_two_panels_one_point_per_epoch():
@@ -79,7 +131,7 @@ def test_learning_curves_two_panels_one_point_per_epoch():
 
 def test_sample_grid_and_class_distribution():
     fig = plots.sample_grid(np.zeros((10, 1, 28, 28)), list(range(10)), NAMES)
-    assert [ax.get_title() for ax in fig.axes] == NAMES
+    assert _captions(fig) == NAMES
     counts = {"train": np.arange(10), "test": np.ones(10)}
     bars = plots.class_distribution(counts, NAMES).axes[0]
     assert len(bars.patches) == 20

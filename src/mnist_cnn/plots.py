@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnist_cnn.plots_style import for_cards
+from mnist_cnn.plots_tiles import Tile, tile_figure
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
@@ -43,18 +44,8 @@ def sample_grid(
     title: str = "One training example per class",
 ) -> Figure:
     """Images titled with their class (one per class: the Keras lab's 2x5 figure)."""
-    rows, cols = _grid(len(images), 5)
-    fig, axes = _subplots(
-        rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.5), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, label in zip(axes.flat, images, labels, strict=False):
-        ax.axis("on")
-        _show(ax, image)
-        ax.set_title(f"{class_names[label]}")
-    fig.suptitle(title)
-    return fig
+    tiles = [Tile(image, class_names[label]) for image, label in zip(images, labels, strict=False)]
+    return tile_figure(tiles, min(5, max(1, len(tiles))), title, tile_in=1.2)
 
 
 @for_cards
@@ -197,7 +188,7 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], errors: bool) -
                 continue  # blank: the eye finds the errors
             text = f"{v:.1f}" if errors else f"{int(v)}"
             color = "white" if v > top / 2 else "black"
-            ax.text(j, i, text, ha="center", va="center", color=color,
+            ax.text(j, i, text, ha="center", va="center", color=color, in_layout=False,
                     fontsize=14 if n <= 10 else 9)  # fmt: skip
     tilt = n > 10 or max(map(len, class_names)) > 3  # long names (Fashion-MNIST) slant
     ax.set_xticks(
@@ -232,19 +223,10 @@ def labelled_images(
     class_names: Sequence[str],
     title: str,
 ) -> Figure:
-    """Digits titled 'true X / pred Y (p%)', e.g. the misclassified test digits: four columns,
-    large titles, readable in a TensorBoard card about 400 pixels wide."""
-    rows, cols = _grid(max(1, len(images)), 4)
-    fig, axes = _subplots(
-        rows, cols, figsize=(1.6 * cols, 2.0 * rows + 0.5), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, t, p, c in zip(axes.flat, images, true, pred, confidence, strict=False):
-        ax.axis("on")
-        _show(ax, image)
-        ax.set_title(f"true {class_names[t]}\npred {class_names[p]} {100 * c:.0f}%", fontsize=13)
-    if not len(images):
-        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
-    fig.suptitle(title, fontsize=13)
-    return fig
+    """Digits captioned 'true X / pred Y (p%)', e.g. the misclassified test digits: four columns,
+    large captions, readable in a TensorBoard card about 400 pixels wide."""
+    tiles = [
+        Tile(image, f"true {class_names[t]}\npred {class_names[p]} {100 * c:.0f}%")
+        for image, t, p, c in zip(images, true, pred, confidence, strict=False)
+    ]
+    return tile_figure(tiles, 4, title, tile_in=1.35, caption_points=13, title_points=13)

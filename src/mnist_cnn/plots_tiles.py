@@ -1,0 +1,119 @@
+"""Captioned image tiles in one Axes: sample digits, mistakes, attribution maps.
+
+A grid of small images is cheap to draw but expensive as a grid of Axes: each Axes builds its
+ticks, spines and title and is measured again by a layout engine, and that was most of what the
+test dashboards cost. Here every tile is an image placed in one Axes whose data units are the
+figure's inches, and the layout is arithmetic: each row is a caption band over a row of tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
+from matplotlib.textpath import text_to_path
+
+from mnist_cnn.plots_style import MIN_PX, card_points
+
+GAP_IN = 0.12  # between tiles, and around the grid
+LINE = 1.25  # a text line's height, in multiples of its font size
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One image: (H, W), (1, H, W) or (3, H, W); limits: its colour scale (None: its range)."""
+
+    image: np.ndarray
+    caption: str = ""
+    cmap: str = "gray"
+    limits: tuple[float, float] | None = None
+
+
+def _hwc(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 1:
+        return image[0]
+    if image.ndim == 3:
+        return np.moveaxis(image, 0, -1)
+    return image
+
+
+def _lines(text: str) -> int:
+    return text.count("\n") + 1 if text else 0
+
+
+def _widest(tiles: Sequence[Tile], points: float) -> float:
+    """Inches the widest caption line takes at `points` (font metrics; nothing is drawn)."""
+    font = FontProperties(size=points)
+    lines = [line for t in tiles for line in t.caption.split("\n") if line]
+    return max(
+        (text_to_path.get_text_width_height_descent(line, font, ismath=False)[0] / 72
+         for line in lines),
+        default=0.0,
+    )  # fmt: skip
+
+
+def _band(lines: int, points: float) -> float:
+    """Inches that many lines of text take at `points`, with a little air."""
+    return lines * points * LINE / 72 + 0.04 if lines else 0.0
+
+
+def tile_figure(
+    tiles: Sequence[Tile],
+    cols: int,
+    title: str,
+    *,
+    tile_in: float,
+    caption_points: float = 12.0,
+    title_points: float = 12.0,
+    empty: str = "none",
+) -> Figure:
+    """Tiles in rows of `cols`, left to right, each under its caption, the title above them all;
+    `empty` written in the middle when there are no tiles. Every text is at least the size that
+    reads on a TensorBoard card (plots_style), so no layout pass is needed after."""
+    rows = max(1, -(-len(tiles) // cols))
+    # text that reads on a card depends on the figure's width, and a long caption widens its
+    # column: twice round settles both (the second pass only ever widens)
+    col_in = tile_in
+    for _ in range(2):
+        width = cols * (col_in + GAP_IN) + GAP_IN
+        least = card_points(Figure(figsize=(width, 1)), MIN_PX)
+        caption_points, title_points = max(caption_points, least), max(title_points, least)
+        col_in = max(tile_in, _widest(tiles, caption_points) + 0.05)
+    width = cols * (col_in + GAP_IN) + GAP_IN
+    caption_in = _band(max((_lines(t.caption) for t in tiles), default=0), caption_points)
+    title_in = _band(_lines(title), title_points) + GAP_IN
+    row_in = caption_in + tile_in + GAP_IN
+    height = title_in + rows * row_in
+    fig = Figure(figsize=(width, height))
+    # laid out here: plots_style.readable must not run tight_layout, which knows one Axes per cell
+    fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=False, colorbar_gridspec=False))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)  # inches from the top
+    ax.set_autoscale_on(False)
+    ax.axis("off")
+    fig.text(0.5, 1 - GAP_IN / 2 / height, title, ha="center", va="top", fontsize=title_points)
+    if not tiles:
+        ax.text(width / 2, title_in + row_in / 2, empty, ha="center", va="center",
+                fontsize=max(14.0, least))  # fmt: skip
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        left = GAP_IN + c * (col_in + GAP_IN) + (col_in - tile_in) / 2
+        top = title_in + r * row_in + caption_in
+        image = _hwc(tile.image)
+        h, w = image.shape[:2]
+        # the longer side fills the tile, the other is centred: pixels stay square
+        dw, dh = (tile_in, tile_in * h / w) if w >= h else (tile_in * w / h, tile_in)
+        x0, y0 = left + (tile_in - dw) / 2, top + (tile_in - dh) / 2
+        vmin, vmax = tile.limits if tile.limits is not None else (None, None)
+        ax.imshow(image, cmap=tile.cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                  extent=(x0, x0 + dw, y0 + dh, y0), interpolation="nearest")  # fmt: skip
+        if tile.caption:
+            ax.text(left + tile_in / 2, top - 0.03, tile.caption, ha="center", va="bottom",
+                    fontsize=caption_points, linespacing=1.1)  # fmt: skip
+    return fig
