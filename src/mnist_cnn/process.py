@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -80,6 +81,7 @@ def quiet_libraries() -> None:
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _starting = False  # between starting_up() and started(): a signal ends the process at once
+_frozen = False  # the objects of the imports frozen (started)
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -104,17 +106,30 @@ def _on_signal(signum: int, frame: object) -> None:
 
 def starting_up() -> None:
     """The entry point's first call: until started(), SIGINT, SIGTERM and SIGHUP end the process
-    at once with one line and the shell's 128 + the signal (see _on_signal for why)."""
+    at once with one line and the shell's 128 + the signal (see _on_signal for why), and the
+    cyclic garbage collector waits: importing torch, Lightning and matplotlib creates hundreds of
+    thousands of objects that live as long as the process, and every full collection during the
+    imports walked all of them again to find next to nothing."""
     global _starting
     _starting = True
+    gc.disable()
     _stop_on_signals()
 
 
 def started() -> None:
     """The libraries are loaded: from here a signal raises errors.Stopped where it lands, and
-    the run's own handlers take over in fit and test."""
-    global _starting
+    the run's own handlers take over in fit and test. What the imports made is moved out of the
+    collector's sight (gc.freeze: later full collections walk only what the run creates), once:
+    a sweep calls this for every job, and a job's leftovers must stay collectable."""
+    global _starting, _frozen
     _starting = False
+    if not _frozen:
+        gc.freeze()
+        # back in sight at exit, so the interpreter's last collections free them (nanobind, in
+        # triton, reports its objects as leaked at exit otherwise)
+        atexit.register(gc.unfreeze)
+        _frozen = True
+    gc.enable()
 
 
 def _stop_on_signals() -> None:
