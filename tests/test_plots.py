@@ -93,32 +93,43 @@ def test_attributions_one_row_per_digit_each_map_on_its_rows_scale():
         "no mistakes"]  # fmt: skip
 
 
+def _nothing_overlaps_or_leaves_the_page(fig) -> None:
+    """Every visible text and image of the drawn figure inside it, no two of them meeting."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    page = fig.bbox
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    boxes += [im.get_window_extent(renderer) for ax in fig.axes for im in ax.images]
+    for box in boxes:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, box
+        assert box.y1 <= page.y1, box
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_tiles_captions_never_overlap_each_other_the_digits_or_the_edge(seed):
-    """Generated class names from one letter to Fashion-MNIST's longest and beyond, 0-12 tiles:
-    drawn, no caption's box meets another's or any tile, and everything is inside the figure."""
+def test_laid_out_figures_never_overlap_their_texts_the_images_or_the_edge(seed):
+    """The figures laid out by arithmetic, from generated inputs: class names from one letter to
+    Fashion-MNIST's longest and beyond, 0-12 mistakes, 1-64 kernels or maps of any scale,
+    titles of one and two lines."""
     rng = np.random.default_rng(seed)
     names = ["".join(rng.choice(list("abcdefg hijk/-"), int(rng.integers(1, 19)))).strip() or "x"
              for _ in range(10)]  # fmt: skip
     n = int(rng.integers(0, 13))
     true, pred = rng.integers(0, 10, n), rng.integers(0, 10, n)
+    k, side = int(rng.integers(1, 65)), int(rng.integers(3, 27))
+    scale = float(10.0 ** rng.uniform(-4, 2))
+    title = "conv2 activations (after ReLU) for test digit #0 (7)" + "\n(scaled)" * (seed % 2)
     figures = [
         plots.labelled_images(rng.random((n, 1, 28, 28)), true, pred, rng.random(n), names, "m"),
         plots.sample_grid(rng.random((10, 28, 28)), list(range(10)), names),
+        plots.filter_grid(scale * rng.normal(size=(k, 3, 3)), f"conv1 kernels after {k} epochs"),
+        plots.feature_maps(rng.random((k, side, side)), title, rng.random((28, 28)), "input\n#0"),
     ]
     for fig in figures:
-        renderer = FigureCanvasAgg(fig).get_renderer()
-        fig.draw(renderer)
-        page = fig.bbox
-        texts = [t.get_window_extent(renderer) for t in fig.axes[0].texts + fig.texts]
-        tiles = [im.get_window_extent(renderer) for im in fig.axes[0].images]
-        for box in texts + tiles:
-            assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0
-            assert box.y1 <= page.y1
-        boxes = texts + tiles
-        for i, a in enumerate(boxes):
-            for b in boxes[i + 1 :]:
-                assert not a.overlaps(b), (a, b)
+        _nothing_overlaps_or_leaves_the_page(fig)
 
 
 def test_learning_curves_two_panels_one_point_per_epoch():

@@ -8,8 +8,18 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_cnn.plots_style import for_cards
-from mnist_cnn.plots_tiles import Tile, tile_figure
+from mnist_cnn.plots_style import MIN_PX, MIN_TICK_PX, for_cards, width_points
+from mnist_cnn.plots_tiles import (
+    GAP_IN,
+    Tile,
+    band,
+    fixed_layout,
+    line_count,
+    text_width,
+    tile_figure,
+)
+
+COLORBAR_IN = 0.18
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
@@ -103,30 +113,51 @@ def mosaic(tiles: np.ndarray, max_cols: int = 8, pad: int = 1) -> np.ndarray:
 def _mosaic_figure(
     tiles: np.ndarray, title: str, cmap: str, beside: tuple[np.ndarray, str] | None = None, **imshow
 ) -> Figure:
-    """Tiles in one mosaic; beside: an (image, caption) drawn to the left at tile scale (the
-    input the maps came from), so it shows at the same scale as its neighbours in TensorBoard."""
+    """Tiles in one mosaic, a tile and its gap 0.8 inches; beside: an (image, caption) drawn to
+    the left (the input the maps came from). Laid out by arithmetic from the texts' widths
+    (plots_tiles): a layout engine measuring every text again cost a third of the drawing."""
     rows, cols = _grid(len(tiles), 8)
-    width = 0.8 * cols + 1.6 + (1.3 if beside is not None else 0)
-    fig = Figure(figsize=(width, 0.8 * rows + 1.0), layout="constrained")
-    if beside is None:
-        ax = fig.subplots()
-    else:
-        left, ax = fig.subplots(1, 2, width_ratios=[1.0, 0.8 * cols])
-        _show(left, beside[0])
-        left.set_title(beside[1], fontsize=10)
-    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")  # white: the gaps between tiles
-    image = ax.imshow(mosaic(tiles), cmap=colours, **imshow)
     h, w = tiles.shape[1:]
+    grid = mosaic(tiles)
+    unit = 0.8 / (max(h, w) + 1)  # inches a mosaic pixel takes: square pixels
+    grid_w, grid_h = grid.shape[1] * unit, grid.shape[0] * unit
+    row_labels = [str(r * cols) for r in range(rows)]
+    beside_in = 1.0 if beside is not None else 0.0
+    tick_pt, title_pt, caption_pt = 8.0, 12.0, 10.0
+    for _ in range(2):  # the sizes that read on a card follow the width, which follows them
+        left = GAP_IN + (beside_in + 2 * GAP_IN if beside is not None else 0.0)
+        left += text_width(row_labels, tick_pt) + 0.08
+        right = 2 * GAP_IN + COLORBAR_IN + 0.08 + text_width(["\u22120.000"], tick_pt)
+        width = max(left + grid_w + right, text_width([title], title_pt) + 2 * GAP_IN)
+        tick_pt = max(tick_pt, width_points(width, MIN_TICK_PX))
+        title_pt = max(title_pt, width_points(width, MIN_PX))
+        caption_pt = max(caption_pt, width_points(width, MIN_PX))
+    top = band(line_count(title), title_pt) + GAP_IN
+    caption_in = band(line_count(beside[1]), caption_pt) if beside is not None else 0.0
+    content = max(grid_h, beside_in + caption_in)
+    height = top + content + band(1, tick_pt) + GAP_IN
+    fig = fixed_layout(Figure(figsize=(width, height)))
+
+    def place(x: float, y: float, dx: float, dy: float):  # inches from the top left
+        return fig.add_axes((x / width, 1 - (y + dy) / height, dx / width, dy / height))
+
+    fig.text(0.5, 1 - GAP_IN / 2 / height, title, ha="center", va="top", fontsize=title_pt)
+    ax = place(left, top, grid_w, grid_h)
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")  # white: the gaps between tiles
+    image = ax.imshow(grid, cmap=colours, aspect="auto", **imshow)  # fills ax: pixels stay square
     # index = row label + column label, read off the axes instead of drawn over the pixels
     ax.set_xticks([c * (w + 1) + (w - 1) / 2 for c in range(cols)], [f"+{c}" for c in range(cols)])
-    ax.set_yticks(
-        [r * (h + 1) + (h - 1) / 2 for r in range(rows)], [str(r * cols) for r in range(rows)]
-    )
-    ax.tick_params(length=0, labelsize=8)
+    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(rows)], row_labels)
+    ax.tick_params(length=0, labelsize=tick_pt)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    bar = place(left + grid_w + GAP_IN, top + 0.1 * grid_h, COLORBAR_IN, 0.8 * grid_h)
+    fig.colorbar(image, cax=bar).ax.tick_params(labelsize=tick_pt)
+    if beside is not None:
+        first = place(GAP_IN, top + caption_in + (content - caption_in - beside_in) / 2,
+                      beside_in, beside_in)  # fmt: skip
+        _show(first, beside[0])
+        first.set_title(beside[1], fontsize=caption_pt)
     return fig
 
 

@@ -25,7 +25,12 @@ def card_px(fig: Figure, points: float) -> float:
 
 def card_points(fig: Figure, px: float) -> float:
     """The size in points that text of this figure needs to be `px` pixels on a card."""
-    return px * 72 * fig.get_figwidth() / CARD_PX
+    return width_points(fig.get_figwidth(), px)
+
+
+def width_points(width: float, px: float) -> float:
+    """The same for a figure `width` inches wide, before it exists (layouts that fit text)."""
+    return px * 72 * width / CARD_PX
 
 
 def _at_least(text: Text, points: float) -> None:

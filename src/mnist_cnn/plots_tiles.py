@@ -17,7 +17,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from matplotlib.textpath import text_to_path
 
-from mnist_cnn.plots_style import MIN_PX, card_points
+from mnist_cnn.plots_style import MIN_PX, width_points
 
 GAP_IN = 0.12  # between tiles, and around the grid
 LINE = 1.25  # a text line's height, in multiples of its font size
@@ -42,24 +42,31 @@ def _hwc(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _lines(text: str) -> int:
+def line_count(text: str) -> int:
     return text.count("\n") + 1 if text else 0
 
 
-def _widest(tiles: Sequence[Tile], points: float) -> float:
-    """Inches the widest caption line takes at `points` (font metrics; nothing is drawn)."""
+def text_width(texts: Sequence[str], points: float) -> float:
+    """Inches the widest line of these texts takes at `points` (font metrics; nothing drawn)."""
     font = FontProperties(size=points)
-    lines = [line for t in tiles for line in t.caption.split("\n") if line]
+    every = [line for text in texts for line in text.split("\n") if line]
     return max(
         (text_to_path.get_text_width_height_descent(line, font, ismath=False)[0] / 72
-         for line in lines),
+         for line in every),
         default=0.0,
     )  # fmt: skip
 
 
-def _band(lines: int, points: float) -> float:
-    """Inches that many lines of text take at `points`, with a little air."""
-    return lines * points * LINE / 72 + 0.04 if lines else 0.0
+def fixed_layout(fig: Figure) -> Figure:
+    """Mark fig as laid out by its maker: plots_style.readable then runs no tight_layout, which
+    expects one Axes per grid cell."""
+    fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=False, colorbar_gridspec=False))
+    return fig
+
+
+def band(count: int, points: float) -> float:
+    """Inches `count` lines of text take at `points`, with a little air."""
+    return count * points * LINE / 72 + 0.04 if count else 0.0
 
 
 def tile_figure(
@@ -81,17 +88,15 @@ def tile_figure(
     col_in = tile_in
     for _ in range(2):
         width = cols * (col_in + GAP_IN) + GAP_IN
-        least = card_points(Figure(figsize=(width, 1)), MIN_PX)
+        least = width_points(width, MIN_PX)
         caption_points, title_points = max(caption_points, least), max(title_points, least)
-        col_in = max(tile_in, _widest(tiles, caption_points) + 0.05)
+        col_in = max(tile_in, text_width([t.caption for t in tiles], caption_points) + 0.05)
     width = cols * (col_in + GAP_IN) + GAP_IN
-    caption_in = _band(max((_lines(t.caption) for t in tiles), default=0), caption_points)
-    title_in = _band(_lines(title), title_points) + GAP_IN
+    caption_in = band(max((line_count(t.caption) for t in tiles), default=0), caption_points)
+    title_in = band(line_count(title), title_points) + GAP_IN
     row_in = caption_in + tile_in + GAP_IN
     height = title_in + rows * row_in
-    fig = Figure(figsize=(width, height))
-    # laid out here: plots_style.readable must not run tight_layout, which knows one Axes per cell
-    fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=False, colorbar_gridspec=False))
+    fig = fixed_layout(Figure(figsize=(width, height)))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)  # inches from the top
