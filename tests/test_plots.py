@@ -99,6 +99,10 @@ def _nothing_overlaps_or_leaves_the_page(fig) -> None:
     fig.draw(renderer)
     page = fig.bbox
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
+    for text in texts:  # and each readable on a card: captions and titles as titles are
+        least = plots_style.MIN_TICK_PX if id(text) in ticks else plots_style.MIN_PX
+        assert plots_style.card_px(fig, text.get_fontsize()) >= least - 1e-6, text.get_text()
     boxes = [t.get_window_extent(renderer) for t in texts]
     boxes += [im.get_window_extent(renderer) for ax in fig.axes for im in ax.images]
     for box in boxes:
@@ -112,16 +116,18 @@ def _nothing_overlaps_or_leaves_the_page(fig) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_laid_out_figures_never_overlap_their_texts_the_images_or_the_edge(seed):
     """The figures laid out by arithmetic, from generated inputs: class names from one letter to
-    Fashion-MNIST's longest and beyond, 0-12 mistakes, 1-64 kernels or maps of any scale,
-    titles of one and two lines."""
+    twice Fashion-MNIST's longest (too long for four columns on a card: fewer are drawn), 0-12
+    mistakes, 1-64 kernels or maps of any scale, titles of one and two lines and too long for
+    one: every text readable on a card, none over another or an image, all inside the figure."""
     rng = np.random.default_rng(seed)
-    names = ["".join(rng.choice(list("abcdefg hijk/-"), int(rng.integers(1, 19)))).strip() or "x"
+    names = ["".join(rng.choice(list("abcdefg hijk/-"), int(rng.integers(1, 41)))).strip() or "x"
              for _ in range(10)]  # fmt: skip
     n = int(rng.integers(0, 13))
     true, pred = rng.integers(0, 10, n), rng.integers(0, 10, n)
     k, side = int(rng.integers(1, 65)), int(rng.integers(3, 27))
     scale = float(10.0 ** rng.uniform(-4, 2))
     title = "conv2 activations (after ReLU) for test digit #0 (7)" + "\n(scaled)" * (seed % 2)
+    title += " and a title far longer than any card can show on one line" * (seed % 3 == 2)
     figures = [
         plots.labelled_images(rng.random((n, 1, 28, 28)), true, pred, rng.random(n), names, "m"),
         plots.sample_grid(rng.random((10, 28, 28)), list(range(10)), names),

@@ -1,13 +1,16 @@
-"""Captioned image tiles in one Axes: sample digits, mistakes, attribution maps.
+"""Figures laid out by arithmetic: captioned image tiles in one Axes (sample digits, mistakes,
+attribution maps), and the helpers plots' mosaics share.
 
 A grid of small images is cheap to draw but expensive as a grid of Axes: each Axes builds its
-ticks, spines and title and is measured again by a layout engine, and that was most of what the
-test dashboards cost. Here every tile is an image placed in one Axes whose data units are the
-figure's inches, and the layout is arithmetic: each row is a caption band over a row of tiles.
+ticks, spines and title, and a layout engine measures every text again at each draw; that was
+most of what the dashboards cost. Here every tile is an image placed in one Axes whose data units
+are the figure's inches, and each row is a caption band over a row of tiles, sized from the
+font's metrics.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +24,7 @@ from mnist_cnn.plots_style import MIN_PX, width_points
 
 GAP_IN = 0.12  # between tiles, and around the grid
 LINE = 1.25  # a text line's height, in multiples of its font size
+TITLE_CHARS = 64  # a title line longer than this is broken (see wrapped)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,35 @@ def band(count: int, points: float) -> float:
     return count * points * LINE / 72 + 0.04 if count else 0.0
 
 
+def wrapped(title: str, chars: int = TITLE_CHARS) -> str:
+    """A title's long lines broken at spaces: a line wider than a card can show at a readable
+    size has no layout (the wider the figure, the smaller a card draws it)."""
+    return "\n".join(textwrap.fill(line, chars) or line for line in title.split("\n"))
+
+
+def settled(width: float, before: float) -> bool:
+    """Whether a layout's width, recomputed from its text sizes, has stopped growing."""
+    return abs(width - before) < 0.005
+
+
+def _columns(captions, cols, tile_in, caption_points, title, title_points):
+    """(columns, column width, figure width, caption and title points): the most columns, up to
+    `cols`, whose captions still read on a card. Text that reads on a card grows with the
+    figure's width, and a long caption widens its column: with long captions in many columns
+    that never settles (each round wider, each card smaller), so fewer columns are tried."""
+    for n in range(max(1, cols), 0, -1):
+        cap, tit, col_in, width = caption_points, title_points, tile_in, 0.0
+        for _ in range(12):
+            before = width
+            width = max(n * (col_in + GAP_IN) + GAP_IN, text_width([title], tit) + 2 * GAP_IN)
+            least = width_points(width, MIN_PX)
+            cap, tit = max(cap, least), max(tit, least)
+            col_in = max(tile_in, text_width(captions, cap) + 0.05)
+            if settled(width, before):
+                return n, col_in, width, cap, tit
+    return n, col_in, width, cap, tit
+
+
 def tile_figure(
     tiles: Sequence[Tile],
     cols: int,
@@ -82,16 +115,12 @@ def tile_figure(
     """Tiles in rows of `cols`, left to right, each under its caption, the title above them all;
     `empty` written in the middle when there are no tiles. Every text is at least the size that
     reads on a TensorBoard card (plots_style), so no layout pass is needed after."""
+    title = wrapped(title)
+    cols, col_in, width, caption_points, title_points = _columns(
+        [t.caption for t in tiles], cols, tile_in, caption_points, title, title_points
+    )
+    least = width_points(width, MIN_PX)
     rows = max(1, -(-len(tiles) // cols))
-    # text that reads on a card depends on the figure's width, and a long caption widens its
-    # column: twice round settles both (the second pass only ever widens)
-    col_in = tile_in
-    for _ in range(2):
-        width = cols * (col_in + GAP_IN) + GAP_IN
-        least = width_points(width, MIN_PX)
-        caption_points, title_points = max(caption_points, least), max(title_points, least)
-        col_in = max(tile_in, text_width([t.caption for t in tiles], caption_points) + 0.05)
-    width = cols * (col_in + GAP_IN) + GAP_IN
     caption_in = band(max((line_count(t.caption) for t in tiles), default=0), caption_points)
     title_in = band(line_count(title), title_points) + GAP_IN
     row_in = caption_in + tile_in + GAP_IN
