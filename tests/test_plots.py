@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from mnist_cnn import compare_chart, plots, plots_explain, plots_style
+from mnist_cnn import plots_mosaics as mosaics
 
 NAMES = [str(k) for k in range(10)]
 
@@ -23,7 +24,7 @@ def test_filter_grid_shows_each_kernel_on_a_zero_centred_scale():
     rng = np.random.default_rng(0)
     kernels = rng.normal(size=(32, 3, 3))
     kernels[5, 1, 1] = 4.0  # the largest magnitude sets the shared scale
-    fig = plots.filter_grid(kernels, "conv1")
+    fig = mosaics.filter_grid(kernels, "conv1")
     [image] = [im for ax in fig.axes for im in ax.images]
     shown = np.asarray(image.get_array().filled(np.nan))
     assert shown.shape == (4 * 4 - 1, 8 * 4 - 1)  # 4 rows x 8 columns of 3x3, 1-pixel gaps
@@ -36,7 +37,7 @@ def test_filter_grid_shows_each_kernel_on_a_zero_centred_scale():
 
 def test_feature_maps_scale_each_map_to_its_own_maximum():
     maps = np.stack([np.full((5, 5), 2.0), np.zeros((5, 5)), np.eye(5) * 7])
-    [image] = [im for ax in plots.feature_maps(maps, "x").axes for im in ax.images]
+    [image] = [im for ax in mosaics.feature_maps(maps, "x").axes for im in ax.images]
     shown = np.asarray(image.get_array().filled(np.nan))
     assert np.nanmax(shown[:5, :5]) == 1.0 and np.nanmax(shown[:5, 6:11]) == 0.0
     np.testing.assert_array_equal(shown[:5, 12:17], np.eye(5))
@@ -131,8 +132,8 @@ def test_laid_out_figures_never_overlap_their_texts_the_images_or_the_edge(seed)
     figures = [
         plots.labelled_images(rng.random((n, 1, 28, 28)), true, pred, rng.random(n), names, "m"),
         plots.sample_grid(rng.random((10, 28, 28)), list(range(10)), names),
-        plots.filter_grid(scale * rng.normal(size=(k, 3, 3)), f"conv1 kernels after {k} epochs"),
-        plots.feature_maps(rng.random((k, side, side)), title, rng.random((28, 28)), "input\n#0"),
+        mosaics.filter_grid(scale * rng.normal(size=(k, 3, 3)), f"conv1 kernels after {k} epochs"),
+        mosaics.feature_maps(rng.random((k, side, side)), title, rng.random((28, 28)), "input\n#0"),
     ]
     for fig in figures:
         _nothing_overlaps_or_leaves_the_page(fig)
@@ -207,9 +208,9 @@ def _every_card_figure(rng, n_classes: int):
             names,
         ),
         "curves": plots.learning_curves(history),
-        "filters": plots.filter_grid(rng.normal(size=(int(rng.integers(8, 65)), 3, 3)), "conv1"),
+        "filters": mosaics.filter_grid(rng.normal(size=(int(rng.integers(8, 65)), 3, 3)), "conv1"),
         "norms": plots.heatmap(rng.random((64, 32)), "conv2 norms", "in", "out"),
-        "features": plots.feature_maps(rng.random((32, 26, 26)), "conv1", images[0], "input"),
+        "features": mosaics.feature_maps(rng.random((32, 26, 26)), "conv1", images[0], "input"),
         "counts": plots.confusion_matrix(cm, names, errors=False),
         "errors": plots.confusion_matrix(cm, names, errors=True),
         "mistakes": plots.labelled_images(

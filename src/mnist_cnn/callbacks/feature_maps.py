@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn import plots
+from mnist_cnn import plots_mosaics
 from mnist_cnn.callbacks import publish
 from mnist_cnn.callbacks.filters import conv_layers
 
@@ -54,5 +54,5 @@ class FeatureMapLogger(L.Callback):
         for name, out in captured.items():
             maps = F.relu(out[0]).float().cpu().numpy()
             title = f"{name} activations (after ReLU) for test digit #{self.index} ({label})"
-            fig = plots.feature_maps(maps, title, digit, f"input\n#{self.index} ({label})")
+            fig = plots_mosaics.feature_maps(maps, title, digit, f"input\n#{self.index} ({label})")
             publish.figure(trainer, f"features/{name}", fig, step, f"features_{name}.png")

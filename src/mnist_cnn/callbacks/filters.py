@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_cnn import plots
+from mnist_cnn import plots, plots_mosaics
 from mnist_cnn.callbacks import publish
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class FilterLogger(L.Callback):
         kernels = w[:, 0] if w.shape[1] == 1 else np.linalg.norm(w, axis=1)  # RGB: per-pixel norm
         title = f"{name} kernels after {epochs} epoch{'s' if epochs != 1 else ''}"
         tag = None if png else f"filters/{name}"
-        publish.figure(trainer, tag, plots.filter_grid(kernels, title), step, png)
+        publish.figure(trainer, tag, plots_mosaics.filter_grid(kernels, title), step, png)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # eval.py tests a checkpoint without fitting: the final figures come from its weights
