@@ -13,6 +13,7 @@ from mnist_cnn.plots_tiles import (
     GAP_IN,
     band,
     fixed_layout,
+    hwc,
     line_count,
     settled,
     text_width,
@@ -27,14 +28,9 @@ def _grid(n: int, max_cols: int) -> tuple[int, int]:
     return max(1, -(-n // cols)), cols
 
 
-def _show(ax, image: np.ndarray, **kwargs) -> None:
-    """(C, H, W) or (H, W) -> imshow; one channel in grey, three as RGB."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[0] == 1:
-        image = image[0]
-    elif image.ndim == 3:
-        image = np.moveaxis(image, 0, -1)
-    ax.imshow(image, cmap=kwargs.pop("cmap", "gray"), **kwargs)
+def _show(ax, image: np.ndarray) -> None:
+    """(C, H, W) or (H, W) in its own Axes without ticks; one channel in grey, three as RGB."""
+    ax.imshow(hwc(image), cmap="gray")
     ax.set_xticks([])
     ax.set_yticks([])
 

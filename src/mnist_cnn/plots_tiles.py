@@ -37,7 +37,8 @@ class Tile:
     limits: tuple[float, float] | None = None
 
 
-def _hwc(image: np.ndarray) -> np.ndarray:
+def hwc(image: np.ndarray) -> np.ndarray:
+    """(H, W), (1, H, W) or (3, H, W) -> what imshow takes: (H, W) or (H, W, 3)."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[0] == 1:
         return image[0]
@@ -139,7 +140,7 @@ def tile_figure(
         r, c = divmod(k, cols)
         left = GAP_IN + c * (col_in + GAP_IN) + (col_in - tile_in) / 2
         top = title_in + r * row_in + caption_in
-        image = _hwc(tile.image)
+        image = hwc(tile.image)
         h, w = image.shape[:2]
         # the longer side fills the tile, the other is centred: pixels stay square
         dw, dh = (tile_in, tile_in * h / w) if w >= h else (tile_in * w / h, tile_in)
