@@ -156,3 +156,31 @@ def test_a_setting_the_chosen_class_does_not_take_is_named(
     cfg = compose_config(_short(tiny_data_dir, *overrides), tmp_path)
     with pytest.raises(UserError, match=rf"{named}: it takes .*; drop it, or choose"):
         run(cfg)
+
+
+def test_the_data_files_are_checked_once_a_run_and_again_by_the_next(tiny_data_dir, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    """build, fit and test each ask the datamodule to prepare its data; the files are found and
+    hashed once a run (they were hashed three times), and every new run checks them again."""
+    from mnist_cnn.data import sources
+    from mnist_cnn.train import compose_config, run
+
+    checked = []
+    real = sources.check_identity
+    monkeypatch.setattr(sources, "check_identity", lambda *a: checked.append(a) or real(*a))
+    overrides = [hydra_override("data.data_dir", str(tiny_data_dir)), "callbacks=minimal",
+                 "~logger", "trainer.max_epochs=1"]  # fmt: skip
+    for n in (1, 2):
+        metrics = run(compose_config(overrides, tmp_path / f"run{n}"))
+        assert metrics["status"] == "completed" and "test/acc" in metrics
+        assert len(checked) == n, f"run {n}: the files were checked {len(checked)} times in all"
+
+
+def test_a_failed_check_is_not_remembered(tmp_path):
+    """The datamodule remembers only a check that passed: asked again, it looks again."""
+    from mnist_cnn.data.mnist import MNISTDataModule
+
+    dm = MNISTDataModule(data_dir=tmp_path, download=False)
+    for _ in range(2):
+        with pytest.raises(UserError, match="data.download=false"):
+            dm.prepare_data()

@@ -57,6 +57,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.seed = seed
         self.folds, self.fold = folds, fold  # K-fold: validate on fold `fold` of `folds`
         self._resume_at: tuple[int, int] | None = None
+        # run() prepares the data before the Trainer's fit and test call prepare_data again: the
+        # files are found and hashed once per datamodule, not three times a run
+        self._prepared = False
         # training batches only: random affine per digit (degrees, translate, scale)
         self.augment = RandomAffineBatch(**augment, seed=seed) if augment else None
         self.class_names = class_names(dataset)
@@ -75,6 +78,8 @@ class MNISTDataModule(L.LightningDataModule):
         return tuple(next(iter(self.splits.values())).images.shape[1:])
 
     def prepare_data(self) -> None:
+        if self._prepared:
+            return
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise UserError(f"data.data_dir={self.data_dir} is a file, not a directory")
         absent = sources.missing(self.raw_dir)
@@ -89,6 +94,7 @@ class MNISTDataModule(L.LightningDataModule):
             why = "data.download=false"
             raise UserError(sources.missing_message(self.dataset, self.raw_dir, absent, why))
         sources.check_identity(self.dataset, self.raw_dir)
+        self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # run() prepares the data before the Trainer does; load once
