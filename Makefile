@@ -49,6 +49,9 @@ bench: install $(KERAS) ## train.py vs a plain PyTorch loop vs the Keras lab's K
 bench-speedrun: install $(KERAS) ## experiment=speedrun as planned here vs its fixed recipe, seeds 1-5, against Keras's fit
 	$(PY) bench/bench.py --mode speedrun --runs 5 --keras $(KERAS) $(ARGS)
 
+bench-step: install ## where train.py's step goes: a plain loop, bare Lightning, ours, the callbacks (5 rounds, one process)
+	$(PY) bench/bench.py --mode step --runs 5 $(ARGS)
+
 $(KERAS): # TensorFlow for the Keras side of the bench only: its own environment, bytecode compiled
 	$(UV) venv --quiet --python 3.11 .bench-keras
 	$(UV) pip install --quiet --python $(KERAS) --compile-bytecode tensorflow-cpu==2.21.0 numpy
@@ -87,4 +90,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train bench bench-speedrun adversarial test test-fast test-cluster browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench bench-speedrun bench-step adversarial test test-fast test-cluster browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs

@@ -9,6 +9,8 @@ Modes (each runs its variants alternately, N rounds, and prints medians and rati
   ddp        one process x 2 threads vs trainer.devices=2 (DDP, 2 processes x 1 thread), same
              seed and global batch: fit throughput, whole seconds, test accuracy
   levers     ms per training step of a plain loop, one speed lever added at a time (bench/levers.py)
+  step       train.py's step, layer by layer: a plain loop, a bare Lightning loop, ours, the
+             callbacks and logger (bench/step.py, in one process; --runs rounds)
   speedrun   experiment=speedrun as planned here (fastest_of) vs its whole-epoch 8-filter recipe
              (fastest_of=null), seeds 1..N, and the Keras notebook's fit for the ratio (--keras)
 Figures: whole-process wall seconds, phase seconds, fit throughput, peak RSS, test accuracy.
@@ -182,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--mode",
-        choices=("reference", "callbacks", "scaling", "levers", "ddp", "speedrun"),
+        choices=("reference", "callbacks", "scaling", "levers", "step", "ddp", "speedrun"),
         default="reference",
     )
     parser.add_argument("--runs", type=int, default=3)
@@ -210,6 +212,9 @@ def main() -> None:
         for batch in (64, 128, 256, 512):
             report({f"batch={batch}": [run_train([*data, f"data.batch_size={batch}"])]})
         return
+    if args.mode == "step":
+        step = [sys.executable, str(ROOT / "bench" / "step.py"), "--rounds", str(args.runs)]
+        sys.exit(subprocess.run([*step, *data]).returncode)
     if args.mode == "levers":
         steps = [
             ("fp32 NCHW, textbook order", []),

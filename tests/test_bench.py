@@ -27,3 +27,33 @@ def test_the_gpu_bench_runs_its_whole_table_on_a_cpu(tiny_data_dir, tmp_path):
     assert saved["frontier_s1"]["config"]["label_smoothing"] == 0.1
     assert all(saved[k]["device"] == "cpu" for k in ("lab_auto", "speedrun_s1"))
     assert saved["lab_fp32"]["precision"] == "32-true"
+
+
+@pytest.mark.slow
+def test_the_step_bench_times_each_layer_and_refuses_what_it_cannot_measure(tiny_data_dir,
+                                                                            tmp_path):  # fmt: skip
+    """bench/step.py: five loops over the recipe's step, each round alternating, the table and
+    the figures; settings it cannot measure answer in one line before anything trains."""
+    from helpers.runs import run_script
+
+    from mnist_cnn.commands import hydra_override
+
+    data = hydra_override("data.data_dir", str(tiny_data_dir))
+    out = tmp_path / "step.json"
+    proc = run_script("bench/step.py", "--rounds", "2", "--steps", "3", "--json", str(out),
+                      data, "model=mlp", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loops = ["plain", "lightning", "ours", "+minimal", "+recipe"]
+    ms = json.loads(out.read_text())["ms"]
+    assert list(ms) == loops and all(len(v) == 2 and min(v) > 0 for v in ms.values())
+    table = proc.stdout.split("vs plain\n", 1)[1].splitlines()
+    assert [row.split()[0] for row in table] == loops, proc.stdout
+    assert "Seed set" not in proc.stdout + proc.stderr  # the loops' builds are silent
+    for bad, said in (
+        (["--steps", "1"], "at least 1 round of 2 steps"),
+        (["model=no_such_model"], "error: bench/step.py model=no_such_model "),
+        (["optimizer.lr=-1"], "error: optimizer.lr"),
+    ):
+        refused = run_script("bench/step.py", *bad, data, timeout=120)
+        assert refused.returncode != 0 and said in refused.stderr, (bad, refused.stderr[-2000:])
+        assert "Traceback" not in refused.stderr and "round 1" not in refused.stdout

@@ -37,6 +37,8 @@ def test_a_budget_plans_the_epochs_records_them_and_reproduces_bit_for_bit(tiny_
     assert saved["hyper_parameters"]["trainer"]["max_epochs"] == epochs
     said = planned.stdout + planned.stderr
     assert f"reproduce with trainer.max_epochs={epochs} budget_seconds=null" in said
+    # the probe is silent: the seed and the devices are said once, by the run itself
+    assert said.count("Seed set to") == 1 and said.count("GPU available") == 1, said
     # the plan reproduces: the same epochs given by hand train the same bits (the cosine
     # schedule spans the planned run in both)
     again = run_train(*_common(tiny_data_dir), f"trainer.max_epochs={epochs}",

@@ -130,26 +130,35 @@ class ClassifierModule(L.LightningModule):
         return {"logits": self._step(batch, "test")[1].detach()}
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
-            return optimizer
-        # schedules that span the whole run are told its length in steps
-        steps = int(self.trainer.estimated_stepping_batches)
-        kind = getattr(self.scheduler_factory, "func", self.scheduler_factory).__name__
-        # the optimizer's lr is the one home of the learning rate: one-cycle peaks at it (its
-        # own max_lr would overwrite the optimizer's, leaving optimizer.lr a dead setting)
-        peak = [group["lr"] for group in optimizer.param_groups]
-        length = {
-            "OneCycleLR": {"total_steps": steps, "max_lr": peak},
-            "CosineAnnealingLR": {"T_max": steps},
-        }
-        if kind == "OneCycleLR":
-            _check_one_cycle(getattr(self.scheduler_factory, "keywords", {}), steps)
-        scheduler = self.scheduler_factory(optimizer, **length.get(kind, {}))
+            return self.optimizer_factory(self.parameters())
+        optimizer, scheduler = optimizer_and_schedule(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory,
+            int(self.trainer.estimated_stepping_batches),
+        )  # fmt: skip
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def optimizer_and_schedule(params, optimizer_factory, scheduler_factory, steps: int):
+    """The optimizer, and the per-step schedule told the run's length in steps (None without a
+    scheduler): the module's, and bench/step.py's plain loop's, the same way."""
+    optimizer = optimizer_factory(params)
+    if scheduler_factory is None:
+        return optimizer, None
+    kind = getattr(scheduler_factory, "func", scheduler_factory).__name__
+    # the optimizer's lr is the one home of the learning rate: one-cycle peaks at it (its
+    # own max_lr would overwrite the optimizer's, leaving optimizer.lr a dead setting)
+    peak = [group["lr"] for group in optimizer.param_groups]
+    length = {
+        "OneCycleLR": {"total_steps": steps, "max_lr": peak},
+        "CosineAnnealingLR": {"T_max": steps},
+    }
+    if kind == "OneCycleLR":
+        _check_one_cycle(getattr(scheduler_factory, "keywords", {}), steps)
+    return optimizer, scheduler_factory(optimizer, **length.get(kind, {}))
 
 
 def _check_one_cycle(settings: dict, steps: int) -> None:

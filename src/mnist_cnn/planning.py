@@ -112,16 +112,19 @@ def measure(
     from mnist_cnn.build import build
 
     clock = _StepClock()
+    before = logging.root.manager.disable
     with tempfile.TemporaryDirectory(prefix="mnist-plan-") as scratch:
-        parts = build(_probe_config(cfg, Path(scratch), steps), Path(scratch), None, config={})
-        parts.trainer.callbacks.append(clock)
-        logging.disable(logging.INFO)  # Lightning's and the callbacks' lines about the probe
+        # Lightning's, the build's and the callbacks' lines about the probe (the seed, the
+        # precision, the devices: the run says them again when it starts)
+        logging.disable(max(before, logging.INFO))
         try:
+            parts = build(_probe_config(cfg, Path(scratch), steps), Path(scratch), None, config={})
+            parts.trainer.callbacks.append(clock)
             parts.trainer.fit(parts.module, datamodule=parts.datamodule)
         except Interrupted as exc:  # its checkpoint is the probe's, in scratch: not a resume
             raise Stopped(exc.signum, stopped) from None
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(before)
         if parts.interrupt.received is not None:  # after the probe's last step
             raise Stopped(parts.interrupt.received, stopped)
         train_batches = len(parts.datamodule.train_dataloader())
