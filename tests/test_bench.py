@@ -40,12 +40,12 @@ def test_the_step_bench_times_each_layer_and_refuses_what_it_cannot_measure(tiny
 
     data = hydra_override("data.data_dir", str(tiny_data_dir))
     out = tmp_path / "step.json"
-    proc = run_script("bench/step.py", "--rounds", "2", "--steps", "3", "--json", str(out),
+    proc = run_script("bench/step.py", "--rounds", "1", "--steps", "3", "--json", str(out),
                       data, "model=mlp", timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     loops = ["plain", "lightning", "ours", "+minimal", "+recipe"]
     ms = json.loads(out.read_text())["ms"]
-    assert list(ms) == loops and all(len(v) == 2 and min(v) > 0 for v in ms.values())
+    assert list(ms) == loops and all(len(v) == 1 and v[0] > 0 for v in ms.values())
     table = proc.stdout.split("vs plain\n", 1)[1].splitlines()
     assert [row.split()[0] for row in table] == loops, proc.stdout
     assert "Seed set" not in proc.stdout + proc.stderr  # the loops' builds are silent
