@@ -17,8 +17,8 @@ train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra
 	$(PY) train.py $(ARGS)
 
 # two pytest workers (pytest-xdist): the suite is mostly subprocesses that start single-threaded;
-# a file with a module-scoped fixture (or the SLURM cluster) stays on one worker (xdist_group)
-XDIST := -n 2 --dist loadgroup
+# each test file runs on one worker: a module-scoped fixture (a trained run, the SLURM cluster) is built once
+XDIST := -n 2 --dist loadfile
 test: install browser ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
 	$(PY) -m pytest $(XDIST) $(ARGS)
 

@@ -1,0 +1,43 @@
+"""How `make test` runs the suite: its pytest-xdist flags, tried on a generated suite."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _makefile_xdist() -> list[str]:
+    match = re.search(r"^XDIST := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert match, "the Makefile defines no XDIST := ... line"
+    return match.group(1).split()
+
+
+def test_make_test_builds_each_module_fixture_once(tmp_path):
+    """A module-scoped fixture (a trained run, a DDP run, the SLURM cluster) is built once, not
+    once on each worker: `--dist loadgroup` stopped grouping with pytest 9.2 (pytest-xdist issue
+    #1386), and nothing failed; the suite only built its slowest fixtures twice."""
+    for module in ("alpha", "beta"):
+        (tmp_path / f"test_{module}.py").write_text(
+            "import os, pytest\n"
+            "@pytest.fixture(scope='module')\n"
+            "def built():\n"
+            f"    with open({str(tmp_path / module)!r}, 'a') as f:\n"
+            "        f.write(os.environ.get('PYTEST_XDIST_WORKER', '-') + '\\n')\n"
+            "@pytest.mark.parametrize('i', range(8))\n"
+            "def test_uses_it(built, i):\n"
+            "    pass\n"
+        )
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # none of the project's settings
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *_makefile_xdist(), "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "16 passed" in proc.stdout, proc.stdout[-3000:]
+    for module in ("alpha", "beta"):
+        workers = (tmp_path / module).read_text().split()
+        assert len(workers) == 1, f"test_{module}.py's fixture was built on {workers}"
