@@ -51,6 +51,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+# the main scheduling pass every 2 s, not 60: a requeued job held for its old credential starts
+# when the hold ends, not up to a minute later (no event wakes the scheduler then)
+SchedulerParameters=sched_interval=2
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
