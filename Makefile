@@ -17,8 +17,9 @@ train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra
 	$(PY) train.py $(ARGS)
 
 # two pytest workers (pytest-xdist): the suite is mostly subprocesses that start single-threaded;
-# each test file runs on one worker: a module-scoped fixture (a trained run, the SLURM cluster) is built once
-XDIST := -n 2 --dist loadfile
+# each test file runs on one worker, so a module-scoped fixture (a trained run, the SLURM cluster) is
+# built once; the files in the order tests/conftest.py sorts them (the longest tiers first)
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 test: install browser ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
 	$(PY) -m pytest $(XDIST) $(ARGS)
 
