@@ -67,7 +67,7 @@ def _parts(cfg, scratch: Path):
     return parts
 
 
-def _medians_after_warm_up(stamps: list[float], warm_up: int) -> float:
+def _median_after_warm_up(stamps: list[float], warm_up: int) -> float:
     gaps = [b - a for a, b in zip(stamps[warm_up:], stamps[warm_up + 1 :], strict=False)]
     return statistics.median(gaps)
 
@@ -98,7 +98,7 @@ def plain(cfg, scratch: Path, steps: int, warm_up: int) -> float:
         if schedule is not None:
             schedule.step()
         stamps.append(time.perf_counter())
-    return _medians_after_warm_up(stamps, warm_up)
+    return _median_after_warm_up(stamps, warm_up)
 
 
 def lightning(cfg, scratch: Path, steps: int, warm_up: int) -> float:
@@ -148,7 +148,7 @@ def lightning(cfg, scratch: Path, steps: int, warm_up: int) -> float:
     )  # fmt: skip
     batches = _Batches(parts.datamodule, cfg.data.batch_size, warm_up + steps + 1)
     trainer.fit(Bare(), train_dataloaders=batches)
-    return _medians_after_warm_up(clock.stamps, warm_up)
+    return _median_after_warm_up(clock.stamps, warm_up)
 
 
 def ours(cfg, steps: int) -> float:

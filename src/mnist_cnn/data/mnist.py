@@ -57,7 +57,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.seed = seed
         self.folds, self.fold = folds, fold  # K-fold: validate on fold `fold` of `folds`
         self._resume_at: tuple[int, int] | None = None
-        # run() prepares the data before the Trainer's fit and test call prepare_data again: the
+        # build() prepares the data before the Trainer's fit and test call prepare_data again: the
         # files are found and hashed once per datamodule, not three times a run
         self._prepared = False
         # training batches only: random affine per digit (degrees, translate, scale)
