@@ -14,14 +14,17 @@ the median milliseconds between consecutive steps after a warm-up:
 
 The network, optimizer, schedule, batch size, precision, layout and label smoothing come from the
 composed config, built by the project's own build(); augmentation is the recipe's alone (the first
-two loops leave it out, and say so). Nothing is written outside a scratch directory.
+two loops leave it out, and say so). Nothing is written outside a scratch directory, which is
+removed at exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -177,6 +180,7 @@ def main() -> None:
     from mnist_cnn.train import compose_config
 
     scratch = Path(tempfile.mkdtemp(prefix="mnist-step-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # the loops' runs, not kept
     # one process on the CPU, the epochs as given: what this script measures
     overrides = [
         *args.overrides,
