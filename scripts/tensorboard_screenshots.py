@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +31,8 @@ PAGES = (
 )  # fmt: skip
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 SIZE = (1600, 1200)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk and its CRC
 
 
 def browser() -> str:
@@ -84,21 +88,62 @@ def _serving(url: str) -> bool:
         return False
 
 
-def screenshot(url: str, out: Path, wait_ms: int = 15000) -> Path:
+def screenshot(
+    url: str, out: Path, wait_ms: int = 15000, attempts: int = 3, limit_s: float = 60.0
+) -> Path:
     """One page, rendered by headless Chromium after wait_ms of virtual time (the page's data
-    requests complete within it), written to out."""
+    requests complete within it), written to out.
+
+    Headless Chromium with a virtual-time budget now and then never exits, either before or
+    after it writes the screenshot (a known behaviour of the flag, not of TensorBoard's pages).
+    So each attempt has limit_s of real time; then Chromium and every process it started are
+    killed, a complete screenshot is kept, and a missing one is taken again, up to attempts."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    tried = []
+    for _ in range(attempts):
+        out.unlink(missing_ok=True)
+        exited, stderr = _run_browser(url, out, wait_ms, limit_s)
+        if _complete_png(out):
+            return out
+        tried.append(f"exited with {exited}" if exited is not None else f"hung {limit_s:.0f} s")
+    raise RuntimeError(
+        f"Chromium wrote no screenshot of {url} in {attempts} attempts ({'; '.join(tried)}); "
+        f"its last words: {stderr[-2000:]}"
+    )
+
+
+def _run_browser(url: str, out: Path, wait_ms: int, limit_s: float) -> tuple[int | None, str]:
+    """Run Chromium once in its own process group; (exit status or None if it was killed after
+    limit_s, its stderr). The group is killed either way, so no renderer outlives the call."""
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [browser(), "--headless=new", "--no-sandbox", "--disable-gpu",
-             "--hide-scrollbars", f"--user-data-dir={profile}",
-             f"--window-size={SIZE[0]},{SIZE[1]}", f"--virtual-time-budget={wait_ms}",
-             f"--screenshot={out}", url],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    if not out.is_file():
-        raise RuntimeError(f"Chromium wrote no screenshot of {url}: {result.stderr[-2000:]}")
-    return out
+        log = Path(profile) / "stderr.txt"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [browser(), "--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--hide-scrollbars", f"--user-data-dir={profile}/user",
+                 f"--window-size={SIZE[0]},{SIZE[1]}", f"--virtual-time-budget={wait_ms}",
+                 f"--screenshot={out}", url],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                exited = proc.wait(timeout=limit_s)
+            except subprocess.TimeoutExpired:
+                exited = None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return exited, log.read_text(errors="replace")
+
+
+def _complete_png(path: Path) -> bool:
+    """True when path holds a whole PNG (its signature, and the IEND chunk that ends it): a
+    Chromium killed while writing leaves a file that is not one."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_END)
 
 
 def page_url(base: str, page: str) -> str:
