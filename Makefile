@@ -18,10 +18,11 @@ train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra
 
 # two pytest workers (pytest-xdist): the suite is mostly subprocesses that start single-threaded;
 # each test file runs on one worker, so a module-scoped fixture (a trained run, the SLURM cluster) is
-# built once; the files in the order tests/conftest.py sorts them (the longest tiers first)
+# built once; the files in the order tests/conftest.py sorts them (the longest tiers first). The
+# slowest 20 tests are listed at the end, so a run that nears ten minutes says where the time went
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 test: install browser ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
-	$(PY) -m pytest $(XDIST) $(ARGS)
+	$(PY) -m pytest $(XDIST) --durations=20 $(ARGS)
 
 test-cluster: install ## only the SLURM tier: a real one-node cluster (slurm-wlm, munge) started and stopped by scripts/slurm_cluster.sh
 	$(PY) -m pytest -m cluster $(ARGS)
