@@ -130,9 +130,10 @@ def _run_browser(url: str, out: Path, wait_ms: int, limit_s: float) -> tuple[int
                 exited = proc.wait(timeout=limit_s)
             except subprocess.TimeoutExpired:
                 exited = None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            finally:  # its own session: a Ctrl-C of ours does not reach it, so it is ended here
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         return exited, log.read_text(errors="replace")
 
 

@@ -7,6 +7,8 @@ and leave a child behind the way Chromium's renderers do."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -101,4 +103,28 @@ def test_a_browser_that_never_writes_is_an_error_naming_each_attempt(tmp_path, m
     assert "hung 2 s; exited with 3; exited with 3" in message
     assert "stand-in fail" in message  # the last launch's stderr, for the reader
     assert not out.exists()
+    _children_gone(tmp_path)
+
+
+def test_a_ctrl_c_while_the_browser_hangs_ends_it_too(tmp_path):
+    """Chromium runs in a session of its own (so the group can be killed), where a terminal's
+    Ctrl-C does not reach it: the script ends it on the way out, leaving nothing running."""
+    stand_in = _stand_in(tmp_path, ["hang"])
+    code = textwrap.dedent(f"""\
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, {str(Path(shots.__file__).parent)!r})
+        import tensorboard_screenshots as shots
+        shots.browser = lambda: {str(stand_in)!r}
+        shots.screenshot("http://127.0.0.1:9/#page", Path({str(tmp_path / "p.png")!r}))
+        """)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("launch-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob("launch-*")), "the stand-in browser never started"
+    time.sleep(0.5)  # past its launch, into the hang
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) != 0
+    assert "KeyboardInterrupt" in proc.stderr.read()
     _children_gone(tmp_path)
