@@ -6,14 +6,82 @@ shows where it sits among the 9s."""
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
 from mnist_cnn.callbacks import publish
+from mnist_cnn.runs import save_png
 
 log = logging.getLogger(__name__)
+
+TAG = "test_digits"
+
+
+def write_embedding(
+    log_dir: Path,
+    tag: str,
+    step: int,
+    features: np.ndarray,
+    header: list[str],
+    rows: list[list[str]],
+    images: torch.Tensor,
+) -> None:
+    """The Projector's files for one embedding, where `SummaryWriter.add_embedding` puts them
+    (<log_dir>/<step:05d>/<tag>/), and its entry in the projector_config.pbtxt that
+    TensorBoard's own `projector.visualize_embeddings` writes.
+
+    Written here rather than by add_embedding, which formats the matrix one `.item()` per number
+    and builds the sprite in float64: most of the test stage's Projector time. The features are
+    written with 9 significant digits, which read back as the same float32s; images are (N, C,
+    H, W) in [0, 1], C 1 or 3, laid out row by row in a square sprite as add_embedding does.
+    Entries already in the config (an earlier test of this run) are kept; one of the same name
+    is replaced."""
+    from google.protobuf import text_format
+    from tensorboard.plugins import projector
+
+    subdir = f"{step:05d}/{tag}"
+    out = log_dir / subdir
+    out.mkdir(parents=True, exist_ok=True)
+    np.savetxt(out / "tensors.tsv", features, fmt="%.9g", delimiter="\t")
+    lines = ["\t".join(row) for row in [header, *rows]]
+    (out / "metadata.tsv").write_text("\n".join(lines) + "\n")
+    save_png(sprite_grid(images), out / "sprite.png")
+    config = projector.ProjectorConfig()
+    config_path = log_dir / "projector_config.pbtxt"
+    if config_path.is_file():
+        text_format.Parse(config_path.read_text(), config)
+    name = f"{tag}:{step:05d}"
+    kept = [e for e in config.embeddings if e.tensor_name != name]
+    del config.embeddings[:]
+    config.embeddings.extend(kept)
+    entry = config.embeddings.add(
+        tensor_name=name,
+        tensor_path=f"{subdir}/tensors.tsv",
+        metadata_path=f"{subdir}/metadata.tsv",
+    )
+    entry.sprite.image_path = f"{subdir}/sprite.png"
+    entry.sprite.single_image_dim.extend([images.shape[3], images.shape[2]])
+    projector.visualize_embeddings(str(log_dir), config)
+
+
+def sprite_grid(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] as one uint8 image of ceil(sqrt(N)) x ceil(sqrt(N)) tiles, row by
+    row, the rest black: (side*H, side*W) for C = 1, (side*H, side*W, 3) for C = 3."""
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(
+            f"sprite images need 1 or 3 channels, got {c} (shape {tuple(images.shape)})"
+        )
+    side = math.ceil(n**0.5)
+    tiles = torch.zeros(side * side, c, h, w, dtype=torch.uint8)
+    tiles[:n] = (images * 255).clamp(0, 255).to(torch.uint8)  # truncated, as add_embedding does
+    grid = tiles.view(side, side, c, h, w).permute(0, 3, 1, 4, 2).reshape(side * h, side * w, c)
+    return grid.squeeze(2).numpy() if c == 1 else grid.numpy()
 
 
 class EmbeddingProjector(L.Callback):
@@ -71,16 +139,17 @@ class EmbeddingProjector(L.Callback):
             return
         features, images = torch.cat(self._features), torch.cat(self._images)
         labels, preds = torch.cat(self._labels), torch.cat(self._preds)
-        names = list(getattr(trainer.datamodule, "class_names", range(10)))
+        names = [str(n) for n in getattr(trainer.datamodule, "class_names", range(10))]
         metadata = [[names[t], names[p], "right" if t == p else "wrong"]
                     for t, p in zip(labels.tolist(), preds.tolist(), strict=True)]  # fmt: skip
         # each digit scaled to [0, 1] for the sprite (the network may see standardised pixels)
         low = images.amin(dim=(1, 2, 3), keepdim=True)
         high = images.amax(dim=(1, 2, 3), keepdim=True)
         sprite = (images - low) / (high - low).clamp_min(1e-6)
-        for writer in publish.writers(trainer):
-            writer.add_embedding(
-                features, metadata=metadata, metadata_header=["class", "predicted", "answer"],
-                label_img=sprite, global_step=trainer.global_step, tag="test_digits",
-            )  # fmt: skip
+        if trainer.is_global_zero:  # the other ranks' writers are Lightning's no-op stand-ins
+            for writer in publish.writers(trainer):
+                write_embedding(
+                    Path(writer.log_dir), TAG, trainer.global_step, features.numpy(),
+                    ["class", "predicted", "answer"], metadata, sprite,
+                )  # fmt: skip
         log.info("projector: %d test digits' penultimate features", len(features))
