@@ -100,9 +100,12 @@ def screenshot(
     killed, a complete screenshot is kept, and a missing one is taken again, up to attempts."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tried = []
-    for _ in range(attempts):
+    for attempt in range(1, attempts + 1):
         out.unlink(missing_ok=True)
         exited, stderr = _run_browser(url, out, wait_ms, limit_s)
+        if exited is None:  # said as it happens: a run that took a minute longer says why
+            print(f"Chromium hung {limit_s:.0f} s on {url} (attempt {attempt} of {attempts}); "
+                  "killed it", file=sys.stderr, flush=True)  # fmt: skip
         if _complete_png(out):
             return out
         tried.append(f"exited with {exited}" if exited is not None else f"hung {limit_s:.0f} s")

@@ -80,7 +80,7 @@ def _children_gone(tmp_path: Path) -> None:
     ],
 )
 def test_a_browser_that_hangs_is_killed_with_its_children_and_tried_again(
-    tmp_path, monkeypatch, plan, launches
+    tmp_path, monkeypatch, capsys, plan, launches
 ):
     monkeypatch.setattr(shots, "browser", lambda: str(_stand_in(tmp_path, plan)))
     out = tmp_path / "shots" / "page.png"
@@ -90,6 +90,8 @@ def test_a_browser_that_hangs_is_killed_with_its_children_and_tried_again(
     assert len(list(tmp_path.glob("launch-*"))) == launches
     hangs = sum(step.endswith("hang") for step in plan[:launches])
     assert time.monotonic() - started < 3 * hangs + 10  # each hang costs its limit, no more
+    said = capsys.readouterr().err
+    assert said.count("Chromium hung 3 s on http://127.0.0.1:9/#page") == hangs
     _children_gone(tmp_path)
 
 
