@@ -304,6 +304,43 @@ def test_real_tensorboard_server_serves_every_dashboard(dashboard_run):
     assert "TensorFlow installation not found" not in server.stderr.read().decode()
 
 
+def _last_image(log_dir, tag: str) -> np.ndarray:
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    events.Reload()
+    encoded = events.Images(tag)[-1].encoded_image_string
+    return np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+
+
+def test_the_fit_ends_kernel_file_is_the_last_epochs_figure(dashboard_run):
+    """The file of the fit's end shows the kernels the last epoch drew: the same pixels."""
+    saved = np.asarray(Image.open(dashboard_run.root / "figures" / "filters_conv1.png"))
+    assert np.array_equal(saved, _last_image(dashboard_run.log_dir, "filters/conv1"))
+
+
+class _NudgeConv1AtFitEnd(L.Callback):
+    """Kernels that change after the last epoch, as weight averaging swaps in its average."""
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        with torch.no_grad():
+            pl_module.net.conv1.weight.mul_(-1)
+
+
+def test_kernels_changed_after_the_last_epoch_are_drawn_again(tiny_data_dir, tmp_path):
+    L.seed_everything(0)
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
+    module = ClassifierModule(SimpleCNN(), functools.partial(torch.optim.Adam, lr=1e-3))
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    callbacks = [_NudgeConv1AtFitEnd(), FilterLogger()]  # the nudge's hook runs first
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=logger,
+        callbacks=callbacks,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    saved = np.asarray(Image.open(tmp_path / "figures" / "filters_conv1.png"))
+    last = _last_image(tmp_path / "tb", "filters/conv1")
+    assert saved.shape == last.shape and not np.array_equal(saved, last)
+
+
 def test_dashboards_degrade_cleanly_for_a_dense_network(tiny_data_dir, tmp_path, caplog):
     L.seed_everything(0)
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)

@@ -39,6 +39,7 @@ class FilterLogger(L.Callback):
         self.run_summary: dict = {}
         self._convs: list[tuple[str, nn.Conv2d]] = []
         self._published = False
+        self._drawn: tuple[str, np.ndarray, np.ndarray] | None = None  # the last kernels drawn
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._convs = conv_layers(getattr(pl_module, "net", pl_module))
@@ -53,14 +54,23 @@ class FilterLogger(L.Callback):
 
     def _log_first(self, trainer: L.Trainer, epochs: int, png: str | None = None) -> None:
         """At the global step, as every other image (the title says the epochs); with png, only
-        the file (TensorBoard has this step already)."""
+        the file (TensorBoard has this step already). The file of a fit's end is most often the
+        figure its last epoch drew: the same kernels and title, so those pixels are saved rather
+        than drawn again (weight averaging, or eval.py, gives other kernels: drawn)."""
         step = trainer.global_step
         name, conv = self._convs[0]
         w = conv.weight.detach().float().cpu().numpy()
         kernels = w[:, 0] if w.shape[1] == 1 else np.linalg.norm(w, axis=1)  # RGB: per-pixel norm
         title = f"{name} kernels after {epochs} epoch{'s' if epochs != 1 else ''}"
+        if png and self._drawn is not None:
+            drawn_title, drawn_kernels, rgb = self._drawn
+            if drawn_title == title and np.array_equal(drawn_kernels, kernels):
+                publish.pixels(trainer, rgb, png)
+                return
         tag = None if png else f"filters/{name}"
-        publish.figure(trainer, tag, plots_mosaics.filter_grid(kernels, title), step, png)
+        rgb = publish.figure(trainer, tag, plots_mosaics.filter_grid(kernels, title), step, png)
+        # a copy: on a CPU the array shares the weights' memory, which training changes in place
+        self._drawn = None if rgb is None else (title, kernels.copy(), rgb)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # eval.py tests a checkpoint without fitting: the final figures come from its weights

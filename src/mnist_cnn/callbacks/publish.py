@@ -24,21 +24,30 @@ def figures_dir(trainer: L.Trainer) -> Path:
 
 def figure(
     trainer: L.Trainer, tag: str | None, fig: Figure, step: int, png: str | None = None
-) -> None:
-    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>.
+) -> np.ndarray | None:
+    """Log fig under tag (None: not logged) at step; save it as <run>/figures/<png>. Returns
+    the rendered pixels (None when nothing needed them), for a caller that may save the same
+    figure again later (`pixels`).
 
     The figure is rendered once and the same pixels go to both places: rendering is most of
     what the dashboards cost.
     """
     targets = writers(trainer) if tag else []
     if not targets and not (png and trainer.is_global_zero):
-        return
+        return None
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3]
     for writer in targets:
         writer.add_image(tag, rgb, global_step=step, dataformats="HWC")
-    if png and trainer.is_global_zero:
+    if png:
+        pixels(trainer, rgb, png)
+    return rgb
+
+
+def pixels(trainer: L.Trainer, rgb: np.ndarray, png: str) -> None:
+    """Save already rendered pixels as <run>/figures/<png> (rank zero only)."""
+    if trainer.is_global_zero:
         save_png(rgb, figures_dir(trainer) / png)
 
 
