@@ -67,3 +67,49 @@ def test_the_files_read_back_as_written_and_earlier_embeddings_stay(tmp_path):
     assert header == "a\tb\tc" and [line.split("\t") for line in lines] == rows
     sprite = np.asarray(Image.open(tmp_path / entry.sprite.image_path))
     assert np.array_equal(sprite, sprite_grid(images))
+
+
+def test_a_damaged_config_is_set_aside_not_overwritten(tmp_path, caplog):
+    rng = np.random.default_rng(7)
+    features, images = np.ones((3, 4), np.float32), torch.zeros(3, 1, 5, 5)
+    rows = [["1", "1", "right"]] * 3
+    damaged = []
+    for attempt in range(2):  # damaged twice: each damaged file is kept
+        junk = rng.integers(0, 256, 300, dtype=np.uint8).tobytes() + b"embeddings {"
+        (tmp_path / "projector_config.pbtxt").write_bytes(junk)
+        damaged.append(junk)
+        with caplog.at_level("WARNING"):
+            write_embedding(tmp_path, "t", attempt, features, ["a", "b", "c"], rows, images)
+    assert (tmp_path / "projector_config.pbtxt.unreadable").read_bytes() == damaged[0]
+    assert (tmp_path / "projector_config.pbtxt.unreadable-2").read_bytes() == damaged[1]
+    assert caplog.text.count("could not be read") == 2 and "kept as projector_config" in caplog.text
+    assert [e.tensor_name for e in _config(tmp_path).embeddings] == ["t:00001"]
+
+
+def test_a_full_disk_is_an_error_naming_the_file_and_the_config_stays(tmp_path):
+    """Files may not grow past 64 KiB (RLIMIT_FSIZE, in a child): the feature matrix cannot be
+    written; the error names it, and the config listing the run's earlier embedding is intact."""
+    import subprocess
+    import sys
+
+    write_embedding(tmp_path, "small", 1, np.ones((2, 2), np.float32), ["a"], [["x"], ["y"]],
+                    torch.zeros(2, 1, 4, 4))  # fmt: skip
+    before = (tmp_path / "projector_config.pbtxt").read_bytes()
+    code = (
+        "import resource, signal, sys, numpy as np, torch\n"
+        "from pathlib import Path\n"
+        "from mnist_cnn.callbacks.projector import write_embedding\n"
+        "from mnist_cnn.errors import UserError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "try:\n"
+        f"    write_embedding(Path({str(tmp_path)!r}), 'big', 2, np.random.rand(2000, 128),"
+        " ['a'], [['x']] * 2000, torch.zeros(2000, 1, 28, 28))\n"
+        "except UserError as exc:\n"
+        "    sys.exit(f'error: {exc}')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "00002/big/tensors.tsv: cannot write" in proc.stderr
+    assert (tmp_path / "projector_config.pbtxt").read_bytes() == before
+    assert not list((tmp_path / "00002" / "big").glob(".*"))  # no half-written file left

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mnist_cnn.callbacks import publish
-from mnist_cnn.runs import save_png
+from mnist_cnn.runs import save_png, written
 
 log = logging.getLogger(__name__)
 
@@ -32,33 +32,45 @@ def write_embedding(
     images: torch.Tensor,
 ) -> None:
     """The Projector's files for one embedding, where `SummaryWriter.add_embedding` puts them
-    (<log_dir>/<step:05d>/<tag>/), and its entry in the projector_config.pbtxt that
-    TensorBoard's own `projector.visualize_embeddings` writes.
+    (<log_dir>/<step:05d>/<tag>/), and its entry in projector_config.pbtxt, TensorBoard's
+    `ProjectorConfig` as `projector.visualize_embeddings` writes it, but atomically.
 
     Written here rather than by add_embedding, which formats the matrix one `.item()` per number
     and builds the sprite in float64: most of the test stage's Projector time. The features are
     written with 9 significant digits, which read back as the same float32s; images are (N, C,
     H, W) in [0, 1], C 1 or 3, laid out row by row in a square sprite as add_embedding does.
     Entries already in the config (an earlier test of this run) are kept; one of the same name
-    is replaced."""
+    is replaced; a config that cannot be read is set aside, not overwritten. A full disk is a
+    UserError naming the file."""
     from google.protobuf import text_format
     from tensorboard.plugins import projector
 
     subdir = f"{step:05d}/{tag}"
     out = log_dir / subdir
-    out.mkdir(parents=True, exist_ok=True)
-    np.savetxt(out / "tensors.tsv", features, fmt="%.9g", delimiter="\t")
-    lines = ["\t".join(row) for row in [header, *rows]]
-    (out / "metadata.tsv").write_text("\n".join(lines) + "\n")
+    with written(out / "tensors.tsv") as tmp:
+        np.savetxt(tmp, features, fmt="%.9g", delimiter="\t")
+    with written(out / "metadata.tsv") as tmp:
+        tmp.write_text("\n".join("\t".join(row) for row in [header, *rows]) + "\n")
     save_png(sprite_grid(images), out / "sprite.png")
     config = projector.ProjectorConfig()
     config_path = log_dir / "projector_config.pbtxt"
     if config_path.is_file():
-        text_format.Parse(config_path.read_text(), config)
+        try:
+            text_format.Parse(config_path.read_text(errors="replace"), config)
+        except text_format.ParseError as exc:
+            kept = config_path.with_name(config_path.name + ".unreadable")
+            n = 1
+            while kept.exists():  # an earlier damaged one stays too
+                n += 1
+                kept = config_path.with_name(f"{config_path.name}.unreadable-{n}")
+            config_path.replace(kept)
+            config = projector.ProjectorConfig()
+            log.warning("projector: %s could not be read (%s); kept as %s, a new one lists this "
+                        "run's test digits", config_path, exc, kept.name)  # fmt: skip
     name = f"{tag}:{step:05d}"
-    kept = [e for e in config.embeddings if e.tensor_name != name]
+    kept_entries = [e for e in config.embeddings if e.tensor_name != name]
     del config.embeddings[:]
-    config.embeddings.extend(kept)
+    config.embeddings.extend(kept_entries)
     entry = config.embeddings.add(
         tensor_name=name,
         tensor_path=f"{subdir}/tensors.tsv",
@@ -66,7 +78,10 @@ def write_embedding(
     )
     entry.sprite.image_path = f"{subdir}/sprite.png"
     entry.sprite.single_image_dim.extend([images.shape[3], images.shape[2]])
-    projector.visualize_embeddings(str(log_dir), config)
+    # what projector.visualize_embeddings writes, written whole or not at all: a run stopped
+    # while writing it leaves the previous config, never a half one
+    with written(config_path) as tmp:
+        tmp.write_text(text_format.MessageToString(config))
 
 
 def sprite_grid(images: torch.Tensor) -> np.ndarray:
