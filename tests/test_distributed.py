@@ -92,6 +92,29 @@ def test_a_two_process_run_is_one_complete_run(ddp_run):
 
 
 @pytest.mark.slow
+def test_a_ddp_runs_projector_is_written_once_by_rank_zero(ddp_run):
+    """Each rank keeps its share's features; rank zero alone writes its share (the other ranks'
+    writers are Lightning's stand-ins): one config, one entry, rows, labels and sprite agreeing."""
+    from google.protobuf import text_format
+    from PIL import Image
+    from tensorboard.plugins import projector
+
+    run_dir, _ = ddp_run
+    [config_path] = (run_dir / "tensorboard").glob("*/projector_config.pbtxt")
+    config = text_format.Parse(config_path.read_text(), projector.ProjectorConfig())
+    [entry] = config.embeddings
+    log_dir = config_path.parent
+    assert len(list(log_dir.glob("*/test_digits"))) == 1
+    rows = (log_dir / entry.tensor_path).read_text().splitlines()
+    header, *labels = (log_dir / entry.metadata_path).read_text().splitlines()
+    assert len(rows) == len(labels) == 100  # rank zero's half of the 200 test digits
+    assert header == "class\tpredicted\tanswer"
+    assert {len(r.split("\t")) for r in rows} == {128}  # the dense layer's features
+    side = Image.open(log_dir / entry.sprite.image_path).size
+    assert side == (10 * 28, 10 * 28)  # ceil(sqrt(100)) tiles a side
+
+
+@pytest.mark.slow
 def test_eval_in_one_process_gives_the_ddp_runs_numbers(ddp_run, tiny_data_dir, tmp_path):
     run_dir, _ = ddp_run
     trained = _metrics(run_dir)
