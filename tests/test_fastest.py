@@ -122,7 +122,7 @@ def test_a_signal_while_the_candidates_are_measured_stops_in_one_line(tiny_data_
     "overrides,said",
     [
         ([CANDIDATES, "budget_seconds=60"], "are both set"),
-        ([CANDIDATES, "trainer.devices=2"], "plans a run in one process"),
+        ([CANDIDATES, "trainer.devices=2"], "fastest_of chooses in one process"),
         (["fastest_of={a:{model.conv_channels:4}}"], "fastest_of.a: model.conv_channels is not"),
         (["fastest_of={a:{model.conv1_channels:-4}}"], "fastest_of.a: model.conv1_channels=-4"),
         (["fastest_of={a:{model:{conv1_channels:4}}}"], "is a group of settings"),

@@ -72,9 +72,10 @@ def fold_problems(cfg: DictConfig) -> list[str]:
 
 
 def plan_problems(cfg: DictConfig, source: str | None = None) -> list[str]:
-    """budget_seconds and fastest_of plan in one process (planning.py, fastest.py): with several,
-    each rank would measure and plan on its own, and the ranks could disagree. The two answer
-    opposite questions (the most in a time, the least time to a target): one at a time."""
+    """budget_seconds and fastest_of plan before the run. A budget plans in every rank of a
+    several-process run, the ranks taking rank 0's measurement (planning.py); fastest_of
+    measures candidates one process at a time (fastest.py). The two answer opposite questions
+    (the most in a time, the least time to a target): one at a time."""
     budget = OmegaConf.select(cfg, "budget_seconds")
     candidates = OmegaConf.select(cfg, "fastest_of")
     if budget is None and candidates is None:
@@ -88,20 +89,20 @@ def plan_problems(cfg: DictConfig, source: str | None = None) -> list[str]:
             "training in a time, fastest_of the least time to the recipe's target; drop one "
             "(budget_seconds=null or fastest_of=null)"
         )
+    world = _world(cfg)
+    if candidates is not None and world > 1:
+        found.append(
+            f"fastest_of chooses in one process, and this run has {world} (trainer.devices x "
+            "trainer.num_nodes); choose with one process (trainer.devices=1) and train the "
+            "ranks with the settings it chose (metrics.json plan.reproduce)"
+        )
+    return found
+
+
+def _world(cfg: DictConfig) -> int:
+    """trainer.devices x trainer.num_nodes, where both are what they should be (their own checks
+    say the rest)."""
     devices = OmegaConf.select(cfg, "trainer.devices", default=1)
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
     count = devices if isinstance(devices, int) else 1 if devices == "auto" else len(devices)
-    world = count * (nodes if isinstance(nodes, int) and nodes > 0 else 1)
-    if world > 1:
-        asked = f"budget_seconds={budget}" if budget is not None else "fastest_of"
-        then = (
-            "its planned trainer.max_epochs"
-            if budget is not None
-            else "the settings it chose (metrics.json plan.reproduce)"
-        )
-        found.append(
-            f"{asked} plans a run in one process, and this one has {world} (trainer.devices x "
-            f"trainer.num_nodes); plan with one process (trainer.devices=1) and train the ranks "
-            f"with {then}"
-        )
-    return found
+    return count * (nodes if isinstance(nodes, int) and nodes > 0 else 1)

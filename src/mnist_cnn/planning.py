@@ -8,7 +8,9 @@ fixed into `trainer.max_epochs` before the run's schedule is built, so a one-cyc
 schedule spans the planned run. Nothing is changed after the schedule starts. The record holds
 the plan (metrics.json `plan`, and `trainer.max_epochs` in the config its checkpoints carry):
 the run reproduces bit for bit with `trainer.max_epochs=<planned> budget_seconds=null`, and a
-resumed run takes its epochs from its checkpoint instead of planning again.
+resumed run takes its epochs from its checkpoint instead of planning again. In a run of several
+processes (train.py's ranks, torchrun, srun) every rank runs the probe, so the step measured is
+the run's own DDP step, and all take rank 0's figures: the ranks fix the same epochs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mnist_cnn import distributed
 from mnist_cnn.errors import Interrupted, Stopped, UserError
 from mnist_cnn.group_checks import plan_problems
 
@@ -127,21 +130,26 @@ def measure(
             logging.disable(before)
         if parts.interrupt.received is not None:  # after the probe's last step
             raise Stopped(parts.interrupt.received, stopped)
-        train_batches = len(parts.datamodule.train_dataloader())
-        val_batches = len(parts.datamodule.splits["val"]) and len(parts.datamodule.val_dataloader())
-    steady = clock.train[WARMUP_STEPS:] or clock.train
-    if not steady:
+        steady = clock.train[WARMUP_STEPS:] or clock.train
+        measured = {
+            "step_seconds": statistics.median(steady) if steady else 0.0,
+            "val_batch_seconds": statistics.median(clock.val) if clock.val else 0.0,
+            "epoch_rest_seconds": clock.epoch_rest,
+            "train_batches": len(parts.datamodule.train_dataloader()),
+            "val_batches": len(parts.datamodule.splits["val"])
+            and len(parts.datamodule.val_dataloader()),
+            "world_size": parts.trainer.world_size,
+        }
+        if parts.trainer.world_size > 1:
+            # the ranks step together, so each measured the same run; rank 0's figures plan
+            # for all, and every rank fixes the same epochs from them
+            measured = parts.trainer.strategy.broadcast(measured, src=0)
+    if not measured["step_seconds"]:
         raise UserError(
             "budget_seconds: the probe ran no training step to time (the training split has "
             "no batch); plan with trainer.max_epochs instead"
         )
-    return {
-        "step_seconds": statistics.median(steady),
-        "val_batch_seconds": statistics.median(clock.val) if clock.val else 0.0,
-        "epoch_rest_seconds": clock.epoch_rest,
-        "train_batches": train_batches,
-        "val_batches": val_batches,
-    }
+    return measured
 
 
 def epoch_seconds(cfg: DictConfig, measured: dict[str, float]) -> tuple[float, int, int]:
@@ -168,6 +176,14 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
     problems = plan_problems(cfg)  # validate() says it first; run() from a notebook, here
     if problems:
         raise UserError("; ".join(problems))
+    world = distributed.world_size(cfg.trainer)
+    if world > 1 and not distributed.started_from_outside():
+        raise UserError(
+            f"budget_seconds={cfg.budget_seconds} with {world} processes plans inside the "
+            "ranks that `python train.py trainer.devices=N`, torchrun or srun start, and this "
+            "process would start its ranks itself (run() called from Python); launch it with "
+            "train.py, or set trainer.max_epochs"
+        )
     started = time.perf_counter()
     measured = measure(cfg)
     epoch, steps, val = epoch_seconds(cfg, measured)
@@ -176,8 +192,8 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(
             f"budget_seconds={cfg.budget_seconds}: one epoch of this recipe takes about "
             f"{epoch:.1f} s on this machine ({steps} steps of {1000 * measured['step_seconds']:.1f}"
-            f" ms, {val} validation batches), more than the budget; give at least "
-            f"budget_seconds={math.ceil(epoch / FILL)}, or set trainer.max_epochs"
+            f" ms, {val} validation batch{'es' if val != 1 else ''}), more than the budget; "
+            f"give at least budget_seconds={math.ceil(epoch / FILL)}, or set trainer.max_epochs"
         )
     return {
         "budget_seconds": budget,
@@ -190,6 +206,7 @@ def plan(cfg: DictConfig) -> dict[str, Any]:
         "val_batch_ms": 1000 * measured["val_batch_seconds"],
         "epoch_rest_seconds": measured["epoch_rest_seconds"],
         "probe_steps": PROBE_STEPS,
+        "world_size": measured["world_size"],  # processes the step was measured in
         "probe_seconds": time.perf_counter() - started,
         "fill": FILL,
     }
@@ -212,6 +229,8 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
         return {"budget_seconds": float(cfg.budget_seconds), "epochs": epochs, "resumed": True}
     planned = plan(cfg)
     cfg.trainer.max_epochs = planned["epochs"]
+    if distributed.rank() > 0:  # every rank planned the same, from rank 0's measurement
+        return planned
     log.info(
         "budget_seconds=%g: %d epochs planned (a step %.1f ms, an epoch about %.1f s on this "
         "machine; probe %.1f s); reproduce with trainer.max_epochs=%d budget_seconds=null",
