@@ -117,6 +117,32 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
 
 
 @pytest.mark.slow
+def test_a_partial_run_resumed_mid_epoch_ends_as_the_whole_partial_run(tmp_path):
+    """`+trainer.limit_train_batches=0.5` (8 of 15 batches an epoch) stopped in its second epoch:
+    the datamodule's own mid-epoch resume counts the limited epoch as Lightning does, so the
+    resumed run takes the same batches and ends on the same bits and step."""
+    data = write_mnist(tmp_path / "data", n_train=600, n_test=100)
+    common = [
+        hydra_override("data.data_dir", str(data)), "callbacks=minimal", "model=mlp",
+        "trainer.max_epochs=3", "data.batch_size=32", "+trainer.limit_train_batches=0.5",
+    ]  # fmt: skip
+    full = run_train(*common, run_dir=tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    signal_at = ["+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=11"]
+    stopped = run_train(*common, *signal_at, run_dir=tmp_path / "stopped",
+                        env={"PYTHONPATH": HELPERS})  # fmt: skip
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    ckpt = tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 11
+    resumed = run_train(*common, hydra_override("ckpt_path", str(ckpt)),
+                        run_dir=tmp_path / "resumed")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole, again = _metrics(tmp_path / "full"), _metrics(tmp_path / "resumed")
+    assert whole["global_step"] == again["global_step"] == 24  # 3 epochs of 8 batches
+    assert again["weights_sha256"] == whole["weights_sha256"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change,said",
     [
