@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers.data import REAL_DATA, write_mnist
+from helpers.data import REAL_DATA, ROOT, write_mnist
 
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.idx import write_idx
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.data.sources import default_data_dir
@@ -147,6 +153,38 @@ def test_data_dir_that_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match=r"data.data_dir=.*/f is a file, not a directory"):
         loaded(tmp_path / "f")
+
+
+def _without_root_file_access() -> None:
+    """In the child before it runs train.py: drop root's power to read and search any file
+    (CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, from the bounding set, so the exec'd program has
+    neither), leaving it root for everything else: its Python under /root stays its own."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("D10")
+def test_an_unreadable_data_file_stops_train_py_naming_it_and_why(tmp_path):
+    """Mode 000 on one data file. Root reads any file, so where the suite runs as root (as CI
+    does) train.py runs without root's file access, meeting the file as a user's own run would:
+    exit 2, the file and the reason in one line, and the run dir's record says the same."""
+    data = write_mnist(tmp_path / "data")
+    target = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    target.chmod(0)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), hydra_override("data.data_dir", str(data)),
+         "callbacks=minimal", "model=mlp", hydra_override("hydra.run.dir", str(tmp_path / "run"))],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        preexec_fn=_without_root_file_access if os.geteuid() == 0 else None,
+    )  # fmt: skip
+    said = f"{target}: cannot read (Permission denied); check its permissions"
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and said in record["error"]
 
 
 @pytest.mark.reliability("D9")
