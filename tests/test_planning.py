@@ -83,6 +83,21 @@ def test_a_budget_with_ranks_run_from_python_is_refused_before_measuring(tiny_da
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_smoke_test_of_a_budget_recipe_trains_its_batch_without_a_probe(tiny_data_dir, tmp_path):
+    """`experiment=frontier_5min +trainer.fast_dev_run=true`: the recipe carries budget_seconds,
+    and a dev run trains one batch a stage whatever the epochs, so nothing is measured or planned
+    (the record says so) and the smoke test ends at once, exit 0."""
+    proc = run_train(
+        hydra_override("data.data_dir", str(tiny_data_dir)), "experiment=frontier_5min",
+        "+trainer.fast_dev_run=true", run_dir=tmp_path / "run",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "completed" and m["global_step"] == 1
+    assert m["plan"] == {"budget_seconds": 300.0, "not_planned": "fast_dev_run"}
+    assert "epochs planned" not in proc.stdout + proc.stderr
+
+
 def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
     # step 12: in the run's second epoch, past the probe's (the tiny data's epoch is 9 steps)
     stopped = run_train(
@@ -137,6 +152,7 @@ def test_a_sweep_of_budget_runs_on_part_of_the_data_plans_each_job_and_compares(
     "overrides,said",
     [
         (["budget_seconds=0.001"], "one epoch of this recipe takes about"),
+        (["budget_seconds=60", "trainer.max_epochs=5"], "gives trainer.max_epochs=5 too"),
         (["budget_seconds=-5"], "budget_seconds"),
         (["budget_seconds=soon"], "budget_seconds"),
     ],

@@ -198,13 +198,9 @@ def problems(cfg: DictConfig, source: str | None = None) -> list[str]:
 def _given_too(cfg: DictConfig) -> list[str]:
     """A setting the candidates choose and the command line also gives: the run would replace
     what the user asked for."""
-    from hydra.core.hydra_config import HydraConfig
+    from mnist_cnn.group_checks import given_on_command_line
 
-    if not HydraConfig.initialized():
-        return []
-    given = {
-        override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task
-    }
+    given = given_on_command_line()
     chosen = {key for settings in candidates(cfg).values() for key in settings}
     return [
         f"{key} is given on the command line, and fastest_of chooses it; to train your own "

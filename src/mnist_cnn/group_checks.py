@@ -89,6 +89,12 @@ def plan_problems(cfg: DictConfig, source: str | None = None) -> list[str]:
             "training in a time, fastest_of the least time to the recipe's target; drop one "
             "(budget_seconds=null or fastest_of=null)"
         )
+    if budget is not None and "trainer.max_epochs" in given_on_command_line():
+        found.append(
+            f"budget_seconds={budget} plans trainer.max_epochs, and the command line gives "
+            f"trainer.max_epochs={OmegaConf.select(cfg, 'trainer.max_epochs')} too; drop one "
+            "(budget_seconds=null trains your epochs)"
+        )
     world = _world(cfg)
     if candidates is not None and world > 1:
         found.append(
@@ -106,3 +112,13 @@ def _world(cfg: DictConfig) -> int:
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
     count = devices if isinstance(devices, int) else 1 if devices == "auto" else len(devices)
     return count * (nodes if isinstance(nodes, int) and nodes > 0 else 1)
+
+
+def given_on_command_line() -> set[str]:
+    """The keys this job's command line sets (a sweep job's own values included); empty outside
+    a Hydra run (run() called from Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}

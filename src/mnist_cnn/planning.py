@@ -227,6 +227,9 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
         cfg.trainer.max_epochs = epochs
         log.info("budget_seconds: resuming the planned run of %d epochs (its checkpoint's)", epochs)
         return {"budget_seconds": float(cfg.budget_seconds), "epochs": epochs, "resumed": True}
+    if OmegaConf.select(cfg, "trainer.fast_dev_run"):  # a smoke test of a budget recipe
+        log.info("budget_seconds: not planned, trainer.fast_dev_run trains a batch or a few")
+        return {"budget_seconds": float(cfg.budget_seconds), "not_planned": "fast_dev_run"}
     planned = plan(cfg)
     cfg.trainer.max_epochs = planned["epochs"]
     if distributed.rank() > 0:  # every rank planned the same, from rank 0's measurement
