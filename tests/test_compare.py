@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -192,6 +193,32 @@ def test_dashboard_and_path_settings_do_not_split_a_group(tmp_path):
     text = markdown(result)
     assert "Not grouped by (no effect on the arithmetic): callbacks (" in text
     assert len([line for line in text.splitlines() if "callbacks" in line]) == 1
+
+
+def test_the_seeds_of_a_budget_recipe_are_one_group_whatever_epochs_each_planned(tmp_path):
+    """budget_seconds fixes trainer.max_epochs from each run's measured step, so the seeds of
+    one budget recipe plan different epochs on a busy machine: they stay one group (with the
+    planned epochs said), while runs whose epochs were set by hand are still grouped by them."""
+    from mnist_cnn.compare_report import markdown
+
+    rng = random.Random(28)
+    planned = [rng.randint(10, 14) for _ in range(5)]
+    planned[1] = planned[0] + 1  # at least two counts
+    for seed, epochs in enumerate(planned):
+        write_run(tmp_path / f"budget{seed}", seed, 0.995 + rng.uniform(-1e-3, 1e-3),
+                  config={"budget_seconds": 300.0, "trainer": {"max_epochs": epochs}})  # fmt: skip
+    for seed, epochs in ((0, 12), (1, 12), (0, 13), (1, 13)):
+        write_run(tmp_path / f"fixed{epochs}-{seed}", seed, 0.99,
+                  config={"budget_seconds": None, "trainer": {"max_epochs": epochs}})  # fmt: skip
+    result = compare([str(tmp_path)])
+    groups = {g["group"]: g for g in result["groups"]}
+    budget = "budget_seconds=300.0, trainer.max_epochs=planned"
+    assert set(groups) == {budget, "trainer.max_epochs=12", "trainer.max_epochs=13"}, set(groups)
+    assert groups[budget]["test/acc"]["n"] == 5 and groups[budget]["seeds"] == list(range(5))
+    assert groups["trainer.max_epochs=12"]["test/acc"]["n"] == 2
+    assert result["planned_epochs"] == {budget: sorted(set(planned))}
+    said = f"{budget}: {', '.join(map(str, sorted(set(planned))))}."
+    assert said in markdown(result)
 
 
 def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):

@@ -25,6 +25,7 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and 
 # one group, and the differences are listed in one line
 NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
 NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
+PLANNED = "trainer.max_epochs"  # in a budget run, the plan's outcome (planning.py)
 
 
 def _setting(key: str, value: Any) -> str:
@@ -52,18 +53,38 @@ def _recipe(key: str) -> bool:
     return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
 
 
+def _grouped_value(run: Run, key: str) -> Any:
+    """The value a run is grouped by: a budget run's epochs are its plan's, measured on its
+    machine (planning.py), so the seeds of one budget recipe stay one group however many epochs
+    each planned; the budget itself is the recipe's setting."""
+    if key == PLANNED and run.config.get("budget_seconds") is not None:
+        return "planned"
+    return run.config.get(key)
+
+
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[str], list[str]]:
     """Group by the recipe's config values that differ across runs (the seed excepted); also
     returns the keys that differ but change neither arithmetic nor recipe (dashboards, paths)."""
     keys = sorted(set().union(*(r.config for r in runs)))
     keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
-    changed = [k for k in keys if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+    changed = [k for k in keys if len({json.dumps(_grouped_value(r, k)) for r in runs}) > 1]
     differing = [k for k in changed if _recipe(k)]
     groups: dict[str, Group] = {}
     for run in runs:
-        key = {k: run.config.get(k) for k in differing}
+        key = {k: _grouped_value(run, k) for k in differing}
         groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
     return list(groups.values()), differing, [k for k in changed if not _recipe(k)]
+
+
+def planned_epochs(groups: list[Group]) -> dict[str, list[int]]:
+    """Each group's planned epochs where its budget runs planned more than one count."""
+    found = {}
+    for g in groups:
+        budget_runs = [r for r in g.runs if r.config.get("budget_seconds") is not None]
+        epochs = {r.config.get(PLANNED) for r in budget_runs}
+        if len(epochs) > 1:
+            found[g.label] = sorted(epochs)
+    return found
 
 
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
@@ -134,6 +155,7 @@ def compare(
     return {
         "differing_keys": differing,
         "ignored_differences": not_recipe,
+        "planned_epochs": planned_epochs(groups),
         "groups": [_summary(g) for g in groups],
         "tests": _tests(groups, baseline),
         "not_compared": _not_compared(groups),

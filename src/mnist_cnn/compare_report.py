@@ -96,6 +96,11 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"Grouped by: {', '.join(result['differing_keys'])} (seeds pooled)."]
     if result.get("ignored_differences"):
         lines.append(f"Not grouped by (no effect on the arithmetic): {_sections(result)}.")
+    for group, epochs in result.get("planned_epochs", {}).items():
+        lines.append(
+            f"Epochs planned from budget_seconds, each run on its machine (pooled as one recipe; "
+            f"the plans are in the runs' metrics.json): {group}: {', '.join(map(str, epochs))}."
+        )
     lines += _folds(result)
     for t in result["tests"]:
         p = "n/a" if t["p"] is None else f"{t['p']:.3g}"
