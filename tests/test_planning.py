@@ -153,6 +153,7 @@ def test_a_sweep_of_budget_runs_on_part_of_the_data_plans_each_job_and_compares(
     [
         (["budget_seconds=0.001"], "one epoch of this recipe takes about"),
         (["budget_seconds=60", "trainer.max_epochs=5"], "gives trainer.max_epochs=5 too"),
+        (["budget_seconds=60", "+trainer.max_steps=50"], "gives trainer.max_steps=50 too"),
         (["budget_seconds=-5"], "budget_seconds"),
         (["budget_seconds=soon"], "budget_seconds"),
     ],

@@ -163,9 +163,13 @@ def _pruning_search(data_dir: Path, tmp: Path, n_trials: int, lrs: str, *extra: 
     val/acc 0.5 (lr 1e-7 learns nothing in two epochs: val/acc stays near chance)."""
     storage = f"sqlite:///{tmp / 'study.db'}"
     sweep = tmp / "sweep"
+    # a budget plans the epochs itself: trainer.max_epochs beside it is refused
+    budget = any(e.startswith("budget_seconds=") for e in extra)
+    epochs = [] if budget else ["trainer.max_epochs=2"]
+    search = _search(data_dir, sweep, storage, f"hydra.sweeper.n_trials={n_trials}")
     proc = run_train(
-        *_search(data_dir, sweep, storage, f"hydra.sweeper.n_trials={n_trials}"),
-        "trainer.max_epochs=2",
+        *[a for a in search if not (budget and a.startswith("trainer.max_epochs="))],
+        *epochs,
         f"hydra.sweeper.params.optimizer.lr='choice({lrs})'",
         "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:0.5}",
         *extra,
@@ -367,6 +371,29 @@ def test_bad_search_settings_are_refused_before_anything_runs(
     assert "Traceback" not in proc.stderr
     assert db.read_bytes() == before  # the database is as it was
     assert not list(sweep.glob("tiny-trial-*"))  # no trial started
+
+
+def test_a_search_whose_every_trial_fails_ends_after_n_trials(tiny_data_dir, tmp_path):
+    """A trial whose run fails is an outcome and counts toward n_trials (a killed worker's trial,
+    queued again, does not). Before, the worker asked for another trial after each failure:
+    a budget beside the search's trainer.max_epochs, refused in every trial, made 3,360 trial
+    dirs in nine minutes. Now: n_trials failures, each naming its error, then exit 1."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        *_search(tiny_data_dir, sweep, storage, "hydra.sweeper.n_trials=3"), "budget_seconds=3",
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    trials = _trials(storage)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert all(t.user_attrs.get("run_failed") for t in trials)
+    dirs = _run_dirs(sweep)
+    assert sorted(dirs) == [0, 1, 2]
+    for d in dirs.values():
+        m = _metrics(d)
+        assert m["status"] == "failed" and "gives trainer.max_epochs=1 too" in m["error"]
+    assert "Study tiny: no trial completed" in proc.stdout and "Traceback" not in proc.stderr
 
 
 def test_the_lock_holds_a_current_optuna():

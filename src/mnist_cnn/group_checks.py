@@ -89,11 +89,12 @@ def plan_problems(cfg: DictConfig, source: str | None = None) -> list[str]:
             "training in a time, fastest_of the least time to the recipe's target; drop one "
             "(budget_seconds=null or fastest_of=null)"
         )
-    if budget is not None and "trainer.max_epochs" in given_on_command_line():
+    lengths = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+    for length in sorted(set(lengths) & given_on_command_line()) if budget is not None else ():
         found.append(
-            f"budget_seconds={budget} plans trainer.max_epochs, and the command line gives "
-            f"trainer.max_epochs={OmegaConf.select(cfg, 'trainer.max_epochs')} too; drop one "
-            "(budget_seconds=null trains your epochs)"
+            f"budget_seconds={budget} plans the run's length (trainer.max_epochs), and the "
+            f"command line gives {length}={OmegaConf.select(cfg, length)} too; drop one "
+            f"(budget_seconds=null trains to your {length.split('.')[1]})"
         )
     world = _world(cfg)
     if candidates is not None and world > 1:

@@ -30,6 +30,10 @@ from hydra_plugins.mnist_cnn_optuna.values import build_object, override_for
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import Pruned, UserError
 
+# a trial whose run failed (an error, not an interrupted worker: those are queued again) counts
+# toward n_trials, so a search whose every trial fails ends instead of asking for more forever
+RUN_FAILED = "run_failed"
+
 log = logging.getLogger(__name__)
 
 
@@ -172,7 +176,10 @@ class OptunaSweeper(Sweeper):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # killed workers' trials, queued again
             with budget_lock(self.url, self.study_name):  # count and ask as one step across workers
-                taken = len(study.get_trials(deepcopy=False, states=counted))
+                taken = len(study.get_trials(deepcopy=False, states=counted)) + len(
+                    [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                     if t.user_attrs.get(RUN_FAILED)]
+                )  # fmt: skip
                 batch = min(self.n_jobs, self.n_trials - taken)
                 if batch > 0:
                     with warnings.catch_warnings():  # "heartbeats are meant for optimize": we
@@ -237,6 +244,7 @@ class OptunaSweeper(Sweeper):
             log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
         elif isinstance(value, (int, float)) and math.isfinite(value):
             study.tell(trial, float(value))
-        else:
+        else:  # its run ended in an error: an outcome, counted toward n_trials
+            trial.set_user_attr(RUN_FAILED, True)
             study.tell(trial, state=TrialState.FAIL)
             log.warning("trial %d failed: see its run directory's metrics.json", trial.number)
