@@ -221,6 +221,28 @@ def test_the_seeds_of_a_budget_recipe_are_one_group_whatever_epochs_each_planned
     assert said in markdown(result)
 
 
+def test_a_planned_run_and_its_rerun_from_the_record_are_checked_for_the_same_bits(tmp_path):
+    """`trainer.max_epochs=N budget_seconds=null` (or fastest_of=null and the chosen settings)
+    reruns a plan: the request differs, the arithmetic does not, so compare.py pairs the two."""
+    write_run(tmp_path / "planned", 3, 0.996, weights_sha256="w",
+              config={"budget_seconds": 300.0, "trainer": {"max_epochs": 12}})  # fmt: skip
+    write_run(tmp_path / "rerun", 3, 0.996, weights_sha256="w",
+              config={"budget_seconds": None, "trainer": {"max_epochs": 12}})  # fmt: skip
+    write_run(tmp_path / "longer", 3, 0.997, weights_sha256="x",
+              config={"budget_seconds": None, "trainer": {"max_epochs": 13}})  # fmt: skip
+    [check] = compare([str(tmp_path)])["reproducibility"]
+    assert check["bit_identical"] and sorted(Path(r).name for r in check["runs"]) == [
+        "planned", "rerun",
+    ]  # fmt: skip
+    chosen = {"model": {"conv1_channels": 16}}
+    write_run(tmp_path / "chose", 4, 0.99, weights_sha256="c",
+              config={**chosen, "fastest_of": {"wide": {"model.conv1_channels": 16}}})  # fmt: skip
+    write_run(tmp_path / "chose_again", 4, 0.99, weights_sha256="c",
+              config={**chosen, "fastest_of": None})  # fmt: skip
+    checks = compare([str(tmp_path)])["reproducibility"]
+    assert len(checks) == 2 and all(c["bit_identical"] for c in checks)
+
+
 def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):
     d = describe([0.9999, 0.95], bounds=(0.0, 1.0))  # n=2: the raw t-interval passes 1
     assert d["ci95_clipped"] is True and 0.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0

@@ -26,6 +26,7 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and 
 NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
 NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
 PLANNED = "trainer.max_epochs"  # in a budget run, the plan's outcome (planning.py)
+PLANS = ("budget_seconds", "fastest_of")  # what a run asked its plan for
 
 
 def _setting(key: str, value: Any) -> str:
@@ -87,13 +88,20 @@ def planned_epochs(groups: list[Group]) -> dict[str, list[int]]:
     return found
 
 
+def _arithmetic(key: str) -> bool:
+    """Whether a config key takes part in a run's arithmetic. A plan's request (budget_seconds,
+    fastest_of's candidates) does not: what it decided is in the config (the epochs, the chosen
+    settings), so a planned run and its rerun from the record are the same arithmetic."""
+    return not key.startswith(("paths.", "fastest_of.")) and key not in PLANS
+
+
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
     """Runs sharing config and seed: identical bits, or by how much they differ."""
     same: dict[str, list[Run]] = {}
     for run in runs:
         key = (
             json.dumps(
-                {k: v for k, v in run.config.items() if not k.startswith("paths.")},
+                {k: v for k, v in run.config.items() if _arithmetic(k)},
                 sort_keys=True,
                 default=str,
             )
