@@ -98,6 +98,23 @@ def test_a_smoke_test_of_a_budget_recipe_trains_its_batch_without_a_probe(tiny_d
     assert "epochs planned" not in proc.stdout + proc.stderr
 
 
+def test_a_fit_that_overran_its_budget_says_so_and_records_by_how_much(tiny_data_dir, tmp_path):
+    """The planned epochs stand once the schedule is built, so a machine that slows after the
+    probe makes the fit longer: the run completes, warns with the figures, and records them."""
+    proc = run_train(
+        *_common(tiny_data_dir), "budget_seconds=0.5",
+        "+callbacks.slow._target_=slow_down.SlowAfterFirstEpoch",
+        run_dir=tmp_path / "run", env=SIGNAL_ENV,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = _metrics(tmp_path / "run")
+    assert m["status"] == "completed" and m["epochs"] == m["plan"]["epochs"] >= 2
+    assert m["train_seconds"] > 0.5
+    assert m["plan"]["over_budget_seconds"] == pytest.approx(m["train_seconds"] - 0.5)
+    said = proc.stdout + proc.stderr
+    assert f"budget_seconds=0.5: the fit took {m['train_seconds']:.1f} s" in said
+
+
 def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
     # step 12: in the run's second epoch, past the probe's (the tiny data's epoch is 9 steps)
     stopped = run_train(

@@ -241,3 +241,21 @@ def apply(cfg: DictConfig, resumed_config: dict[str, Any] | None) -> dict[str, A
         planned["epoch_seconds"], planned["probe_seconds"], planned["epochs"],
     )  # fmt: skip
     return planned
+
+
+def overrun(planned: dict[str, Any] | None, fit_seconds: float) -> str | None:
+    """What to tell when a planned fit took longer than its budget: the plan's epochs are fixed
+    before the schedule, so a machine that slows after the probe makes the fit longer instead of
+    cutting the schedule short. None when the fit kept to its budget or nothing was planned."""
+    if not planned or "planned_fit_seconds" not in planned:
+        return None
+    budget = planned["budget_seconds"]
+    if fit_seconds <= budget:
+        return None
+    return (
+        f"budget_seconds={budget:g}: the fit took {fit_seconds:.1f} s, "
+        f"{100 * (fit_seconds / budget - 1):.0f}% over its budget (the plan: "
+        f"{planned['planned_fit_seconds']:.1f} s of fit from a step of {planned['step_ms']:.1f} "
+        "ms): this machine ran slower during the fit than during the probe (other work on it, "
+        "or its speed drifting)"
+    )

@@ -93,6 +93,11 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
         trained += f" ({metrics['stopped_early']})"
     if metrics.get("world_size", 1) > 1:
         trained += f", {metrics['world_size']} processes"
+    over = planning.overrun(planned, metrics["train_seconds"])
+    if over is not None and record.writes:
+        excess = metrics["train_seconds"] - planned["budget_seconds"]
+        record.update(plan={**planned, "over_budget_seconds": excess})
+        log.warning(over)
     if record.writes:  # one summary, from rank 0
         log.info(summary(metrics, f"{trained} in {metrics['train_seconds']:.1f} s"))
     return metrics
