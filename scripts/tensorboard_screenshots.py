@@ -89,7 +89,7 @@ def _serving(url: str) -> bool:
 
 
 def screenshot(
-    url: str, out: Path, wait_ms: int = 15000, attempts: int = 3, limit_s: float = 60.0
+    url: str, out: Path, wait_ms: int = 15000, attempts: int = 3, limit_s: float = 30.0
 ) -> Path:
     """One page, rendered by headless Chromium after wait_ms of virtual time (the page's data
     requests complete within it), written to out.
