@@ -155,9 +155,9 @@ def lightning(cfg, scratch: Path, steps: int, warm_up: int) -> float:
 
 
 def ours(cfg, steps: int) -> float:
-    from mnist_cnn import planning
+    from mnist_cnn import probe
 
-    return planning.measure(cfg, steps=steps)["step_seconds"]
+    return probe.measure(cfg, steps=steps)["step_seconds"]
 
 
 def main() -> None:
@@ -175,8 +175,8 @@ def main() -> None:
 
     from mnist_cnn.cli import user_errors
     from mnist_cnn.config import validate
-    from mnist_cnn.planning import WARMUP_STEPS
     from mnist_cnn.precision import resolve_precision
+    from mnist_cnn.probe import WARMUP_STEPS
     from mnist_cnn.train import compose_config
 
     scratch = Path(tempfile.mkdtemp(prefix="mnist-step-"))

@@ -9,83 +9,16 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_cnn.compare_folds import fold, paired, per_fold, replicate, variance_split
+from mnist_cnn.compare_groups import Group, group_runs, name_groups, planned_epochs
 from mnist_cnn.errors import UserError
 from mnist_cnn.run_reader import METRICS, PRUNED, RECORDED, Run, load_all
 from mnist_cnn.significance import correct_for_several, describe, welch
 
 BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math.inf)}
-# what a group varies over: its replicates (seeds, and folds of a cross-validation)
-IGNORED = ("seed", "data.seed", "logger.seed", "ckpt_path", "data.fold")
-IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and trial a run is
-# settings that change neither the arithmetic nor the recipe: runs that differ only in them are
-# one group, and the differences are listed in one line
-NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
-NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
-PLANNED = "trainer.max_epochs"  # in a budget run, the plan's outcome (planning.py)
 PLANS = ("budget_seconds", "fastest_of")  # what a run asked its plan for
-
-
-def _setting(key: str, value: Any) -> str:
-    """`model=MLP` for a class (`model._target_`), else `key=value`."""
-    if key.endswith("._target_") and isinstance(value, str):
-        return f"{key.removesuffix('._target_')}={value.rsplit('.', 1)[-1]}"
-    return f"{key}={value}"
-
-
-@dataclass
-class Group:
-    key: dict[str, Any]
-    runs: list[Run] = field(default_factory=list)
-    name: str | None = None  # chosen by compare(label_keys=...)
-
-    @property
-    def label(self) -> str:
-        """Every differing setting the group has (those it lacks left out)."""
-        if self.name:
-            return self.name
-        return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
-
-
-def _recipe(key: str) -> bool:
-    return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
-
-
-def _grouped_value(run: Run, key: str) -> Any:
-    """The value a run is grouped by: a budget run's epochs are its plan's, measured on its
-    machine (planning.py), so the seeds of one budget recipe stay one group however many epochs
-    each planned; the budget itself is the recipe's setting."""
-    if key == PLANNED and run.config.get("budget_seconds") is not None:
-        return "planned"
-    return run.config.get(key)
-
-
-def group_runs(runs: list[Run]) -> tuple[list[Group], list[str], list[str]]:
-    """Group by the recipe's config values that differ across runs (the seed excepted); also
-    returns the keys that differ but change neither arithmetic nor recipe (dashboards, paths)."""
-    keys = sorted(set().union(*(r.config for r in runs)))
-    keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
-    changed = [k for k in keys if len({json.dumps(_grouped_value(r, k)) for r in runs}) > 1]
-    differing = [k for k in changed if _recipe(k)]
-    groups: dict[str, Group] = {}
-    for run in runs:
-        key = {k: _grouped_value(run, k) for k in differing}
-        groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
-    return list(groups.values()), differing, [k for k in changed if not _recipe(k)]
-
-
-def planned_epochs(groups: list[Group]) -> dict[str, list[int]]:
-    """Each group's planned epochs where its budget runs planned more than one count."""
-    found = {}
-    for g in groups:
-        budget_runs = [r for r in g.runs if r.config.get("budget_seconds") is not None]
-        epochs = {r.config.get(PLANNED) for r in budget_runs}
-        if len(epochs) > 1:
-            found[g.label] = sorted(epochs)
-    return found
 
 
 def _arithmetic(key: str) -> bool:
@@ -155,7 +88,7 @@ def compare(
             f"{len(groups) - 1} in the table's order; give one of those"
         )
     if label_keys:
-        _name_groups(groups, label_keys)
+        name_groups(groups, label_keys)
     pruned = [e for e in excluded if e["reason"].startswith(PRUNED)]
     excluded = [e for e in excluded if not e["reason"].startswith(PRUNED)]
     for g in groups:  # a rerun of a seed (and fold) is not a new sample: counted once
@@ -172,13 +105,6 @@ def compare(
         "pruned": pruned,
         "partial": sorted({r.partial for g in groups for r in g.runs if r.partial}),
     }
-
-
-def _name_groups(groups: list[Group], label_keys: list[str]) -> None:
-    names = [", ".join(_setting(k, g.runs[0].config.get(k)) for k in label_keys) for g in groups]
-    if len(set(names)) == len(names):  # only names that tell the groups apart
-        for g, name in zip(groups, names, strict=True):
-            g.name = name
 
 
 def _summary(g: Group) -> dict[str, Any]:

@@ -5,7 +5,7 @@ most accuracy in S seconds") names candidate settings of one recipe, each verifi
 reach the recipe's accuracy target on every seed tried (docs/performance.md, "Fastest to 99%").
 Which of them is quickest depends on the machine: oneDNN blocks channels by the vector or tile
 width, so a wider first layer trained for fewer steps wins where bf16 tiles are wide and loses
-where fp32 vectors are narrow. Before the run, a short probe of each candidate (planning.measure,
+where fp32 vectors are narrow. Before the run, a short probe of each candidate (probe.measure,
 the run's own pipeline) predicts its fit here; the quickest candidate's settings go into the
 config before anything is built or recorded. Accuracy never enters the choice, so no candidate
 is picked on the test set. A candidate's measured step is kept per machine and recipe
@@ -29,7 +29,7 @@ from mnist_cnn.errors import UserError
 log = logging.getLogger(__name__)
 
 # enough steps to rank candidates whose predicted fits differ by a tenth or more; a budget plan
-# needs more (planning.PROBE_STEPS): it sets the run's length, this only its order
+# needs more (probe.PROBE_STEPS): it sets the run's length, this only its order
 PROBE_STEPS = 40
 WHILE_MEASURING = "while its candidates were being measured; nothing to resume"
 
@@ -58,7 +58,7 @@ def reproduce(settings: dict[str, Any]) -> str:
 
 
 def _predicted_fit(cfg: DictConfig, measured: dict[str, float]) -> dict[str, float]:
-    from mnist_cnn.planning import epoch_seconds
+    from mnist_cnn.probe import epoch_seconds
 
     epoch, steps, _ = epoch_seconds(cfg, measured)
     epochs = int(cfg.trainer.max_epochs)
@@ -72,7 +72,7 @@ def _predicted_fit(cfg: DictConfig, measured: dict[str, float]) -> dict[str, flo
 def choose(cfg: DictConfig) -> dict[str, Any]:
     """Measure every candidate here; the plan, with the quickest one's name under `chosen`."""
     from mnist_cnn.group_checks import plan_problems
-    from mnist_cnn.planning import measure
+    from mnist_cnn.probe import measure
 
     found_problems = plan_problems(cfg)  # validate() says it first; run() from a notebook, here
     if found_problems:
