@@ -118,7 +118,7 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
 
 @pytest.mark.slow
 def test_a_partial_run_resumed_mid_epoch_ends_as_the_whole_partial_run(tmp_path):
-    """`+trainer.limit_train_batches=0.5` (8 of 15 batches an epoch) stopped in its second epoch:
+    """`+trainer.limit_train_batches=0.5` (8 of 17 batches an epoch) stopped in its second epoch:
     the datamodule's own mid-epoch resume counts the limited epoch as Lightning does, so the
     resumed run takes the same batches and ends on the same bits and step."""
     data = write_mnist(tmp_path / "data", n_train=600, n_test=100)
