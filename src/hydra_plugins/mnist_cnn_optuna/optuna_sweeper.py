@@ -3,8 +3,9 @@ through whichever Hydra launcher is chosen (basic, joblib, SLURM via submitit).
 
 A worker asks the study for at most n_jobs trials at a time, launches them, and tells the study
 each outcome: the returned val/acc, pruned (the job's pruner stopped it), or failed. It stops
-when the study holds n_trials finished or running trials. A trial whose worker was killed
-stops beating; after grace_seconds any worker marks it failed and queues its parameters again.
+when the study holds n_trials completed, pruned, failed or running trials. A trial whose worker
+was killed stops beating; after grace_seconds any worker marks it failed and queues its
+parameters again (counted once, as the trial that reruns them).
 """
 
 from __future__ import annotations
