@@ -31,9 +31,7 @@ from hydra_plugins.mnist_cnn_optuna.values import build_object, override_for
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import Pruned, UserError
 
-# a trial whose run failed (an error, not an interrupted worker: those are queued again) counts
-# toward n_trials, so a search whose every trial fails ends instead of asking for more forever
-RUN_FAILED = "run_failed"
+RUN_FAILED = "run_failed"  # its run's error, not a killed worker's: counted toward n_trials
 
 log = logging.getLogger(__name__)
 
