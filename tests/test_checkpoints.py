@@ -83,3 +83,39 @@ def test_checkpoint_inflation_is_bounded_by_default(tmp_path):
     bomb.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="its entries inflate to 2,147,483,648 bytes"):
         checkpoints.load(bomb)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        ["checkpoints/best-epoch02.ckpt", "checkpoints/last.ckpt"],  # a run dir
+        ["best-epoch02.ckpt", "last.ckpt"],  # its checkpoints/ dir
+        ["0/checkpoints/last.ckpt", "1/checkpoints/last.ckpt"],  # a sweep dir
+        [],  # nothing to suggest
+    ],
+)
+def test_a_directory_given_as_the_checkpoint_is_answered_with_its_checkpoints(tmp_path, layout):
+    """A run dir where a .ckpt belongs (eval.py, predict.py, a resume): the answer names the
+    files to give instead, the final weights (last.ckpt) first, and is the same for each."""
+    from omegaconf import OmegaConf
+
+    from mnist_cnn.config import validate
+
+    given = tmp_path / "given"
+    given.mkdir()
+    for name in layout:
+        (given / name).parent.mkdir(parents=True, exist_ok=True)
+        (given / name).write_bytes(b"")
+    with pytest.raises(UserError, match="a directory, not a checkpoint") as loaded:
+        checkpoints.load(given)
+    with pytest.raises(UserError, match="a directory, not a checkpoint") as validated:
+        validate(OmegaConf.create({"ckpt_path": str(given)}))
+    for answer in (str(loaded.value), str(validated.value)):
+        if not layout:
+            assert "<run>/checkpoints/" in answer, answer
+            continue
+        named = answer.split("give one of its .ckpt files: ")[1].split(", ")
+        assert [Path(p) for p in named] == sorted(
+            (given / n for n in layout), key=lambda p: (p.name != "last.ckpt", str(p))
+        )
+        assert Path(named[0]).name == "last.ckpt"

@@ -129,8 +129,8 @@ def test_eval_in_one_process_gives_the_ddp_runs_numbers(ddp_run, tiny_data_dir, 
     assert evaluated["test/correct"] == trained["test/correct"]
     assert evaluated["test/confusion_matrix"] == trained["test/confusion_matrix"]
     assert evaluated["test/misclassified_indices"] == trained["test/misclassified_indices"]
-    # on two devices it is refused up front, nothing written (its second rank once refused the
-    # run dir and left metrics.json at `running`)
+    # on two devices it is refused up front, its record says so (its second rank once refused
+    # the run dir and left metrics.json at `running`)
     two = run_eval(
         f"data.data_dir={tiny_data_dir}",
         hydra_override("ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")),
@@ -139,7 +139,9 @@ def test_eval_in_one_process_gives_the_ddp_runs_numbers(ddp_run, tiny_data_dir, 
     )
     assert two.returncode == 2 and "Traceback" not in two.stderr, two.stderr[-2000:]
     assert "eval.py tests in one process (trainer.devices=2" in two.stderr
-    assert not (tmp_path / "eval2" / "metrics.json").exists()
+    refused = _metrics(tmp_path / "eval2")
+    assert refused == {"status": "failed", "error": refused["error"]}, refused
+    assert "eval.py tests in one process" in refused["error"]
 
 
 @pytest.mark.slow

@@ -90,3 +90,23 @@ def test_a_run_dir_that_cannot_be_created_is_refused_before_any_work(tmp_path, w
     proc = run_train(run_dir=run_dir, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "hydra.run.dir=" in proc.stderr and "choose another hydra.run.dir" in proc.stderr
+
+
+@pytest.mark.slow  # two train.py subprocesses (each stops before the heavy imports)
+@pytest.mark.reliability("DIR1")
+def test_a_refused_start_says_why_in_its_dir_and_a_rerun_there_says_what_it_holds(tmp_path):
+    """A typo in a run with hydra.run.dir given: the dir records the refusal, like a sweep job's;
+    the corrected rerun into the same dir is refused naming that refusal and the fix, and the
+    record is left as it was."""
+    run_dir = tmp_path / "run"
+    where = hydra_override("hydra.run.dir", str(run_dir))
+    typo = run_train(hydra_override("ckpt_path", str(tmp_path)), where, timeout=60)
+    assert typo.returncode == 2 and "a directory, not a checkpoint" in typo.stderr, typo.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "failed" and "a directory, not a checkpoint" in record["error"]
+    before = {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    rerun = run_train(where, timeout=60)
+    assert rerun.returncode == 2 and "Traceback" not in rerun.stderr, rerun.stderr[-2000:]
+    assert "holds a start that was refused before it trained (ckpt_path=" in rerun.stderr
+    assert f"rm -r {run_dir}" in rerun.stderr
+    assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

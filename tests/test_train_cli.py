@@ -144,7 +144,11 @@ def test_bad_settings_exit_2_before_anything_loads(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "optimizer.lr=-1 is invalid" in proc.stderr and "data.batch_size=0" in proc.stderr
-    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
+    # nothing ran: the record says why (as a sweep job's does) and holds nothing else
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record == {"status": "failed", "error": record["error"]}, record
+    assert "optimizer.lr=-1 is invalid" in record["error"]
+    assert not (run_dir / "checkpoints").exists()
 
 
 @pytest.mark.reliability("C1")

@@ -26,6 +26,7 @@ from torch import nn
 
 from mnist_cnn.errors import UserError
 from mnist_cnn.models import MODELS
+from mnist_cnn.run_reader import checkpoints_in
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "epoch", "global_step")
 # far above any checkpoint of this project, on disk or inflated: anything this big is not one
@@ -118,6 +119,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise UserError(f"{path}: no such checkpoint file; give the path of a .ckpt under outputs/")
+    if path.is_dir():
+        raise UserError(f"{path}: a directory, not a checkpoint; {checkpoints_in(path)}")
     if not path.is_file():
         raise UserError(f"{path}: not a checkpoint (not a regular file); give a .ckpt file")
     size = path.stat().st_size  # checked before reading: a huge file is never read in

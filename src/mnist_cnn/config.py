@@ -178,6 +178,12 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             f"ckpt_path={list(ckpt)!r} is a list: a run resumes from one checkpoint; give one "
             "path (lists are for eval.py, which tests them as an ensemble)"
         )
+    elif ckpt is not None and Path(str(ckpt)).is_dir():
+        from mnist_cnn.run_reader import checkpoints_in
+
+        problems.append(
+            f"ckpt_path={ckpt!r}: a directory, not a checkpoint; {checkpoints_in(Path(str(ckpt)))}"
+        )
     elif ckpt is not None and not Path(str(ckpt)).is_file():
         problems.append(
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "

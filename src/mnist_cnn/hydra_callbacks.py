@@ -52,11 +52,33 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     """UserError when `directory` already holds a run: nothing already written is replaced."""
     path = Path(directory).absolute()
     held = [name for name in RUN_MARKERS if os.path.lexists(path / name)]
-    if held:
+    if not held:
+        return
+    refused = _refused_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
+    if refused is not None:  # a typo's start, rerun as the user fixed it: say what the dir holds
         raise UserError(
-            f"{key}={path} already holds a run ({', '.join(held)}); nothing was changed; "
-            f"choose another {key} (the default is unique per start), or delete that run first"
+            f"{key}={path} holds a start that was refused before it trained ({refused[:200]}); "
+            f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
         )
+    raise UserError(
+        f"{key}={path} already holds a run ({', '.join(held)}); nothing was changed; "
+        f"choose another {key} (the default is unique per start), or delete that run first"
+    )
+
+
+def _refused_start(path: Path) -> str | None:
+    """The error of a run whose record says it failed before training began, else None."""
+    import json
+
+    try:
+        record = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("status") != "failed":
+        return None
+    if set(record) - {"status", "error"}:  # a run that began: its record holds more
+        return None
+    return str(record.get("error", "no error recorded"))
 
 
 class WritableOutputDir(Callback):

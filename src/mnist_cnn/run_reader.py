@@ -148,3 +148,15 @@ def load_all(paths: list[str], include_subsets: bool) -> tuple[list[Run], list[d
             f"no completed run under {', '.join(paths)} ({len(excluded)} run dirs excluded{first})"
         )
     return runs, excluded
+
+
+def checkpoints_in(directory: Path) -> str:
+    """What to give instead of a directory: the checkpoints of the run (or of a sweep's runs) it
+    is, last.ckpt (the final weights) first."""
+    found = [*directory.glob("*.ckpt"), *directory.glob("checkpoints/*.ckpt"),
+             *directory.glob("*/checkpoints/last.ckpt")]  # fmt: skip
+    if not found:
+        return "give the path of a .ckpt file (a run keeps them in <run>/checkpoints/)"
+    found.sort(key=lambda p: (p.name != "last.ckpt", str(p)))
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return f"give one of its .ckpt files: {', '.join(map(str, found[:3]))}{more}"

@@ -30,6 +30,16 @@ def user_errors(on_error: Callable[[UserError], Any] | None = None) -> Iterator[
         sys.exit(exc.exit_code)
 
 
+def record_failure(exc: BaseException) -> None:
+    """The run dir Hydra made says why its run stopped before it began (as a sweep job's does);
+    a record the run already began is its own and is left as it is."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnist_cnn.runs import RunRecord
+
+    RunRecord.failed_before_start(HydraConfig.get().runtime.output_dir, exc)
+
+
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) inside user_errors()."""
     with user_errors():

@@ -6,7 +6,13 @@ import os
 import sys
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import check_dir_overrides, exit_on_user_error, stopped_by_signal, user_errors
+from mnist_cnn.cli import (
+    check_dir_overrides,
+    exit_on_user_error,
+    record_failure,
+    stopped_by_signal,
+    user_errors,
+)
 
 
 def main() -> None:
@@ -39,7 +45,7 @@ def evaluate_checkpoint(cfg) -> float:
     from mnist_cnn.members import load_all
     from mnist_cnn.preflight import check_accelerator, check_data_links, check_one_process
 
-    with user_errors():
+    with user_errors(on_error=record_failure):  # the run dir says why too
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
         check_one_process(cfg)
@@ -53,7 +59,7 @@ def evaluate_checkpoint(cfg) -> float:
     process.started()
 
     try:
-        with user_errors():
+        with user_errors(on_error=record_failure):
             return evaluate(cfg, checkpoint)["test/acc"]
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ from mnist_cnn.cli import (
     check_dir_overrides,
     exit_on_user_error,
     launch,
+    record_failure,
     stopped_by_signal,
     user_errors,
 )
@@ -62,9 +63,8 @@ def single_run(cfg) -> float | None:
     up the process, train and test; interrupts exit 130/143 with the command that continues."""
     from mnist_cnn.config import validate
 
-    with user_errors():
+    with user_errors(on_error=record_failure):  # the run dir says why too
         validate(cfg)
-    with user_errors(on_error=_record_failure):  # the run dir says why too
         resume = preflight.check_inputs(cfg)
     from mnist_cnn import distributed
 
@@ -169,16 +169,8 @@ def sweep_job(cfg) -> float | Pruned | None:
         raise Stopped(exc.signum, where) from None
     except UserError as exc:
         print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
-        _record_failure(exc)
+        record_failure(exc)
     except Exception as exc:
         log.exception("job %s failed", job)
-        _record_failure(exc)
+        record_failure(exc)
     return None
-
-
-def _record_failure(exc: BaseException) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    from mnist_cnn.runs import RunRecord
-
-    RunRecord.failed_before_start(HydraConfig.get().runtime.output_dir, exc)
