@@ -141,6 +141,21 @@ def test_paths_given_twice_and_globs_are_deduplicated(sweep):
     assert sum(g["test/acc"]["n"] for g in result["groups"]) == 2
 
 
+def test_a_shells_metrics_json_paths_are_their_runs_and_another_file_is_refused(sweep):
+    """`compare.py outputs/*/*/metrics.json`: the shell hands over the files, each a run."""
+    files = sorted(str(p) for p in sweep.glob("*/metrics.json"))
+    by_file, by_dir = compare(files), compare([str(sweep)])
+    assert by_file["groups"] == by_dir["groups"]
+    assert {e["path"] for e in by_file["excluded"]} == {
+        e["path"]
+        for e in by_dir["excluded"]
+        if Path(e["path"]).name != "died"  # no metrics.json
+    }
+    (sweep / "0" / "train.log").write_text("epoch 1/3\n")
+    with pytest.raises(UserError, match=r"train.log: a file, not a run or sweep directory; give"):
+        compare([str(sweep / "0" / "train.log")])
+
+
 def test_nothing_usable_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no completed run"):
         compare([str(tmp_path)])

@@ -42,7 +42,8 @@ class Run:
 
 
 def discover(paths: list[str]) -> list[Path]:
-    """Run dirs under each path (a run dir, a sweep dir or a glob), each once, in order."""
+    """Run dirs under each path (a run dir, a sweep dir, a run's metrics.json or a glob), each
+    once, in order."""
     found: dict[Path, None] = {}
     for pattern in paths:
         literal = Path(os.path.expanduser(pattern))
@@ -52,6 +53,13 @@ def discover(paths: list[str]) -> list[Path]:
         for match in map(Path, matches):
             if not match.exists():
                 raise UserError(f"{match}: no such run or sweep directory")
+            if match.is_file() and match.name == "metrics.json":  # a shell glob's .../metrics.json
+                match = match.parent
+            elif not match.is_dir():
+                raise UserError(
+                    f"{match}: a file, not a run or sweep directory; give the directory that "
+                    "holds the run's metrics.json (or a sweep's runs)"
+                )
             if (match / "metrics.json").exists() or (match / ".hydra").is_dir():
                 found[match.resolve()] = None
             for m in sorted(match.rglob("metrics.json")):
