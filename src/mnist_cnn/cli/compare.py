@@ -14,7 +14,7 @@ from mnist_cnn.cli import user_errors
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="run dirs, sweep dirs or globs")
+    parser.add_argument("paths", nargs="+", help="run or sweep dirs, globs, metrics.json files")
     parser.add_argument("--out", type=Path, help="where to write comparison.* (default: beside)")
     parser.add_argument("--baseline", type=int, help="test each group against group N (0-based)")
     parser.add_argument(
