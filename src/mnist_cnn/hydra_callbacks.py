@@ -8,6 +8,7 @@ any data is loaded.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -57,7 +58,7 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     refused = _refused_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
     if refused is not None:  # a typo's start, rerun as the user fixed it: say what the dir holds
         raise UserError(
-            f"{key}={path} holds a start that was refused before it trained ({refused[:200]}); "
+            f"{key}={path} holds a start that was refused before it trained ({refused}); "
             f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
         )
     raise UserError(
@@ -68,8 +69,6 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
 
 def _refused_start(path: Path) -> str | None:
     """The error of a run whose record says it failed before training began, else None."""
-    import json
-
     try:
         record = json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError):
@@ -78,7 +77,8 @@ def _refused_start(path: Path) -> str | None:
         return None
     if set(record) - {"status", "error"}:  # a run that began: its record holds more
         return None
-    return str(record.get("error", "no error recorded"))
+    error = str(record.get("error", "no error recorded"))
+    return error if len(error) <= 200 else error[:200] + "..."
 
 
 class WritableOutputDir(Callback):
