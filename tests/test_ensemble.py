@@ -128,6 +128,7 @@ def test_speedrun_checkpoints_ensemble_through_eval_py(tmp_path):
                     hydra_override("hydra.run.dir", str(tmp_path / "refused")))  # fmt: skip
     assert proc.returncode == 2 and "normalize=True (not False)" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+    assert _metrics(tmp_path / "refused")["status"] == "failed"  # its run dir says why too
     link = tmp_path / "link.ckpt"  # the same file under another name: the same model
     link.symlink_to(ckpts[0])
     refusals = {
