@@ -151,6 +151,24 @@ def test_bad_settings_exit_2_before_anything_loads(tmp_path):
     assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow  # two train.py subprocesses, one of them a tiny run
+def test_a_run_without_checkpoints_is_refused_with_advice_that_then_runs(tiny_data_dir, tmp_path):
+    """`+trainer.enable_checkpointing=false` beside the checkpoint callbacks was Lightning's
+    MisconfigurationException after the imports, exit 1; the advice it is refused with runs."""
+    common = [f"data.data_dir={tiny_data_dir}", "callbacks=minimal", "trainer.max_epochs=1",
+              "++trainer.enable_checkpointing=false"]  # fmt: skip
+    proc = run_train(*common, run_dir=tmp_path / "refused", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    advice = line.split("drop them (")[1].split(")")[0].split()
+    assert sorted(advice) == ["~callbacks.last_checkpoint", "~callbacks.model_checkpoint"], line
+    proc = run_train(*common, *advice, run_dir=tmp_path / "run", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["checkpoints"] == {"best": None, "last": None}
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.mark.reliability("C1")
 def test_unknown_key_is_hydras_error_and_exit_1(tmp_path):
     proc = run_train("lerning_rate=0.1", run_dir=tmp_path / "run", timeout=60)

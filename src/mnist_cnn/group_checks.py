@@ -10,17 +10,34 @@ from mnist_cnn.config import _is_real
 
 def callback_problems(cfg: DictConfig) -> list[str]:
     """A callback setting given for a callback the chosen set does not include (`callbacks=
-    minimal` then `++callbacks.filters.top_k=3`) builds a callback with no class."""
+    minimal` then `++callbacks.filters.top_k=3`) builds a callback with no class; checkpoint
+    callbacks in a run told not to checkpoint."""
     callbacks = cfg.get("callbacks")
     if not isinstance(callbacks, DictConfig):
         return []
-    return [
+    problems = [
         f"callbacks.{name} has settings but no _target_: the callbacks chosen "
         f"(callbacks={_chosen(cfg)}) do not include it; choose a set that does (callbacks="
         f"default) or give its class (+callbacks.{name}._target_=...)"
         for name, callback in callbacks.items()
         if isinstance(callback, DictConfig) and "_target_" not in callback
     ]
+    # Lightning refuses checkpoint callbacks in a Trainer told not to checkpoint, with its own
+    # traceback after the imports; which callbacks save is known from their classes' names
+    savers = [
+        f"callbacks.{name}"
+        for name, callback in callbacks.items()
+        if isinstance(callback, DictConfig)
+        and str(callback.get("_target_", "")).rsplit(".", 1)[-1].endswith("Checkpoint")
+    ]
+    if savers and OmegaConf.select(cfg, "trainer.enable_checkpointing") is False:
+        drop = " ".join(f"~{s}" for s in savers)
+        problems.append(
+            f"trainer.enable_checkpointing=false, but the callbacks chosen (callbacks="
+            f"{_chosen(cfg)}) save checkpoints ({', '.join(savers)}); for a run that writes "
+            f"none, drop them ({drop}) or choose callbacks=none"
+        )
+    return problems
 
 
 def _chosen(cfg: DictConfig) -> str:
