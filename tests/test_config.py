@@ -328,21 +328,28 @@ def test_a_callback_setting_for_a_callback_not_chosen_is_named():
 
 @pytest.mark.parametrize("chosen", ["default", "minimal", "none", "[minimal,ema]"])
 @pytest.mark.parametrize("flag", ["true", "false", "null"])
-def test_checkpoint_callbacks_in_a_run_told_not_to_checkpoint_are_refused_naming_the_fix(
-    chosen, flag
+@pytest.mark.parametrize(
+    "switch,is_one",
+    [
+        ("enable_checkpointing", lambda target: target.endswith("Checkpoint")),
+        ("enable_progress_bar", lambda target: "progress" in target),
+    ],
+)
+def test_callbacks_in_a_run_told_to_do_without_them_are_refused_naming_the_fix(
+    chosen, flag, switch, is_one
 ):
     """Lightning refuses the two together after its imports, with a traceback and exit 1; here
-    the settings check names the callbacks that save and how to drop them, and the run that
-    follows the advice composes and validates."""
-    overrides = [f"callbacks={chosen}", f"++trainer.enable_checkpointing={flag}"]
+    the settings check names the callbacks and how to drop them, and the run that follows the
+    advice composes and validates."""
+    overrides = [f"callbacks={chosen}", f"++trainer.{switch}={flag}"]
     cfg = compose_train(*overrides)
-    savers = [name for name, c in (cfg.callbacks or {}).items()
-              if str(c.get("_target_", "")).endswith("Checkpoint")]  # fmt: skip
-    if flag != "false" or not savers:
+    named = [name for name, c in (cfg.callbacks or {}).items()
+             if is_one(str(c.get("_target_", "")))]  # fmt: skip
+    if flag != "false" or not named:
         validate(cfg)
         return
-    with pytest.raises(UserError, match=r"trainer.enable_checkpointing=false, but") as info:
+    with pytest.raises(UserError, match=rf"trainer.{switch}=false, but") as info:
         validate(cfg)
     advice = str(info.value).split("drop them (")[1].split(")")[0].split()
-    assert sorted(advice) == sorted(f"~callbacks.{name}" for name in savers)
+    assert sorted(advice) == sorted(f"~callbacks.{name}" for name in named)
     validate(compose_train(*overrides, *advice))  # the advice works

@@ -7,11 +7,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn.config import _is_real
 
+# a Trainer switch, and what tells the callbacks Lightning refuses beside it off (by class name)
+_SWITCHED_OFF = {
+    "enable_checkpointing": (lambda cls: cls.endswith("Checkpoint"), "save checkpoints"),
+    "enable_progress_bar": (lambda cls: "progress" in cls.lower(), "draw a progress bar"),
+}
+
 
 def callback_problems(cfg: DictConfig) -> list[str]:
     """A callback setting given for a callback the chosen set does not include (`callbacks=
     minimal` then `++callbacks.filters.top_k=3`) builds a callback with no class; checkpoint
-    callbacks in a run told not to checkpoint."""
+    or progress-bar callbacks in a run told to do without them."""
     callbacks = cfg.get("callbacks")
     if not isinstance(callbacks, DictConfig):
         return []
@@ -22,21 +28,20 @@ def callback_problems(cfg: DictConfig) -> list[str]:
         for name, callback in callbacks.items()
         if isinstance(callback, DictConfig) and "_target_" not in callback
     ]
-    # Lightning refuses checkpoint callbacks in a Trainer told not to checkpoint, with its own
-    # traceback after the imports; which callbacks save is known from their classes' names
-    savers = [
-        f"callbacks.{name}"
-        for name, callback in callbacks.items()
-        if isinstance(callback, DictConfig)
-        and str(callback.get("_target_", "")).rsplit(".", 1)[-1].endswith("Checkpoint")
-    ]
-    if savers and OmegaConf.select(cfg, "trainer.enable_checkpointing") is False:
-        drop = " ".join(f"~{s}" for s in savers)
-        problems.append(
-            f"trainer.enable_checkpointing=false, but the callbacks chosen (callbacks="
-            f"{_chosen(cfg)}) save checkpoints ({', '.join(savers)}); for a run that writes "
-            f"none, drop them ({drop}) or choose callbacks=none"
-        )
+    # Lightning refuses these callbacks in a Trainer told to do without what they do, with its
+    # own traceback after the imports; which callbacks they are is known from their classes' names
+    for flag, (is_one, what) in _SWITCHED_OFF.items():
+        if OmegaConf.select(cfg, f"trainer.{flag}") is not False:
+            continue
+        named = [f"callbacks.{name}" for name, callback in callbacks.items()
+                 if isinstance(callback, DictConfig)
+                 and is_one(str(callback.get("_target_", "")).rsplit(".", 1)[-1])]  # fmt: skip
+        if named:
+            problems.append(
+                f"trainer.{flag}=false, but the callbacks chosen (callbacks={_chosen(cfg)}) "
+                f"{what} ({', '.join(named)}); drop them ({' '.join('~' + n for n in named)}) "
+                "or choose callbacks=none"
+            )
     return problems
 
 
