@@ -416,3 +416,36 @@ def test_sigterm_to_the_launcher_saves_once_and_resumes_bit_for_bit(tiny_data_di
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
     a, b = _metrics(tmp_path / "resumed"), _metrics(tmp_path / "unbroken")
     assert a["weights_sha256"] == b["weights_sha256"] and a["global_step"] == b["global_step"]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("RD1")
+def test_a_signal_after_the_run_completed_stops_nothing(tiny_data_dir, tmp_path):
+    """SIGTERM to the launcher the moment rank 0 has recorded the run completed (its agent is
+    still noticing the ranks are done): it was `interrupted: SIGTERM`, exit 143, beside a record
+    that says completed, and a scheduler would requeue a finished job. The run is whole: exit 0,
+    the record untouched, and a line that says what arrived."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}", *SMALL,
+               "callbacks=minimal", "model=mlp", "trainer.devices=2",
+               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while _status(run_dir) != "completed":
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.01)
+    before = (run_dir / "metrics.json").read_bytes()
+    assert proc.poll() is None, "the launcher ended before the signal could be sent"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    out = log.read_text()
+    assert "SIGTERM arrived after the run completed: nothing was stopped" in out, out[-3000:]
+    assert "interrupted" not in out and "Traceback" not in out, out[-3000:]
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError):  # not written yet, or being replaced
+        return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +230,30 @@ def test_finish_waits_for_a_running_thread_like_a_normal_exit(tmp_path):
     assert proc.returncode == 0 and done.read_text() == "yes"
 
 
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_signal_while_a_completed_run_exits_interrupts_nothing(tmp_path, signals):
+    """A launcher's or scheduler's SIGTERM in the teardown of a completed run (every file
+    written) was Stopped raised inside an atexit handler: a traceback, then exit 0 anyway. The
+    exit now goes on to its code; a second signal means the exit is stuck and ends it."""
+    done = tmp_path / "handler-finished"
+    proc = _run_python(
+        QUICK_EXIT + "import os, signal, time\n"
+        "process.configure(threads=1)  # the stop handlers a run has\n"
+        "def late():\n"
+        f"    for _ in range({signals}):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.2)\n"
+        f"    open({str(done)!r}, 'w').write('yes')\n"
+        "atexit.register(late)\n"
+        "process.finish(0)\n"
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if signals == 1:
+        assert proc.returncode == 0 and done.read_text() == "yes"
+    else:
+        assert proc.returncode == -signal.SIGTERM and not done.exists()
+
+
 @pytest.mark.parametrize("ending", ["process.finish(0)", "import sys; sys.exit(0)"])
 def test_finish_skips_only_the_module_teardown(ending):
     """A module-level object is finalised by the interpreter's teardown: finish() skips that (the
@@ -327,3 +353,34 @@ def test_process_wide_settings_live_in_one_module():
             if isinstance(node, ast.Name) and node.id == "mallopt":
                 offenders.append(f"{path.relative_to(root)}:{node.lineno} mallopt")
     assert not offenders
+
+
+@pytest.mark.parametrize(("completed", "code", "said"), [
+    (True, 0, "SIGTERM received after the run completed: nothing was stopped"),
+    (False, 143, "interrupted: SIGTERM received"),
+])  # fmt: skip
+def test_a_stop_after_train_py_completed_its_run_exits_0_saying_so(capsys, completed, code, said):
+    """train.py's last moments (Hydra's job end, after the record says completed)."""
+    from mnist_cnn.cli import stopped_by_signal
+    from mnist_cnn.errors import Stopped
+
+    with pytest.raises(SystemExit) as info, stopped_by_signal(completed=lambda: completed):
+        raise Stopped(signal.SIGTERM)
+    assert info.value.code == code and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("status", ["running", "completed"])
+def test_a_stop_never_turns_a_completed_record_into_an_interrupted_one(tmp_path, status):
+    """The signal between rank 0 writing `completed` and leaving the run once overwrote the
+    record with `interrupted` (no checkpoint to resume, every result already there)."""
+    from mnist_cnn.errors import Stopped
+    from mnist_cnn.outcome import completed_record, recorded
+    from mnist_cnn.runs import RunRecord
+
+    record = RunRecord(tmp_path, seed=1)
+    with pytest.raises(Stopped), recorded(record):
+        record.update(status=status)
+        raise Stopped(signal.SIGTERM)
+    kept = json.loads((tmp_path / "metrics.json").read_text())
+    assert kept["status"] == ("completed" if status == "completed" else "interrupted")
+    assert (completed_record(tmp_path) is not None) is (status == "completed")

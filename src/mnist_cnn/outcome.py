@@ -68,11 +68,30 @@ def recorded(
             )
         raise
     except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
-        record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
+        if record.data.get("status") != "completed":  # after it, the signal stopped nothing
+            record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
         raise
     except Exception as exc:
         record.failed(exc)
         raise
+
+
+def completed_before(run_dir: str | Path, exc: RankFailed | Stopped) -> dict[str, Any] | None:
+    """A signal that lands after rank 0 recorded the run completed (on the launcher while its
+    agent notices the ranks are done, or on a rank as it exits) stopped nothing: the run is
+    whole, so its record stays completed and the launcher ends as a completed run would (a
+    scheduler then never requeues it to train again). Returns the record's data, or None."""
+    if isinstance(exc, RankFailed) and exc.signum is None:
+        return None
+    return completed_record(run_dir)
+
+
+def completed_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's record where it says completed (every result written), else None."""
+    record = RunRecord.existing(run_dir)
+    if record is None or record.data.get("status") != "completed":
+        return None
+    return record.data
 
 
 def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> Stopped | None:

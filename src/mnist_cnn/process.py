@@ -226,6 +226,11 @@ def finish(code: int = 0) -> NoReturn:
     """
     global _exit_code
     _exit_code = code
+    # everything is written: a signal now interrupts no run (raising Stopped inside an atexit
+    # handler would only print a traceback); a second one means the exit itself is stuck
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, lambda signum, _: signal.signal(signum, signal.SIG_DFL))
     sys.exit(code)
 
 

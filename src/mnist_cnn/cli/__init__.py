@@ -47,12 +47,16 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 @contextmanager
-def stopped_by_signal() -> Iterator[None]:
+def stopped_by_signal(completed: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """errors.Stopped (a signal outside a training or test step) exits 128 + its number, with one
-    line; the run's record already says interrupted."""
+    line; the run's record already says interrupted. completed: whether the run had completed
+    when the signal came (then nothing was stopped: exit 0, as its record says)."""
     try:
         yield
     except Stopped as exc:
+        if completed():
+            print(f"{exc} received after the run completed: nothing was stopped", file=sys.stderr)
+            sys.exit(0)
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)

@@ -62,8 +62,12 @@ def launch(cfg) -> dict:
         process.started()
         distributed.launch_ranks(nproc, argv, run_dir)
     except (RankFailed, Stopped) as exc:
-        from mnist_cnn.outcome import launch_ended
+        from mnist_cnn.outcome import completed_before, launch_ended
 
+        done = completed_before(run_dir, exc)
+        if done is not None:
+            log.warning("%s arrived after the run completed: nothing was stopped", exc)
+            return done
         stopped = launch_ended(run_dir, exc)
         if stopped is not None:  # the launcher exits as the ranks did
             raise stopped from None

@@ -52,7 +52,7 @@ def _main() -> None:
         completed.append(True)
         return objective
 
-    with stopped_by_signal():
+    with stopped_by_signal(completed=lambda: bool(completed)):
         task()
     if completed:  # errors, interrupts and sweeps leave with the usual teardown
         process.finish(0)
@@ -104,6 +104,14 @@ def single_run(cfg) -> float | None:
         sys.exit(exc.exit_code)
     except Pruned:  # one rank of a trial's DDP run: its launcher reads the record, exit 0
         return None
+    except Stopped as exc:  # in the moment between the record saying completed and returning
+        from mnist_cnn.outcome import completed_record
+
+        done = completed_record(cfg.paths.output_dir)
+        if done is None:
+            raise
+        log.warning("%s arrived after the run completed: nothing was stopped", exc)
+        return done.get("val/acc")
     except KeyboardInterrupt:  # a second Ctrl-C in fit: Lightning exits 1 by itself
         print("interrupted; metrics.json says interrupted", file=sys.stderr)
         sys.exit(130)
