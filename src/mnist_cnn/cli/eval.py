@@ -32,7 +32,7 @@ def main() -> None:
         completed.append(HydraConfig.get().mode == RunMode.RUN)
         return acc
 
-    with stopped_by_signal():
+    with stopped_by_signal(completed=lambda: bool(completed) and completed[0]):
         task()
     if completed and completed[0]:
         process.finish(0)
