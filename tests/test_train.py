@@ -138,6 +138,23 @@ def test_a_fraction_of_batches_that_rounds_to_none_is_named(tiny_data_dir, tmp_p
         run(cfg)
 
 
+@pytest.mark.reliability("RA5")
+def test_overfit_batches_that_round_to_no_batch_are_named(tiny_data_dir, tmp_path):
+    """Lightning sets limit_train_batches and limit_val_batches to overfit_batches: a fraction
+    of the validation split's one batch was its MisconfigurationException naming
+    limit_val_batches, a setting the user never gave. Generated fractions of (0, 1)."""
+    import random
+
+    from mnist_cnn.train import compose_config, run
+
+    fraction = round(random.Random(7).uniform(0.01, 0.99), 3)
+    overrides = [o for o in _short(tiny_data_dir) if "limit_train" not in o]
+    cfg = compose_config([*overrides, f"+trainer.overfit_batches={fraction}"], tmp_path)
+    with pytest.raises(UserError, match=rf"trainer.overfit_batches={fraction} of the val split's "
+                       r"1 batch is no batch at all: use a number of batches"):  # fmt: skip
+        run(cfg)
+
+
 @pytest.mark.reliability("RA1")
 @pytest.mark.parametrize(
     "overrides,named",

@@ -202,8 +202,11 @@ def batch_problems(
     epoch with its MisconfigurationException, after the run dir exists)."""
     problems = []
     world = _world(cfg)
+    overfit = OmegaConf.select(cfg, "trainer.overfit_batches", default=0)
     for split, n in samples.items():
         key = f"trainer.limit_{split}_batches"
+        if overfit and split in ("train", "val"):  # Lightning then limits both splits to it
+            key = "trainer.overfit_batches"
         limit = OmegaConf.select(cfg, key, default=None)
         if not (_real(limit) and not _int(limit) and 0 < limit < 1) or not n:
             continue
