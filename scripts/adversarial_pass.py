@@ -319,6 +319,7 @@ def run_case(case, tmp: Path) -> tuple[int, str, float, str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         _wait_for_group(proc.pid)
+        _wait_for_ranks(tmp)
     seconds = time.perf_counter() - start
     *lines, peak = log.read_text(errors="replace").rstrip("\n").split("\n") or [""]
     code = proc.returncode
@@ -362,6 +363,18 @@ def _wait_for_group(pgid: int, timeout: float = 120) -> None:
             return
         time.sleep(0.2)
     os.killpg(pgid, signal.SIGKILL)
+
+
+def _wait_for_ranks(tmp: Path, timeout: float = 120) -> None:
+    """torch's elastic agent starts each rank in a session of its own, outside the launcher's
+    group: a rank still saving after its launcher died is found by its command line (every path
+    a case names is under tmp), and the record is read once it is gone."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["pkill", "-9", "-f", str(tmp)])
+            return
+        time.sleep(0.2)
 
 
 def main() -> int:
