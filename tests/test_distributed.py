@@ -22,6 +22,7 @@ from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import EpochBatchSampler
 from mnist_cnn.data.folds import stratified_folds
 from mnist_cnn.data.idx import read_labels
+from mnist_cnn.errors import NOTHING_TO_RESUME
 
 # its module-scoped fixture is built once: the whole file runs on one xdist worker
 pytestmark = pytest.mark.xdist_group("distributed")
@@ -342,7 +343,7 @@ def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp
 @pytest.mark.parametrize(
     "target,sig",
     [("rank 1", signal.SIGTERM), ("launcher", signal.SIGTERM), ("rank 0", signal.SIGTERM),
-     ("rank 1", signal.SIGINT)],
+     ("rank 1", signal.SIGINT), ("launcher", signal.SIGKILL)],
 )  # fmt: skip
 def test_a_signal_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_path, target, sig):
     """A signal before any rank has its handlers (they are still importing torch): a rank dies
@@ -363,6 +364,16 @@ def test_a_signal_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_pa
     time.sleep(0.5)  # past the interpreter's own start-up, well inside the ranks' imports
     pid = proc.pid if target == "launcher" else _rank_pid(ranks, int(target[-1]))
     os.kill(pid, sig)
+    if sig == signal.SIGKILL:  # nothing of the launcher runs: its ranks, orphaned, say it
+        assert proc.wait(timeout=120) == -sig
+        deadline = time.monotonic() + 120
+        while any(Path(f"/proc/{p}").exists() for p in ranks):  # each in a session of its own
+            assert time.monotonic() < deadline, "ranks outlived their launcher by 120 s"
+            time.sleep(0.1)
+        m = _metrics(run_dir)
+        assert m["status"] == "interrupted" and "the launcher of the ranks died" in m["error"], m
+        assert m["error"].endswith(NOTHING_TO_RESUME), m
+        return
     assert proc.wait(timeout=120) == 128 + sig, log.read_text()[-3000:]
     out = log.read_text()
     assert "Traceback" not in out, out[-3000:]  # a surviving rank says it lost its peers, once

@@ -384,3 +384,82 @@ def test_a_stop_never_turns_a_completed_record_into_an_interrupted_one(tmp_path,
     kept = json.loads((tmp_path / "metrics.json").read_text())
     assert kept["status"] == ("completed" if status == "completed" else "interrupted")
     assert (completed_record(tmp_path) is not None) is (status == "completed")
+
+
+@pytest.mark.reliability("SIG2")
+@pytest.mark.parametrize("left", ["nothing", "a checkpoint", "an evaluation"])
+def test_a_stop_outside_a_step_records_what_is_left_to_do(tmp_path, left):
+    """A signal between the record's start and fit's handlers (or between fit and test) was
+    recorded as `Stopped SIGTERM`: the record now says what to do, resume or start again."""
+    from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped
+    from mnist_cnn.outcome import recorded
+    from mnist_cnn.runs import RunRecord
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    if left == "a checkpoint":
+        last.parent.mkdir()
+        last.write_bytes(b"saved by fit")
+    with (
+        pytest.raises(Stopped),
+        recorded(RunRecord(tmp_path), None, last, None, left == "an evaluation"),
+    ):
+        raise Stopped(signal.SIGTERM)
+    kept = json.loads((tmp_path / "metrics.json").read_text())
+    assert kept["status"] == "interrupted" and kept["error"].startswith("SIGTERM received")
+    if left == "a checkpoint":
+        assert (
+            kept["resume_checkpoint"] == str(last) and f"ckpt_path={last}" in kept["resume_command"]
+        )
+    else:
+        assert kept["error"].endswith(NOTHING_TO_RESUME) and "resume_command" not in kept
+
+
+@pytest.fixture
+def a_single_run_in(tmp_path):
+    """Hydra's state as train.py's single run sees it, its run dir tmp_path; reset after."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    hydra = {"runtime": {"output_dir": str(tmp_path)}, "mode": RunMode.RUN}
+    HydraConfig.instance().cfg = OmegaConf.create({"hydra": hydra})  # what get() reads
+    yield tmp_path
+    HydraConfig.instance().cfg = None
+
+
+@pytest.mark.reliability("SIG2")
+@pytest.mark.parametrize("record", ["none yet", "resumable"])
+def test_a_stop_before_the_record_began_leaves_one_a_rerun_is_told_of(a_single_run_in, capsys,
+                                                                     record):  # fmt: skip
+    """A signal after the imports and before the run's record (the precision, the plan, the
+    manifest): exit 143 with nothing in the run dir but Hydra's, which a rerun there called
+    `already holds a run`. The dir now says the start was stopped, the line what is left, and
+    a rerun names it; a record the run had begun is left as it was."""
+    from mnist_cnn.cli import stopped_by_signal
+    from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped, UserError
+    from mnist_cnn.hydra_callbacks import check_unused
+    from mnist_cnn.runs import RunRecord
+
+    run_dir = a_single_run_in
+    (run_dir / ".hydra").mkdir()
+    if record == "resumable":
+        RunRecord(run_dir, status="interrupted", resume_command="python train.py ckpt_path=X")
+    before = (run_dir / "metrics.json").read_bytes() if record == "resumable" else None
+    with pytest.raises(SystemExit) as info, stopped_by_signal():
+        raise Stopped(signal.SIGTERM)
+    said = capsys.readouterr().err
+    assert info.value.code == 143
+    if record == "resumable":
+        assert "resume with: python train.py ckpt_path=X" in said
+        assert (run_dir / "metrics.json").read_bytes() == before
+        return
+    kept = json.loads((run_dir / "metrics.json").read_text())
+    assert kept == {
+        "status": "interrupted",
+        "error": f"SIGTERM received before training began; {NOTHING_TO_RESUME}",
+    }
+    assert said.strip().endswith(NOTHING_TO_RESUME)
+    with pytest.raises(
+        UserError, match=f"holds a start that was stopped before it trained .*rm -r {run_dir}"
+    ):
+        check_unused(run_dir, "hydra.run.dir")

@@ -3,6 +3,7 @@ and the shell's 128 + its number: never a run that trains on as if not asked, ne
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,10 +12,11 @@ import time
 
 import pytest
 from helpers.data import ROOT
+from helpers.runs import run_train
 
 from mnist_cnn import process
 from mnist_cnn.commands import hydra_override
-from mnist_cnn.errors import Stopped
+from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped
 
 
 @pytest.fixture
@@ -95,3 +97,36 @@ def test_a_signal_anywhere_in_train_py_s_start_up_stops_it_in_one_line(tiny_data
         assert code == 128 + sig, said
         assert "Traceback" not in out and "terminate called" not in out, said
         assert f"interrupted: {signal.Signals(sig).name} received" in out, said
+        record = tmp_path / f"run{i}" / "metrics.json"
+        if record.exists():  # Hydra had made the run dir: it says the start was stopped
+            kept = json.loads(record.read_text())
+            assert kept["status"] == "interrupted", said + str(kept)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("SIG2")
+def test_a_start_stopped_in_its_run_dir_says_so_there_and_a_rerun_is_told(tiny_data_dir,
+                                                                          tmp_path):  # fmt: skip
+    """A signal while train.py still imports, its run dir made: that dir held Hydra's files and
+    no record, and the rerun into it was refused as `already holds a run`. The dir now records
+    the stopped start, with nothing to resume, and a rerun names it and the fix."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = _train(tiny_data_dir, run_dir, out)
+        deadline = time.monotonic() + 120
+        while not (run_dir / "train.log").exists():  # Hydra made the dir: the task is starting
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        time.sleep(0.3)  # inside the imports of torch and Lightning, seconds before training
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143, log.read_text()
+    assert "interrupted: SIGTERM received while starting" in log.read_text()
+    kept = json.loads((run_dir / "metrics.json").read_text())
+    assert kept == {"status": "interrupted", "error": f"SIGTERM received before training "
+                    f"began; {NOTHING_TO_RESUME}"}  # fmt: skip
+    before = {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    rerun = run_train(hydra_override("hydra.run.dir", str(run_dir)), timeout=60)
+    assert rerun.returncode == 2 and "Traceback" not in rerun.stderr, rerun.stderr[-2000:]
+    assert "holds a start that was stopped before it trained (SIGTERM received" in rerun.stderr
+    assert f"rm -r {run_dir}" in rerun.stderr
+    assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 # a signal before the run's handlers, while Python still loads the libraries: nothing to resume
 WHILE_STARTING = "while starting, before anything was saved"
+NOTHING_TO_RESUME = "nothing to resume: run the command again"
 
 
 class UserError(Exception):

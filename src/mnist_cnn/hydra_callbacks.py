@@ -55,10 +55,11 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     held = [name for name in RUN_MARKERS if os.path.lexists(path / name)]
     if not held:
         return
-    refused = _refused_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
-    if refused is not None:  # a typo's start, rerun as the user fixed it: say what the dir holds
+    start = _unbegun_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
+    if start is not None:  # a typo's or a stopped start, rerun: say what the dir holds
+        how, error = start
         raise UserError(
-            f"{key}={path} holds a start that was refused before it trained ({refused}); "
+            f"{key}={path} holds a start that was {how} before it trained ({error}); "
             f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
         )
     raise UserError(
@@ -67,18 +68,20 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     )
 
 
-def _refused_start(path: Path) -> str | None:
-    """The error of a run whose record says it failed before training began, else None."""
+def _unbegun_start(path: Path) -> tuple[str, str] | None:
+    """(refused or stopped, its error) for a run whose record says it ended before training
+    began (a bad input; a signal while starting), else None."""
     try:
         record = json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("status") != "failed":
+    how = {"failed": "refused", "interrupted": "stopped"}
+    if not isinstance(record, dict) or record.get("status") not in how:
         return None
     if set(record) - {"status", "error"}:  # a run that began: its record holds more
         return None
     error = str(record.get("error", "no error recorded"))
-    return error if len(error) <= 200 else error[:200] + "..."
+    return how[record["status"]], error if len(error) <= 200 else error[:200] + "..."
 
 
 class WritableOutputDir(Callback):

@@ -12,6 +12,7 @@ from typing import Any
 
 from mnist_cnn.commands import eval_command, resume_command
 from mnist_cnn.errors import (
+    NOTHING_TO_RESUME,
     InterruptedDuringTest,
     Pruned,
     RankFailed,
@@ -67,13 +68,30 @@ def recorded(
                 eval_command=eval_command(exc.checkpoint),
             )
         raise
-    except (KeyboardInterrupt, SystemExit, Stopped) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
+    except Stopped as exc:  # outside a step: before fit's handlers, or between fit and test
         if record.data.get("status") != "completed":  # after it, the signal stopped nothing
+            record.update(status="interrupted", **_stopped(exc, last_checkpoint, evaluation))
+        raise
+    except (KeyboardInterrupt, SystemExit) as exc:  # Lightning: Ctrl-C -> sys.exit(1)
+        if record.data.get("status") != "completed":
             record.update(status="interrupted", error=f"{type(exc).__name__} {exc}".strip())
         raise
     except Exception as exc:
         record.failed(exc)
         raise
+
+
+def _stopped(exc: Stopped, last_checkpoint: Path | None, evaluation: bool) -> dict[str, Any]:
+    """What a signal outside a step leaves to do: resume from the last checkpoint where training
+    saved one (the signal came between fit and test), else start again."""
+    said = f"{exc} received {exc.where}"
+    if evaluation or last_checkpoint is None or not last_checkpoint.is_file():
+        return {"error": f"{said}; {NOTHING_TO_RESUME}"}
+    return {
+        "error": said,
+        "resume_checkpoint": str(last_checkpoint),
+        "resume_command": resume_command(last_checkpoint),
+    }
 
 
 def completed_before(run_dir: str | Path, exc: RankFailed | Stopped) -> dict[str, Any] | None:
@@ -105,8 +123,8 @@ def launch_ended(run_dir: str | Path, exc: RankFailed | Stopped) -> Stopped | No
         return Stopped(exc.signum, "by a rank of the run; it saved to resume")
     if isinstance(exc, RankFailed) and exc.signum is not None:  # stopped while starting up
         name = signal.Signals(exc.signum).name
-        why = (f"rank {exc.rank} was stopped by {name} while starting, before it could save; "
-               "nothing to resume: run the command again")  # fmt: skip
+        why = f"rank {exc.rank} was stopped by {name} while starting, before it could save; "
+        why += NOTHING_TO_RESUME
         if record is None:
             RunRecord.failed_before_start(run_dir, exc)
             record = RunRecord.existing(run_dir)

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -71,8 +72,7 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
 
 
 def quiet_libraries() -> None:
-    """Drop the libraries' warnings and info lines that say nothing about this run; what an
-    entry point (a command, the lab notebook's first cell) calls before its first run."""
+    """Drop the libraries' lines that say nothing about this run (entry points, the notebook)."""
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     _one_console_handler()
@@ -82,6 +82,13 @@ def quiet_libraries() -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _starting = False  # between starting_up() and started(): a signal ends the process at once
 _frozen = False  # the objects of the imports frozen (started)
+_record_stop: Callable[[str], object] | None = None  # what a stop while starting leaves behind
+
+
+def record_stops_while_starting(record: Callable[[str], object] | None) -> None:
+    """record(the signal's name) runs when a signal ends the start, once there is a run dir."""
+    global _record_stop
+    _record_stop = record
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -95,9 +102,11 @@ def _on_signal(signum: int, frame: object) -> None:
             # an error here: the main thread was writing to it, and its line may be cut
             with contextlib.suppress(Exception):
                 stream.flush()
-        os.write(
-            2, f"interrupted: {signal.Signals(signum).name} received {WHILE_STARTING}\n".encode()
-        )
+        name = signal.Signals(signum).name
+        os.write(2, f"interrupted: {name} received {WHILE_STARTING}\n".encode())
+        if _record_stop is not None:  # the run dir Hydra made says so (never a traceback)
+            with contextlib.suppress(Exception):
+                _record_stop(name)
         os._exit(128 + signum)
     from mnist_cnn.errors import Stopped
 
@@ -165,12 +174,10 @@ def thread_count(threads: int | str, parallel_jobs: int = 1) -> int:
 def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     """Let glibc reuse freed blocks up to limit_bytes instead of handing them back to the kernel.
 
-    A training step frees and re-allocates the same activations (11 MB for conv1's output at batch
-    128). By default glibc serves blocks that size with fresh mmap()s and unmaps them on free, so
-    every step pays page faults and the kernel zeroing the pages again. Raising the mmap and trim
-    thresholds keeps those pages in the process; numerics are untouched. No Python library exposes
-    mallopt, hence ctypes. Returns False where there is no glibc (macOS, musl): nothing changes.
-    """
+    A step frees and re-allocates the same activations; by default glibc serves blocks that big
+    with fresh mmap()s and unmaps them on free, so every step pays page faults and the kernel
+    zeroing pages again. Raising the mmap and trim thresholds keeps them; numerics are untouched.
+    No library exposes mallopt, hence ctypes. False where there is no glibc (macOS, musl)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -218,12 +225,9 @@ def install_quick_exit() -> None:
 
 
 def finish(code: int = 0) -> NoReturn:
-    """End a completed single run without the interpreter's module-by-module teardown.
-
-    With torch and Lightning loaded, finalisation takes over a second after every file is
-    written. sys.exit runs the usual shutdown (waits for non-daemon threads, then every atexit
-    handler); the handler install_quick_exit registered runs last and ends the process there.
-    """
+    """End a completed single run without the interpreter's module-by-module teardown (with
+    torch and Lightning loaded, over a second after every file is written): sys.exit's shutdown
+    (non-daemon threads, atexit handlers) ends in the handler install_quick_exit registered."""
     global _exit_code
     _exit_code = code
     # everything is written: a signal now interrupts no run (raising Stopped inside an atexit

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cnn.commands import tensorboard_command
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import NOTHING_TO_RESUME, UserError
 
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "numpy")
 
@@ -193,6 +193,16 @@ class RunRecord:
         a record that already exists is the run's own and is left as it is."""
         if not (Path(run_dir) / "metrics.json").exists():
             cls(run_dir, status="failed", error=error_text(exc))
+
+    @classmethod
+    def stopped_before_start(
+        cls, run_dir: str | os.PathLike, signal_name: str, why: str = ""
+    ) -> None:
+        """A start a signal stopped before its record began (still importing, checking): the
+        dir says so, and that nothing can be resumed; a record that exists is left as it is."""
+        if not (Path(run_dir) / "metrics.json").exists():
+            said = f"{signal_name} received before training began" + (f" ({why})" if why else "")
+            cls(run_dir, status="interrupted", error=f"{said}; {NOTHING_TO_RESUME}")
 
 
 def error_text(exc: BaseException) -> str:

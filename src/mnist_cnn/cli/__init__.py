@@ -10,9 +10,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-from mnist_cnn.errors import Stopped, UserError, exit_while_starting
+from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped, UserError, exit_while_starting
 
 
 @contextmanager
@@ -40,6 +41,44 @@ def record_failure(exc: BaseException) -> None:
     RunRecord.failed_before_start(HydraConfig.get().runtime.output_dir, exc)
 
 
+def record_stops(run_dir: str) -> None:
+    """From here a signal before the run's record begins leaves the run dir saying so, so that
+    a rerun into it is told what it holds: while still starting (the process's handler) and
+    after (record_stop). The ranks launch_ranks starts leave that to their launcher, unless it
+    died (a SIGKILL, which runs nothing of it): then rank 0 writes it."""
+    from mnist_cnn import distributed, process
+    from mnist_cnn.runs import RunRecord
+
+    record = partial(RunRecord.stopped_before_start, run_dir)
+    if os.environ.get(distributed.LAUNCHED):
+        record = partial(_if_orphaned, record)
+    process.record_stops_while_starting(record)
+
+
+def _if_orphaned(record: Callable[..., None], signal_name: str) -> None:
+    from mnist_cnn import distributed
+
+    if distributed.launcher_gone():
+        record(signal_name, "the launcher of the ranks died")
+
+
+def record_stop(exc: Stopped, say: bool = True) -> None:
+    """A signal outside a step: the run dir records it where its record had not begun; say:
+    the line printed tells what is left (the resume command, or starting again)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnist_cnn import distributed
+    from mnist_cnn.runs import RunRecord
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    if not os.environ.get(distributed.LAUNCHED):
+        RunRecord.stopped_before_start(run_dir, str(exc))
+    record = RunRecord.existing(run_dir)
+    command = record.data.get("resume_command") if record is not None else None
+    if say and "nothing to resume" not in exc.where:
+        exc.where += f"; resume with: {command}" if command else f"; {NOTHING_TO_RESUME}"
+
+
 def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) inside user_errors()."""
     with user_errors():
@@ -57,10 +96,19 @@ def stopped_by_signal(completed: Callable[[], bool] = lambda: False) -> Iterator
         if completed():
             print(f"{exc} received after the run completed: nothing was stopped", file=sys.stderr)
             sys.exit(0)
+        if _single_run():  # a sweep's jobs record their own
+            record_stop(exc)
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
         exit_while_starting()
+
+
+def _single_run() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 # run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again

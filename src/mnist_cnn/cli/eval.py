@@ -10,6 +10,7 @@ from mnist_cnn.cli import (
     check_dir_overrides,
     exit_on_user_error,
     record_failure,
+    record_stops,
     stopped_by_signal,
     user_errors,
 )
@@ -28,6 +29,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="eval")
     def task(cfg) -> float:
+        record_stops(HydraConfig.get().runtime.output_dir)
         acc = evaluate_checkpoint(cfg)
         completed.append(HydraConfig.get().mode == RunMode.RUN)
         return acc

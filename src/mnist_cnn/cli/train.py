@@ -13,6 +13,8 @@ from mnist_cnn.cli import (
     exit_on_user_error,
     launch,
     record_failure,
+    record_stop,
+    record_stops,
     stopped_by_signal,
     user_errors,
 )
@@ -34,6 +36,8 @@ def _main() -> None:
     from mnist_cnn import distributed
 
     distributed.follow_launcher()
+    if os.environ.get(distributed.LAUNCHED):  # a rank knows its run dir before the imports
+        record_stops(os.environ[distributed.LAUNCHED])
     exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -46,6 +50,7 @@ def _main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
     def task(cfg) -> float | None:
+        record_stops(HydraConfig.get().runtime.output_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return sweep_job(cfg)
         objective = single_run(cfg)
@@ -175,6 +180,9 @@ def sweep_job(cfg) -> float | Pruned | None:
     except Interrupted as exc:  # a signal stops the sweep, not one job (its record says so)
         where = f"in job {job} of the sweep; its metrics.json says how to resume"
         raise Stopped(exc.signum, where) from None
+    except Stopped as exc:  # outside a step: the job's record says so
+        record_stop(exc, say=False)
+        raise
     except UserError as exc:
         print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
         record_failure(exc)
