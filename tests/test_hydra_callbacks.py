@@ -107,6 +107,6 @@ def test_a_refused_start_says_why_in_its_dir_and_a_rerun_there_says_what_it_hold
     before = {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     rerun = run_train(where, timeout=60)
     assert rerun.returncode == 2 and "Traceback" not in rerun.stderr, rerun.stderr[-2000:]
-    assert "holds a start that was refused before it trained (ckpt_path=" in rerun.stderr
+    assert "holds a start that was refused before it began (ckpt_path=" in rerun.stderr
     assert f"rm -r {run_dir}" in rerun.stderr
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

@@ -456,10 +456,10 @@ def test_a_stop_before_the_record_began_leaves_one_a_rerun_is_told_of(a_single_r
     kept = json.loads((run_dir / "metrics.json").read_text())
     assert kept == {
         "status": "interrupted",
-        "error": f"SIGTERM received before training began; {NOTHING_TO_RESUME}",
+        "error": f"SIGTERM received before the run began; {NOTHING_TO_RESUME}",
     }
     assert said.strip().endswith(NOTHING_TO_RESUME)
     with pytest.raises(
-        UserError, match=f"holds a start that was stopped before it trained .*rm -r {run_dir}"
+        UserError, match=f"holds a start that was stopped before it began .*rm -r {run_dir}"
     ):
         check_unused(run_dir, "hydra.run.dir")

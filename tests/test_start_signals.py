@@ -122,11 +122,11 @@ def test_a_start_stopped_in_its_run_dir_says_so_there_and_a_rerun_is_told(tiny_d
         assert proc.wait(timeout=120) == 143, log.read_text()
     assert "interrupted: SIGTERM received while starting" in log.read_text()
     kept = json.loads((run_dir / "metrics.json").read_text())
-    assert kept == {"status": "interrupted", "error": f"SIGTERM received before training "
+    assert kept == {"status": "interrupted", "error": f"SIGTERM received before the run "
                     f"began; {NOTHING_TO_RESUME}"}  # fmt: skip
     before = {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     rerun = run_train(hydra_override("hydra.run.dir", str(run_dir)), timeout=60)
     assert rerun.returncode == 2 and "Traceback" not in rerun.stderr, rerun.stderr[-2000:]
-    assert "holds a start that was stopped before it trained (SIGTERM received" in rerun.stderr
+    assert "holds a start that was stopped before it began (SIGTERM received" in rerun.stderr
     assert f"rm -r {run_dir}" in rerun.stderr
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

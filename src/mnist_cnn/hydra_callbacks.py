@@ -59,7 +59,7 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     if start is not None:  # a typo's or a stopped start, rerun: say what the dir holds
         how, error = start
         raise UserError(
-            f"{key}={path} holds a start that was {how} before it trained ({error}); "
+            f"{key}={path} holds a start that was {how} before it began ({error}); "
             f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
         )
     raise UserError(

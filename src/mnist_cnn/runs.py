@@ -201,7 +201,7 @@ class RunRecord:
         """A start a signal stopped before its record began (still importing, checking): the
         dir says so, and that nothing can be resumed; a record that exists is left as it is."""
         if not (Path(run_dir) / "metrics.json").exists():
-            said = f"{signal_name} received before training began" + (f" ({why})" if why else "")
+            said = f"{signal_name} received before the run began" + (f" ({why})" if why else "")
             cls(run_dir, status="interrupted", error=f"{said}; {NOTHING_TO_RESUME}")
 
 
