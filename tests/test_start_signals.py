@@ -62,8 +62,10 @@ def test_once_started_a_signal_raises_where_it_lands(own_handlers):
 
 
 def _train(data_dir, run_dir, log):
+    # 20 epochs: a signal timed from a start-up measured slower than this one (a busy machine)
+    # still lands before the run could end; every run here is stopped, so none trains them
     command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={data_dir}",
-               "trainer.max_epochs=1", "callbacks=minimal", "threads=1",
+               "trainer.max_epochs=20", "callbacks=minimal", "threads=1",
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
