@@ -132,3 +132,30 @@ def test_a_start_stopped_in_its_run_dir_says_so_there_and_a_rerun_is_told(tiny_d
     assert "holds a start that was stopped before it began (SIGTERM received" in rerun.stderr
     assert f"rm -r {run_dir}" in rerun.stderr
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.reliability("SIG2")
+@pytest.mark.parametrize("launcher", ["alive", "gone"])
+def test_a_rank_stopped_while_starting_exits_at_once_and_records_only_for_a_dead_launcher(
+    tmp_path, monkeypatch, launcher
+):
+    """A rank of launch_ranks signalled while importing: with its launcher alive, it must leave
+    at once (waiting to tell a dying launcher from a live one let its peer fail first, exit 1,
+    and the launcher reported that failure instead of the signal: adversarial seed 45) and the
+    launcher records the run; with its launcher gone (a SIGKILL), rank 0 records it."""
+    from mnist_cnn import distributed
+    from mnist_cnn.cli import record_stops
+
+    monkeypatch.setenv(distributed.LAUNCHED, str(tmp_path))
+    # this process's parent stands for a live launcher; a pid that is no process, a dead one
+    monkeypatch.setenv(distributed.LAUNCHER_PID, str(os.getppid() if launcher == "alive" else 0))
+    monkeypatch.setattr(process, "_record_stop", None)
+    record_stops(str(tmp_path))
+    start = time.monotonic()
+    process._record_stop("SIGINT")
+    assert time.monotonic() - start < 0.3
+    if launcher == "alive":
+        assert not (tmp_path / "metrics.json").exists()
+        return
+    kept = json.loads((tmp_path / "metrics.json").read_text())
+    assert kept["status"] == "interrupted" and "the launcher of the ranks died" in kept["error"]

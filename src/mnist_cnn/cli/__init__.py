@@ -58,7 +58,9 @@ def record_stops(run_dir: str) -> None:
 def _if_orphaned(record: Callable[..., None], signal_name: str) -> None:
     from mnist_cnn import distributed
 
-    if distributed.launcher_gone():
+    # no wait: a rank signalled while its launcher lives must exit at once, or its peer, seeing
+    # it gone, fails first and the launcher reports that failure instead of the signal
+    if distributed.launcher_gone(wait_s=0):
         record(signal_name, "the launcher of the ranks died")
 
 
