@@ -4,7 +4,11 @@ would wait for a GPU) except where a value is logged or checked."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from torch.utils.data import DataLoader
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import DeviceBatches, EpochBatchSampler, InMemoryBatches
 from mnist_cnn.data.mnist import MNISTDataModule
-from mnist_cnn.errors import TrainingDiverged
+from mnist_cnn.errors import EXIT_CODES, TrainingDiverged
 from mnist_cnn.train import compose_config, run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -100,6 +104,27 @@ def test_a_training_step_reads_nothing_back_but_what_it_logs(tiny_data_dir, tmp_
     # theirs at the step after: nothing else reads a tensor back
     assert reading <= {s for s in counts if (s + 1) % 10 in (0, 1)} | last_of_epoch, counts
     assert {10, 20} <= reading  # the probe sees the reads there are
+
+
+@pytest.mark.parametrize("ends", ["completed", "diverged"])
+def test_a_run_in_process_gives_the_signals_back_however_it_ends(tiny_data_dir, tmp_path, ends):
+    """A notebook calls run() in its kernel: a run that failed must not leave its Ctrl-C handler
+    behind, or the next cell's first interrupt would only set a flag of the finished run."""
+    mine = signal.signal(signal.SIGINT, signal.default_int_handler)  # what a kernel has
+    before = {s: signal.getsignal(s) for s in EXIT_CODES}
+    try:
+        blow_up = [
+            "+callbacks.boom._target_=helpers.device_probe.BlowUpAt",
+            "+callbacks.boom.step=5",
+        ]
+        with pytest.raises(TrainingDiverged) if ends == "diverged" else contextlib.nullcontext():
+            _run(tiny_data_dir, tmp_path, *(blow_up if ends == "diverged" else []))
+        assert {s: signal.getsignal(s) for s in EXIT_CODES} == before
+        with pytest.raises(KeyboardInterrupt):  # the kernel's interrupt interrupts, at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, mine)
 
 
 @pytest.mark.parametrize("check_every,found", [(None, ""), (4, " (found 2 steps later")])

@@ -112,9 +112,12 @@ def test_a_ctrl_c_while_the_browser_hangs_ends_it_too(tmp_path):
     """Chromium runs in a session of its own (so the group can be killed), where a terminal's
     Ctrl-C does not reach it: the script ends it on the way out, leaving nothing running."""
     stand_in = _stand_in(tmp_path, ["hang"])
+    # a terminal's foreground process has Python's Ctrl-C handler; one started from a
+    # background job (`make test &`, nohup) inherits SIGINT ignored, and Python keeps it so
     code = textwrap.dedent(f"""\
-        import sys
+        import signal, sys
         from pathlib import Path
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(shots.__file__).parent)!r})
         import tensorboard_screenshots as shots
         shots.browser = lambda: {str(stand_in)!r}

@@ -129,7 +129,8 @@ def _test(cfg, members, trained, run_dir, record, tta) -> dict[str, Any]:
     module.trained_epochs = int(ckpt.data["epoch"]) + 1
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     # Ctrl-C / SIGTERM: InterruptedDuringTest and exit 130 / 143, not Lightning's exit 1
-    callbacks.append(GracefulInterrupt(run_dir))
+    interrupt = GracefulInterrupt(run_dir)
+    callbacks.append(interrupt)
     logger = False
     if cfg.get("logger"):
         # the run is named by the seed the checkpoint was trained with (an ensemble: all of them)
@@ -138,7 +139,8 @@ def _test(cfg, members, trained, run_dir, record, tta) -> dict[str, Any]:
         logger = instantiate(cfg.logger, **named)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     start = time.perf_counter()
-    result = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    with interrupt.giving_back():
+        result = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     record.update(
         **results_from_test(result, callbacks),
         status="completed",

@@ -108,7 +108,8 @@ def measure(
         try:
             parts = build(_probe_config(cfg, Path(scratch), steps), Path(scratch), None, config={})
             parts.trainer.callbacks.append(clock)
-            parts.trainer.fit(parts.module, datamodule=parts.datamodule)
+            with parts.interrupt.giving_back():
+                parts.trainer.fit(parts.module, datamodule=parts.datamodule)
         except Interrupted as exc:  # its checkpoint is the probe's, in scratch: not a resume
             raise Stopped(exc.signum, stopped) from None
         finally:

@@ -144,9 +144,10 @@ def _fit_and_test(
 def fit(parts: Parts, resume: checkpoints.Checkpoint | None) -> None:
     """Train; a signal after the last training batch still stops with a checkpoint to resume."""
     ckpt_path = str(resume.path) if resume is not None else None
-    parts.trainer.fit(
-        parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True
-    )
+    with parts.interrupt.giving_back():
+        parts.trainer.fit(
+            parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True
+        )
     received = parts.interrupt.agreed_after_fit(parts.trainer)
     if received is not None:
         last = checkpoint_paths(parts.trainer)[1]
@@ -160,13 +161,14 @@ def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[
     if test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
     try:
-        metrics = parts.trainer.test(
-            parts.module,
-            datamodule=parts.datamodule,
-            ckpt_path="best" if use_best else None,
-            verbose=False,
-            weights_only=True,
-        )[0]
+        with parts.interrupt.giving_back():
+            metrics = parts.trainer.test(
+                parts.module,
+                datamodule=parts.datamodule,
+                ckpt_path="best" if use_best else None,
+                verbose=False,
+                weights_only=True,
+            )[0]
     except InterruptedDuringTest as exc:
         tested = best if use_best else last  # "" when callbacks= kept no checkpoint
         exc.checkpoint = Path(tested) if tested else None

@@ -9,7 +9,9 @@ a mid-epoch resume tells the sampler how many batches of the epoch were already 
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,23 @@ class GracefulInterrupt(L.Callback):
         self._own_the_signals()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._give_back_the_signals()
+
+    @contextlib.contextmanager
+    def giving_back(self) -> Iterator[None]:
+        """Around trainer.fit or trainer.test. After an error Lightning calls no teardown hook,
+        and its own teardown puts back the handlers it found (ours), so a failed run would leave
+        them behind: in a notebook the next cell's first Ctrl-C would only set a flag here. A
+        stop in progress keeps them until its process leaves (its checkpoint and record are
+        still being written; a second Ctrl-C still means "do not wait")."""
+        try:
+            yield
+        except BaseException as exc:
+            if self.received is None and not isinstance(exc, InterruptedDuringTest):
+                self._give_back_the_signals()
+            raise
+
+    def _give_back_the_signals(self) -> None:
         while self._previous:
             signum, handler = self._previous.popitem()
             signal.signal(signum, handler)
