@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mnist_cnn.models.dropout import Dropout
 from mnist_cnn.models.init import conv_pool_side, initialise
 
 
@@ -42,13 +43,13 @@ class BatchNormCNN(nn.Module):
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
         side = conv_pool_side(image_size)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.dense1 = nn.Sequential(
             nn.Linear(conv2_channels * side * side, dense_units, bias=False),
             nn.BatchNorm1d(dense_units),
             nn.ReLU(),
         )
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.output = nn.Linear(dense_units, num_classes)
         initialise(self, init)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mnist_cnn.models.bn_cnn import conv_bn
+from mnist_cnn.models.dropout import Dropout
 from mnist_cnn.models.init import initialise
 
 
@@ -43,18 +44,18 @@ class DeepCNN(nn.Module):
             conv_bn(in_channels, conv1_channels, 3),
             conv_bn(conv1_channels, conv1_channels, 3),
             conv_bn(conv1_channels, conv1_channels, 5, stride=2),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         self.stage2 = nn.Sequential(
             conv_bn(conv1_channels, conv2_channels, 3),
             conv_bn(conv2_channels, conv2_channels, 3),
             conv_bn(conv2_channels, conv2_channels, 5, stride=2),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
         # a kernel the size of the map: one value per channel, wherever the digit's features are
         self.head = conv_bn(conv2_channels, head_channels, side)
         self.flatten = nn.Flatten()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(head_channels, num_classes)
         initialise(self, init)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mnist_cnn.models.dropout import Dropout
 from mnist_cnn.models.init import initialise
 
 
@@ -29,7 +30,7 @@ class MLP(nn.Module):
         for units in hidden:
             layers += [nn.Linear(width, units), nn.ReLU()]
             if dropout:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = units
         self.hidden = nn.Sequential(*layers)
         self.output = nn.Linear(width, num_classes)
