@@ -39,9 +39,8 @@ def torch_draws_masks_serially() -> bool:
 
 class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and self.p > 0 and x.device.type == "cpu"):
-            return F.dropout(x, self.p, self.training, self.inplace)
-        if not torch_draws_masks_serially():
+        cpu = self.training and self.p > 0 and x.device.type == "cpu"
+        if not (cpu and torch_draws_masks_serially()):
             return F.dropout(x, self.p, self.training, self.inplace)
         if self.p >= 1:
             return x * 0
