@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from mnist_cnn import deferred_imports
 from mnist_cnn.errors import WHILE_STARTING
 
 # warnings that say nothing a user of this project can act on
@@ -47,9 +48,7 @@ QUIET_INFO = (
     "TPU available:",
     "Loading `train_dataloader` to estimate number of stepping batches",
 )
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 _exit_code: int | None = None
 
 
@@ -118,11 +117,12 @@ def starting_up() -> None:
     at once with one line and the shell's 128 + the signal (see _on_signal for why), and the
     cyclic garbage collector waits: importing torch, Lightning and matplotlib creates hundreds of
     thousands of objects that live as long as the process, and every full collection during the
-    imports walked all of them again to find next to nothing."""
+    imports walked all of them again to find next to nothing. scipy.signal waits for a use."""
     global _starting
     _starting = True
     gc.disable()
     _stop_on_signals()
+    deferred_imports.defer_scipy_signal()
 
 
 def started() -> None:
