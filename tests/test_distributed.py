@@ -460,3 +460,64 @@ def _status(run_dir: Path) -> str | None:
         return json.loads((run_dir / "metrics.json").read_text()).get("status")
     except (OSError, ValueError):  # not written yet, or being replaced
         return None
+
+
+def _failure(tmp_path: Path, rank: int, exitcode: int, lost_peers_at: int | None = None):
+    """torch elastic's record of a rank that exited: lost_peers_at, the second the rank recorded
+    (through torch's own error handler, as train.py does) that it lost its peers."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from mnist_cnn import distributed
+
+    error_file = tmp_path / f"error-{len(list(tmp_path.iterdir()))}.json"  # each its own
+    if lost_peers_at is not None:
+        os.environ["TORCHELASTIC_ERROR_FILE"] = str(error_file)
+        try:
+            distributed.record_peers_lost(f"rank {rank} lost its peers")
+        finally:
+            del os.environ["TORCHELASTIC_ERROR_FILE"]
+        data = json.loads(error_file.read_text())
+        data["message"]["extraInfo"]["timestamp"] = str(lost_peers_at)
+        error_file.write_text(json.dumps(data))
+    return ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=exitcode,
+                          error_file=str(error_file))  # fmt: skip
+
+
+@pytest.mark.parametrize("lead", [-2, 0, 2])  # the lost rank's second against the other's
+def test_the_launcher_names_the_rank_that_stopped_not_the_one_that_lost_its_peers(tmp_path, lead):
+    """A signal to rank 1 while rank 0 waits for it: rank 0 fails at its next collective, often
+    in the same second (the agent's clock), and was named as the cause (exit 1) half the time."""
+    from mnist_cnn.distributed import first_cause
+
+    signalled = _failure(tmp_path, 1, 143)
+    for lost_rank, other_rank in ((0, 1), (1, 0)):
+        other = _failure(tmp_path, other_rank, 143)
+        lost = _failure(tmp_path, lost_rank, 1, lost_peers_at=other.timestamp + lead)
+        assert lost.timestamp == other.timestamp + lead and lost.exitcode == 1
+        for failures in (
+            {lost_rank: lost, other_rank: other},
+            {other_rank: other, lost_rank: lost},
+        ):
+            rank, failure = first_cause(failures)
+            assert (rank, failure.exitcode) == (other_rank, 143), (failures, lead)
+    # an error of its own (exit 1, no record) in the same second is still the cause
+    error = _failure(tmp_path, 1, 1)
+    lost = _failure(tmp_path, 0, 1, lost_peers_at=error.timestamp + lead)
+    assert first_cause({0: lost, 1: error})[0] == 1
+    # where every rank lost its peers, the first of them; ties as before: a SIGKILL before the
+    # agent's own SIGTERM, whatever the order the agent recorded them in
+    early, late = (_failure(tmp_path, r, 1, lost_peers_at=signalled.timestamp + t)
+                   for r, t in ((1, -1), (0, 0)))  # fmt: skip
+    assert first_cause({0: late, 1: early})[0] == 1
+    killed, stopped = _failure(tmp_path, 1, -signal.SIGKILL), _failure(tmp_path, 0, -signal.SIGTERM)
+    if killed.timestamp == stopped.timestamp:  # recorded in one second (nearly always)
+        assert first_cause({0: stopped, 1: killed})[0] == 1
+
+
+def test_a_rank_outside_a_launcher_records_nothing(tmp_path, monkeypatch):
+    from mnist_cnn.distributed import record_peers_lost
+
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    record_peers_lost("rank 0 lost its peers")
+    assert list(tmp_path.iterdir()) == []

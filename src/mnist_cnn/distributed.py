@@ -57,6 +57,43 @@ def launcher_gone(wait_s: float = 1.0) -> bool:
         time.sleep(0.05)
 
 
+PEERS_LOST = "PeersLost"
+
+
+class PeersLost(Exception):
+    """This rank failed only because another rank of the run had stopped first."""
+
+
+def record_peers_lost(message: str) -> None:
+    """Says so in this rank's torch elastic error file (TORCHELASTIC_ERROR_FILE, which the
+    launcher reads), so that first_cause never names this rank; nothing where there is none."""
+    from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+    get_error_handler().record_exception(PeersLost(message))
+
+
+def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
+    """The rank whose end ended the run, of torch elastic's ProcessFailures by global rank. A
+    rank that lost its peers (record_peers_lost) is never it while another failed. Then the
+    first to fail; the agent times failures in whole seconds, so on a tie: a rank killed by a
+    signal other than SIGTERM (the agent's own, sent to the survivors), then the first recorded."""
+
+    def lost_peers(failure: Any) -> bool:
+        message = failure.message
+        text = message.get("message", "") if isinstance(message, dict) else str(message)
+        return text.startswith(f"{PEERS_LOST}:")
+
+    return min(
+        failures.items(),
+        key=lambda f: (
+            lost_peers(f[1]),
+            f[1].timestamp,
+            f[1].exitcode == -signal.SIGTERM,
+            f[1].exitcode >= 0,
+        ),
+    )
+
+
 def _state(pid: int) -> str | None:
     """A process's state letter from /proc (None: no such process)."""
     try:
@@ -166,14 +203,8 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
     except KeyboardInterrupt:
         raise Stopped(signal.SIGINT, "by the launcher of the run's ranks") from None
     except ChildFailedError as exc:
-        # the first to fail is the cause (the others lost their peer); on a tie, a rank killed
-        # by a signal first, except SIGTERM: the agent's own, sent to the survivors
-        failures = sorted(
-            exc.failures.items(),
-            key=lambda f: (f[1].timestamp, f[1].exitcode == -signal.SIGTERM, f[1].exitcode >= 0),
-        )
-        first_rank, failure = failures[0]
-        raise RankFailed(first_rank, failure.exitcode, len(failures)) from None
+        first_rank, failure = first_cause(exc.failures)
+        raise RankFailed(first_rank, failure.exitcode, len(exc.failures)) from None
     finally:
         os.environ.pop(LAUNCHED, None)
         os.environ.pop(LAUNCHER_PID, None)

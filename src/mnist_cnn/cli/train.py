@@ -125,11 +125,9 @@ def single_run(cfg) -> float | None:
             raise
         # another rank stopped first (a signal, an error): its launcher names it and the record
         # says why; this rank's own traceback would only bury that
-        print(
-            f"error: rank {distributed.rank()} lost its peers: another rank of the run "
-            "stopped first (the launcher's summary and train.log name it)",
-            file=sys.stderr,
-        )
+        lost = f"rank {distributed.rank()} lost its peers: another rank of the run stopped first"
+        distributed.record_peers_lost(lost)  # when both end in one second, the launcher knows
+        print(f"error: {lost} (the launcher's summary and train.log name it)", file=sys.stderr)
         sys.exit(1)
     return metrics.get("val/acc")  # the objective a Hydra sweeper (e.g. Optuna) maximises
 
