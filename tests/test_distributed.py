@@ -514,10 +514,14 @@ def test_the_launcher_names_the_rank_that_stopped_not_the_one_that_lost_its_peer
         assert first_cause({0: stopped, 1: killed})[0] == 1
 
 
-def test_a_rank_outside_a_launcher_records_nothing(tmp_path, monkeypatch):
+def test_a_rank_outside_a_launcher_or_without_its_log_dir_records_nothing(tmp_path, monkeypatch):
     from mnist_cnn.distributed import record_peers_lost
 
     monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
     monkeypatch.chdir(tmp_path)
+    record_peers_lost("rank 0 lost its peers")
+    assert list(tmp_path.iterdir()) == []
+    # the launcher's log dir gone (it is ending too): the rank still ends with its one line
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "gone" / "error.json"))
     record_peers_lost("rank 0 lost its peers")
     assert list(tmp_path.iterdir()) == []

@@ -67,9 +67,12 @@ class PeersLost(Exception):
 def record_peers_lost(message: str) -> None:
     """Says so in this rank's torch elastic error file (TORCHELASTIC_ERROR_FILE, which the
     launcher reads), so that first_cause never names this rank; nothing where there is none."""
+    import contextlib
+
     from torch.distributed.elastic.multiprocessing.errors import get_error_handler
 
-    get_error_handler().record_exception(PeersLost(message))
+    with contextlib.suppress(OSError):  # the launcher's log dir gone: it names the cause anyway
+        get_error_handler().record_exception(PeersLost(message))
 
 
 def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
