@@ -471,11 +471,14 @@ def _failure(tmp_path: Path, rank: int, exitcode: int, lost_peers_at: int | None
 
     error_file = tmp_path / f"error-{len(list(tmp_path.iterdir()))}.json"  # each its own
     if lost_peers_at is not None:
+        before = os.environ.get("TORCHELASTIC_ERROR_FILE")
         os.environ["TORCHELASTIC_ERROR_FILE"] = str(error_file)
         try:
             distributed.record_peers_lost(f"rank {rank} lost its peers")
         finally:
-            del os.environ["TORCHELASTIC_ERROR_FILE"]
+            os.environ.pop("TORCHELASTIC_ERROR_FILE")
+            if before is not None:
+                os.environ["TORCHELASTIC_ERROR_FILE"] = before
         data = json.loads(error_file.read_text())
         data["message"]["extraInfo"]["timestamp"] = str(lost_peers_at)
         error_file.write_text(json.dumps(data))
