@@ -10,6 +10,7 @@ are. Rank 0 alone writes metrics.json, checkpoints, figures and TensorBoard even
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -57,9 +58,6 @@ def launcher_gone(wait_s: float = 1.0) -> bool:
         time.sleep(0.05)
 
 
-PEERS_LOST = "PeersLost"
-
-
 class PeersLost(Exception):
     """This rank failed only because another rank of the run had stopped first."""
 
@@ -67,8 +65,6 @@ class PeersLost(Exception):
 def record_peers_lost(message: str) -> None:
     """Says so in this rank's torch elastic error file (TORCHELASTIC_ERROR_FILE, which the
     launcher reads), so that first_cause never names this rank; nothing where there is none."""
-    import contextlib
-
     from torch.distributed.elastic.multiprocessing.errors import get_error_handler
 
     with contextlib.suppress(OSError):  # the launcher's log dir gone: it names the cause anyway
@@ -84,7 +80,7 @@ def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
     def lost_peers(failure: Any) -> bool:
         message = failure.message
         text = message.get("message", "") if isinstance(message, dict) else str(message)
-        return text.startswith(f"{PEERS_LOST}:")
+        return text.startswith(f"{PeersLost.__name__}:")
 
     return min(
         failures.items(),
