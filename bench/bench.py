@@ -248,6 +248,8 @@ def main() -> None:
             [sys.executable, "bench/reference.py", raw, "3"], TRAIN_SAMPLES
         ),
     }
+    if precision == "32-true":  # the default already is fp32 here: the row would repeat it
+        del reference["train.py trainer=fp32"]
     if args.keras:
         reference["Keras notebook"] = lambda: run_script(
             [str(args.keras), "bench/keras_lab.py", raw, "3"], TRAIN_SAMPLES
