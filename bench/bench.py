@@ -1,9 +1,10 @@
 """Benchmark the Keras lab workload on this machine: `python bench/bench.py [--mode M] [--runs N]`.
 
 Modes (each runs its variants alternately, N rounds, and prints medians and ratios):
-  reference  python train.py (defaults), the same with trainer=fp32, the plain PyTorch loop in
-             bench/reference.py, and the Keras lab's notebook (bench/keras_lab.py) when --keras
-             names a Python that has TensorFlow (`make bench` builds one in .bench-keras/)
+  reference  python train.py (defaults), the same with trainer=fp32 (where the default is not
+             fp32 already), the plain PyTorch loop in bench/reference.py, and the Keras lab's
+             notebook (bench/keras_lab.py) when --keras names a Python that has TensorFlow
+             (`make bench` builds one in .bench-keras/)
   callbacks  python train.py with the dashboards (default) vs callbacks=minimal: what they cost
   scaling    python train.py at 1, 3 and 10 epochs, then batch sizes 64 to 512 (one run each)
   ddp        one process x 2 threads vs trainer.devices=2 (DDP, 2 processes x 1 thread), same
