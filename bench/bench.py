@@ -217,13 +217,15 @@ def main() -> None:
         step = [sys.executable, str(ROOT / "bench" / "step.py"), "--rounds", str(args.runs)]
         sys.exit(subprocess.run([*step, *data]).returncode)
     if args.mode == "levers":
+        ours = ["--channels-last", "--pool-first", "--read-square"]
         steps = [
             ("fp32 NCHW, textbook order", []),
             ("+ channels_last", ["--channels-last"]),
             ("+ pool before ReLU", ["--channels-last", "--pool-first"]),
-            ("+ keep_freed_memory", ["--channels-last", "--pool-first", "--keep-freed"]),
-            ("+ torch.compile", ["--channels-last", "--pool-first", "--keep-freed", "--compile"]),
-            ("+ bf16 autocast", ["--channels-last", "--pool-first", "--keep-freed", "--bf16"]),
+            ("+ 26x26 read square", ours),
+            ("+ keep_freed_memory", [*ours, "--keep-freed"]),
+            ("+ torch.compile", [*ours, "--keep-freed", "--compile"]),
+            ("+ bf16 autocast", [*ours, "--keep-freed", "--bf16"]),
         ]
         results = {name: [] for name, _ in steps}
         for _ in range(args.runs):

@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("raw", type=Path)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--pool-first", action="store_true", help="SimpleCNN's order")
+    parser.add_argument(
+        "--read-square", action="store_true", help="with --pool-first: SimpleCNN's 26x26 crop"
+    )
     parser.add_argument("--keep-freed", action="store_true", help="keep_freed_memory()")
     parser.add_argument("--compile", action="store_true", help="torch.compile(net)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
@@ -45,6 +48,8 @@ def main() -> None:
     x_all, y_all = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
     torch.manual_seed(0)
     net = SimpleCNN() if args.pool_first else TextbookOrderCNN()
+    if not args.read_square:
+        net.read_side = images.shape[-1]  # slicing to the whole image: SimpleCNN's crop undone
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     net = net.to(memory_format=layout)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)

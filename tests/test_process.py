@@ -70,24 +70,46 @@ def test_native_bf16_detection_agrees_with_the_cpu_flags():
     assert auto_precision.cpu_has_native_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
 
 
-def test_pooling_before_relu_gives_the_textbook_outputs_and_gradients_bit_for_bit():
+def _textbook(m: SimpleCNN, x: torch.Tensor) -> torch.Tensor:
+    """The Keras lab's order on the whole image: ReLU before each pool, no square left out."""
+    x = m.pool1(F.relu(m.conv1(x)))
+    x = m.pool2(F.relu(m.conv2(x)))
+    return m.output(F.relu(m.dense1(m.flatten(x))))
+
+
+def test_the_network_gives_the_textbook_outputs_bit_for_bit_and_its_gradients():
     torch.manual_seed(0)
     net = SimpleCNN()
     x = torch.randn(16, 1, 28, 28)
+    x[..., 26:, :] = torch.randn(16, 1, 2, 28) * 1e3  # what the crop leaves out, made loud
+    x[..., :, 26:] = torch.randn(16, 1, 28, 2) * 1e3
 
-    def textbook(m: SimpleCNN, x: torch.Tensor) -> torch.Tensor:
-        x = m.pool1(F.relu(m.conv1(x)))
-        x = m.pool2(F.relu(m.conv2(x)))
-        return m.output(F.relu(m.dense1(m.flatten(x))))
-
-    grads = []
-    for forward in (net, functools.partial(textbook, net)):
+    seen = []
+    net.conv1.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[-2:])))
+    results = []
+    for forward in (net, functools.partial(_textbook, net)):
         net.zero_grad()
         out = forward(x)
         out.square().sum().backward()
-        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
-    assert torch.equal(grads[0][0], grads[1][0])
-    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1], strict=True))
+        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (ours, our_grads), (textbook, textbook_grads) = results
+    assert seen == [(24, 24), (26, 26)]  # ours convolves only the 26x26 square the pools read
+    assert torch.equal(ours, textbook)
+    for a, b in zip(our_grads, textbook_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # a sum's order, nothing more
+
+
+@pytest.mark.parametrize("image_size", [26, 27, 28, 29, 32])
+def test_read_side_is_exactly_the_square_the_textbook_network_reads(image_size):
+    torch.manual_seed(image_size)
+    net = SimpleCNN(image_size=image_size, init="torch")
+    x = torch.randn(4, 1, image_size, image_size, requires_grad=True)
+    _textbook(net, x).square().sum().backward()
+    side = net.read_side
+    assert side <= image_size
+    assert not x.grad[..., side:, :].any() and not x.grad[..., :, side:].any()
+    assert x.grad[..., side - 1, :].any() and x.grad[..., :, side - 1].any()
+    assert net(x).shape == (4, 10)
 
 
 def _train_deterministically(make_net, bf16: bool, fill: bool) -> list[torch.Tensor]:

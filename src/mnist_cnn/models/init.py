@@ -32,3 +32,14 @@ def conv_pool_side(image_size: int, kernels: tuple[int, ...] = (3, 3)) -> int:
             f"image_size={image_size} is too small for {len(kernels)} conv+pool stages"
         )
     return side
+
+
+def read_side(image_size: int, kernels: tuple[int, ...] = (3, 3)) -> int:
+    """Side of the input's top-left square that a conv+pool stack (as in conv_pool_side) reads.
+
+    A 2x2 max-pool drops an odd last row and column, so the pixels below and right of this
+    square reach no output: they get a zero gradient, and leaving them out changes nothing."""
+    side = conv_pool_side(image_size, kernels)
+    for kernel in reversed(kernels):
+        side = 2 * side + kernel - 1
+    return side
