@@ -21,7 +21,7 @@ train: install ## train the Keras lab's CNN, 3 epochs on MNIST, then test (extra
 # built once; the files in the order tests/conftest.py sorts them (the longest tiers first). The
 # slowest 20 tests are listed at the end, so a run that nears ten minutes says where the time went
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
-test: install browser ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
+test: install browser fashion-mnist ## the whole suite, four tiers: fast, slow (train.py subprocesses, a real browser), cluster (SLURM), real MNIST
 	$(PY) -m pytest $(XDIST) --durations=20 $(ARGS)
 
 test-cluster: install ## only the SLURM tier: a real one-node cluster (slurm-wlm, munge) started and stopped by scripts/slurm_cluster.sh
@@ -31,6 +31,11 @@ browser: ## headless Chromium for the TensorBoard page tests and `make screensho
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "make browser: no Chromium and not root; install it (apt-get install chromium) or the browser test fails"
+
+fashion-mnist: ## Debian's Fashion-MNIST for data=fashion_mnist and its real-data test (installed when root)
+	@[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) ; } || \
+	  echo "make fashion-mnist: not installed and not root; apt-get install dataset-fashion-mnist, or its test is skipped"
 
 screenshots: install browser ## TensorBoard's pages of the newest completed run under outputs/ as PNGs in outputs/screenshots/ (RUN=<tensorboard dir> for another)
 	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-}" outputs/screenshots
@@ -92,4 +97,4 @@ clean: ## remove caches (keeps outputs/ and .venv; `make clean-outputs` removes 
 clean-outputs: ## delete every run under outputs/ (asks first)
 	@read -p "Delete everything under outputs/? [y/N] " ok && [ "$$ok" = y ] && find outputs -mindepth 1 -not -name .gitkeep -delete || echo kept
 
-.PHONY: help install train bench bench-speedrun bench-step adversarial test test-fast test-cluster browser screenshots notebook notebook-strip lint format tensorboard clean clean-outputs
+.PHONY: help install train bench bench-speedrun bench-step adversarial test test-fast test-cluster browser fashion-mnist screenshots notebook notebook-strip lint format tensorboard clean clean-outputs
