@@ -46,6 +46,13 @@ def test_outputs_logits_per_class():
     assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # logits, not probabilities
 
 
+@pytest.mark.parametrize("side", [26, 27, 29, 32])
+def test_images_of_another_size_are_refused_not_cropped_silently(side):
+    with pytest.raises(ValueError, match=rf"image_size=28\) got images of {side}x{side}: build"):
+        SimpleCNN()(torch.rand(2, 1, side, side))
+    assert SimpleCNN(image_size=side)(torch.rand(2, 1, side, side)).shape == (2, 10)
+
+
 def test_keras_initialisation_mirrors_the_seed():
     torch.manual_seed(0)
     net = SimpleCNN()  # Glorot-uniform kernels, zero biases

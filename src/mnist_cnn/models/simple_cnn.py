@@ -29,6 +29,7 @@ class SimpleCNN(nn.Module):
         self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
         side = conv_pool_side(image_size)
+        self.image_size = image_size
         self.read_side = read_side(image_size)
         self.dense1 = nn.Linear(conv2_channels * side * side, dense_units)
         self.output = nn.Linear(dense_units, num_classes)
@@ -39,6 +40,11 @@ class SimpleCNN(nn.Module):
         # only the top-left 26x26 pixels: convolving that square alone gives the same logits, bit
         # for bit, and the same gradients up to a sum's rounding, without the convolution work
         # that no output uses.
+        if x.shape[-2:] != (self.image_size, self.image_size):  # the crop would hide a mismatch
+            raise ValueError(
+                f"SimpleCNN(image_size={self.image_size}) got images of "
+                f"{x.shape[-2]}x{x.shape[-1]}: build the network for the data's image size"
+            )
         x = x[..., : self.read_side, : self.read_side]
         # max-pool and ReLU commute (both monotone; a window's max is <= 0 exactly when all of it
         # is), so pooling first gives the same outputs and the same gradients, bit for bit, while
