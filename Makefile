@@ -27,14 +27,17 @@ test: install browser fashion-mnist ## the whole suite, four tiers: fast, slow (
 test-cluster: install ## only the SLURM tier: a real one-node cluster (slurm-wlm, munge) started and stopped by scripts/slurm_cluster.sh
 	$(PY) -m pytest -m cluster $(ARGS)
 
+# a Debian package, installed only when root (a shell command that fails otherwise)
+apt_install = { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null) ; }
+
 browser: ## headless Chromium for the TensorBoard page tests and `make screenshots` (Debian's package; installed when root)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  $(call apt_install,chromium) || \
 	  echo "make browser: no Chromium and not root; install it (apt-get install chromium) or the browser test fails"
 
 fashion-mnist: ## Debian's Fashion-MNIST for data=fashion_mnist and its real-data test (installed when root)
 	@[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || \
-	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) ; } || \
+	  $(call apt_install,dataset-fashion-mnist) || \
 	  echo "make fashion-mnist: not installed and not root; apt-get install dataset-fashion-mnist, or its test is skipped"
 
 screenshots: install browser ## TensorBoard's pages of the newest completed run under outputs/ as PNGs in outputs/screenshots/ (RUN=<tensorboard dir> for another)
