@@ -338,6 +338,27 @@ def test_sigterm_to_one_rank_is_an_interruption_not_a_failure(tiny_data_dir, tmp
     assert m["status"] == "interrupted" and Path(m["resume_checkpoint"]).is_file(), m.get("error")
 
 
+@pytest.mark.reliability("RD1")
+def test_a_rank_whose_launcher_died_before_it_started_records_why(tmp_path):
+    """The launcher killed (SIGKILL) before a rank could ask the kernel for a signal at its
+    death: the rank finds itself orphaned and stops itself. That stop used to come before the
+    rank knew its run dir, so nothing said why the run ended; now the record does. (The timed
+    test above lands here only when its SIGKILL beats the rank's first lines.)"""
+    from mnist_cnn.distributed import LAUNCHED, LAUNCHER_PID
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    not_the_parent = str(os.getpid() + 10_000_000)  # above any pid: a launcher long gone
+    env = {**os.environ, LAUNCHED: str(run_dir), LAUNCHER_PID: not_the_parent}
+    done = subprocess.run([sys.executable, str(ROOT / "train.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    m = _metrics(run_dir)
+    assert m["status"] == "interrupted" and "the launcher of the ranks died" in m["error"], m
+    assert m["error"].endswith(NOTHING_TO_RESUME), m
+
+
 @pytest.mark.slow
 @pytest.mark.reliability("RD1")
 @pytest.mark.parametrize(

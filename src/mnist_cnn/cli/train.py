@@ -35,9 +35,11 @@ def _main() -> None:
     process.install_quick_exit()
     from mnist_cnn import distributed
 
-    distributed.follow_launcher()
     if os.environ.get(distributed.LAUNCHED):  # a rank knows its run dir before the imports
         record_stops(os.environ[distributed.LAUNCHED])
+    # after: a launcher already dead is a SIGTERM the rank sends itself here, and the record is
+    # what says why the run ended
+    distributed.follow_launcher()
     exit_on_user_error(check_dir_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
