@@ -362,14 +362,18 @@ def test_a_rank_whose_launcher_died_before_it_started_records_why(tmp_path):
 @pytest.mark.slow
 @pytest.mark.reliability("RD1")
 @pytest.mark.parametrize(
-    "target,sig",
-    [("rank 1", signal.SIGTERM), ("launcher", signal.SIGTERM), ("rank 0", signal.SIGTERM),
-     ("rank 1", signal.SIGINT), ("launcher", signal.SIGKILL)],
+    "target,sig,after",
+    [("rank 1", signal.SIGTERM, 0.5), ("launcher", signal.SIGTERM, 0.5),
+     ("rank 0", signal.SIGTERM, 0.5), ("rank 1", signal.SIGINT, 0.5),
+     ("launcher", signal.SIGKILL, 0.5), ("rank 1", signal.SIGTERM, 0.0)],
 )  # fmt: skip
-def test_a_signal_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_path, target, sig):
-    """A signal before any rank has its handlers (they are still importing torch): a rank dies
-    of it, or fails as its peers go down. It was `failed` and exit 1; it is an interruption
-    with nothing to resume, exit 143, and says so."""
+def test_a_signal_while_the_ranks_start_is_an_interruption(
+    tiny_data_dir, tmp_path, target, sig, after
+):
+    """A signal while the ranks start (they are still importing torch), or, at 0 s, before the
+    rank has its handlers: a rank dies of it, or fails as its peers go down. It was `failed`
+    and exit 1; it is an interruption with nothing to resume, exit 143, and says so, naming the
+    rank signalled (at 0 s it named its peer, stopped by the launcher's own SIGTERM after)."""
     run_dir, log = tmp_path / "run", tmp_path / "run.log"
     command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}",
                *SMALL, *DDP_40, hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
@@ -382,7 +386,7 @@ def test_a_signal_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_pa
         if len(ranks) == 2:
             break
         time.sleep(0.05)
-    time.sleep(0.5)  # past the interpreter's own start-up, well inside the ranks' imports
+    time.sleep(after)  # 0.5: past the interpreter's own start-up, inside the ranks' imports
     pid = proc.pid if target == "launcher" else _rank_pid(ranks, int(target[-1]))
     os.kill(pid, sig)
     if sig == signal.SIGKILL:  # nothing of the launcher runs: its ranks, orphaned, say it
@@ -400,6 +404,9 @@ def test_a_signal_while_the_ranks_start_is_an_interruption(tiny_data_dir, tmp_pa
     assert "Traceback" not in out, out[-3000:]  # a surviving rank says it lost its peers, once
     m = _metrics(run_dir)
     assert m["status"] == "interrupted", m
+    if target.startswith("rank"):
+        other = 1 - int(target[-1])
+        assert target in m["error"] and f"rank {other}" not in m["error"], m["error"]
 
 
 @pytest.mark.slow
@@ -536,6 +543,12 @@ def test_the_launcher_names_the_rank_that_stopped_not_the_one_that_lost_its_peer
     killed, stopped = _failure(tmp_path, 1, -signal.SIGKILL), _failure(tmp_path, 0, -signal.SIGTERM)
     if killed.timestamp == stopped.timestamp:  # recorded in one second (nearly always)
         assert first_cause({0: stopped, 1: killed})[0] == 1
+    # a SIGTERM that killed rank 1 before its handlers (exit -15), and the agent's SIGTERM that
+    # its peer, handlers in place by then, ended on (exit 143): rank 1 was signalled
+    raw, handled = _failure(tmp_path, 1, -signal.SIGTERM), _failure(tmp_path, 0, 143)
+    if raw.timestamp == handled.timestamp:
+        for failures in ({0: handled, 1: raw}, {1: raw, 0: handled}):
+            assert first_cause(failures)[0] == 1, failures
 
 
 def test_a_rank_outside_a_launcher_or_without_its_log_dir_records_nothing(tmp_path, monkeypatch):

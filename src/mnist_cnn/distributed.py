@@ -74,8 +74,11 @@ def record_peers_lost(message: str) -> None:
 def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
     """The rank whose end ended the run, of torch elastic's ProcessFailures by global rank. A
     rank that lost its peers (record_peers_lost) is never it while another failed. Then the
-    first to fail; the agent times failures in whole seconds, so on a tie: a rank killed by a
-    signal other than SIGTERM (the agent's own, sent to the survivors), then the first recorded."""
+    first to fail; the agent times failures in whole seconds, so on a tie: a rank not ended by
+    SIGTERM (the agent's own, sent to the survivors: exit -15 where it lands before a rank's
+    handlers, 143 after), then one killed by a signal before its handlers (of two SIGTERMs in
+    one second, the one that found a rank too young for handlers was the first sent), then the
+    first recorded."""
 
     def lost_peers(failure: Any) -> bool:
         message = failure.message
@@ -87,7 +90,7 @@ def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
         key=lambda f: (
             lost_peers(f[1]),
             f[1].timestamp,
-            f[1].exitcode == -signal.SIGTERM,
+            f[1].exitcode in (-signal.SIGTERM, 128 + signal.SIGTERM),
             f[1].exitcode >= 0,
         ),
     )
