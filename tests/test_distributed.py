@@ -302,22 +302,38 @@ DDP_40 = ("trainer.max_epochs=40", "trainer.devices=2", "seed=5", "callbacks=min
 
 
 def _ddp_run_at_epoch_3(
-    data_dir, run_dir: Path, log: Path, epochs: int = 40
+    data_dir, run_dir: Path, log: Path, epochs: int = 40, nohup: bool = False
 ) -> tuple[subprocess.Popen, list[str]]:
     """A 2-rank run of `epochs` tiny epochs (~1 s each), returned once its 3rd epoch is done: it
     cannot end before a signal sent then lands, even on a loaded machine (a CI run once finished
     a 20-epoch run first, when the signal was sent after a fixed time). Returns the launcher
-    process and the run's overrides."""
+    process and the run's overrides. nohup: started by `nohup`, in a session of its own."""
     common = [f"data.data_dir={data_dir}", *SMALL, *DDP_40, f"trainer.max_epochs={epochs}"]
-    command = [sys.executable, str(ROOT / "train.py"), *common,
+    command = [*(["nohup"] if nohup else []), sys.executable, str(ROOT / "train.py"), *common,
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=nohup)  # fmt: skip
     deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
     # the run directory exists a moment before train.log does: wait for the file itself
     while f"epoch 3/{epochs}" not in (train_log.read_text() if train_log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.3)
     return proc, common
+
+
+@pytest.mark.reliability("SIG3")
+@pytest.mark.slow
+def test_a_run_started_by_nohup_outlives_the_hangup_of_its_session(tiny_data_dir, tmp_path):
+    """`nohup python train.py trainer.devices=2 &`, then the SSH session closes: the hangup
+    reaches the launcher and both ranks (the session's processes). Each handler of the run, and
+    torch's agent, used to replace nohup's choice: the ranks saved and stopped, exit 129."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    proc, _ = _ddp_run_at_epoch_3(tiny_data_dir, run_dir, log, epochs=12, nohup=True)
+    os.killpg(proc.pid, signal.SIGHUP)
+    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    m = _metrics(run_dir)
+    assert m["status"] == "completed" and m["epochs"] == 12, m
+    assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()
 
 
 @pytest.mark.reliability("RD1")

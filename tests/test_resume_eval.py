@@ -632,6 +632,27 @@ def test_sighup_in_fit_saves_a_checkpoint_and_exits_129(tiny_data_dir, tmp_path)
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
 
 
+@pytest.mark.reliability("SIG3")
+@pytest.mark.slow
+def test_under_nohup_a_hangup_in_fit_or_test_stops_nothing(tiny_data_dir, tmp_path):
+    """`nohup python train.py &` and the session closes mid-fit, then mid-test: the run goes on
+    to its end, as nohup asked (the run's handlers stopped it, exit 129)."""
+    run_dir = tmp_path / "run"
+    command = ["nohup", sys.executable, str(ROOT / "train.py"), "model=mlp",
+               hydra_override("data.data_dir", str(tiny_data_dir)), "callbacks=minimal",
+               "+callbacks.signal._target_=signal_at.SignalAt", "+callbacks.signal.step=2",
+               "+callbacks.signal.signum=SIGHUP", "+callbacks.hangup._target_=signal_at.SignalAt",
+               "+callbacks.hangup.step=0", "+callbacks.hangup.signum=SIGHUP",
+               "+callbacks.hangup.stage=test",
+               hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": HELPERS})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["test/total"] > 0, m
+    assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()
+
+
 @pytest.mark.reliability("SIG1")
 @pytest.mark.slow
 @pytest.mark.parametrize("script,signum", [("train.py", "SIGTERM"), ("eval.py", "SIGINT")])

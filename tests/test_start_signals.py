@@ -14,7 +14,7 @@ import pytest
 from helpers.data import ROOT
 from helpers.runs import run_train
 
-from mnist_cnn import process
+from mnist_cnn import process, stop_signals
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped
 
@@ -22,7 +22,7 @@ from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped
 @pytest.fixture
 def own_handlers():
     """The test process's handlers and the module's state, as they were."""
-    saved = {signum: signal.getsignal(signum) for signum in process.STOP_SIGNALS}
+    saved = {signum: signal.getsignal(signum) for signum in stop_signals.STOP_SIGNALS}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
@@ -50,6 +50,42 @@ def test_a_signal_while_starting_ends_the_process_even_inside_an_import_that_swa
     assert proc.stdout == "loading\n"  # what was printed before is flushed, nothing after runs
     name = signal.Signals(sig).name
     assert proc.stderr == f"interrupted: {name} received {process.WHILE_STARTING}\n"
+
+
+@pytest.mark.reliability("SIG3")
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    """`nohup` (SIGHUP) and a script's `&` (SIGINT) start a process ignoring a signal: through the
+    start, the run's handlers and the exit it stays ignored; the others still stop it."""
+    ignored = ("SIGHUP", "SIGINT")
+    code = (
+        "import os, signal, time\n"
+        "from mnist_cnn import process\n"
+        "from mnist_cnn.callbacks.resume import GracefulInterrupt\n"
+        "process.starting_up()\n"
+        f"for name in {ignored!r}:\n"
+        "    os.kill(os.getpid(), getattr(signal, name))\n"
+        "process.started()\n"
+        "run = GracefulInterrupt('/tmp')\n"
+        "run.setup(None, None, 'fit')\n"
+        "run._own_the_signals()\n"
+        f"for name in {ignored!r}:\n"
+        "    os.kill(os.getpid(), getattr(signal, name))\n"
+        "assert run.received is None\n"
+        "print('trained on', flush=True)\n"
+        "run.teardown(None, None, 'fit')\n"
+        "process.starting_up()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+    )
+
+    def ignore():
+        for name in ignored:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, preexec_fn=ignore)  # fmt: skip
+    assert proc.stdout == "trained on\n", proc.stderr[-2000:]
+    assert proc.returncode == 143, proc.stderr[-2000:]
 
 
 def test_once_started_a_signal_raises_where_it_lands(own_handlers):

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mnist_cnn import stop_signals
+
 # set by torchrun / torch's elastic agent, and by srun under SLURM
 RANK_VARS = ("RANK", "SLURM_PROCID")
 LAUNCHED = "MNIST_CNN_RANK_OF"  # set by launch_ranks for its ranks: the parent run dir
@@ -195,6 +197,7 @@ def launch_ranks(nproc: int, argv: list[str], run_dir: str) -> None:
         rdzv_endpoint="127.0.0.1:0",  # a free port, picked by the agent (torchrun --standalone)
         max_restarts=0,
         monitor_interval=0.5,
+        signals_to_handle=stop_signals.for_torch_elastic(),  # those the agent stops the ranks on
     )
     os.environ[LAUNCHED] = run_dir
     os.environ[LAUNCHER_PID] = str(os.getpid())

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from mnist_cnn import deferred_imports
 from mnist_cnn.errors import WHILE_STARTING
+from mnist_cnn.stop_signals import honoured
 
 # warnings that say nothing a user of this project can act on
 QUIET_WARNINGS = (
@@ -78,7 +79,6 @@ def quiet_libraries() -> None:
     _drop_lines(QUIET_INFO)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _starting = False  # between starting_up() and started(): a signal ends the process at once
 _frozen = False  # the objects of the imports frozen (started)
 _record_stop: Callable[[str], object] | None = None  # what a stop while starting leaves behind
@@ -144,7 +144,7 @@ def started() -> None:
 def _stop_on_signals() -> None:
     """Signals outside a training or test step raise errors.Stopped (see there)."""
     if threading.current_thread() is threading.main_thread():  # the only place Python allows it
-        for signum in STOP_SIGNALS:
+        for signum in honoured():  # one started ignored stays so (stop_signals)
             signal.signal(signum, _on_signal)
 
 
@@ -233,7 +233,7 @@ def finish(code: int = 0) -> NoReturn:
     # everything is written: a signal now interrupts no run (raising Stopped inside an atexit
     # handler would only print a traceback); a second one means the exit itself is stuck
     if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
+        for signum in honoured():
             signal.signal(signum, lambda signum, _: signal.signal(signum, signal.SIG_DFL))
     sys.exit(code)
 

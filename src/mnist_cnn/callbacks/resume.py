@@ -19,6 +19,7 @@ import lightning as L
 import torch
 
 from mnist_cnn.errors import EXIT_CODES, InterruptedDuringTest, TrainingInterrupted
+from mnist_cnn.stop_signals import handler_for
 
 
 class GracefulInterrupt(L.Callback):
@@ -43,14 +44,15 @@ class GracefulInterrupt(L.Callback):
         if stage in ("fit", "test"):
             self._stage = stage
             for signum in EXIT_CODES:
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                handler = handler_for(signum, self._on_signal)
+                self._previous[signum] = signal.signal(signum, handler)
 
     def _own_the_signals(self) -> None:
         """Lightning registers its own SIGTERM handler after setup: in DDP it makes each rank
         raise at its own step (the others then fail mid-all-reduce). Ours, alone, stops every
         rank at the same step with a checkpoint."""
         for signum in EXIT_CODES:
-            signal.signal(signum, self._on_signal)
+            signal.signal(signum, handler_for(signum, self._on_signal))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._own_the_signals()
