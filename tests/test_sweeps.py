@@ -35,9 +35,12 @@ def test_same_seed_same_bits_other_seed_differs(tiny_data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_path):
+@pytest.mark.reliability("M4")
+def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_path, monkeypatch):
     """`-m seed=1,2 +trainer.limit_train_batches=...`: every run is partial, so the sweep and
-    compare.py (exactly as the README shows it) compare them and say they are partial."""
+    compare.py (exactly as the README shows it) compare them and say they are partial. A signal
+    while the comparison is written names the command that writes it (it said only "outside a
+    training or test step", exit 143 beside two completed jobs)."""
     import subprocess
     import sys
 
@@ -60,6 +63,36 @@ def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_pat
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert "| all runs | 2 |" in again.stdout and "smoke comparison" in again.stdout
+
+    import shlex
+    import signal
+
+    from mnist_cnn import compare, process, stop_signals
+    from mnist_cnn.errors import Stopped
+    from mnist_cnn.hydra_callbacks import SweepSummary
+
+    (sweep / "comparison.json").unlink()
+    real = compare.compare
+
+    def signalled(*args, **kwargs):  # SIGTERM lands inside the comparison
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "compare", signalled)
+    saved = {signum: signal.getsignal(signum) for signum in stop_signals.STOP_SIGNALS}
+    process.starting_up()
+    process.started()
+    try:
+        with pytest.raises(Stopped) as stopped:
+            SweepSummary().on_multirun_end(_sweep_config(sweep))
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert stopped.value.exit_code == 143 and not (sweep / "comparison.json").exists()
+    command = stopped.value.where.split("write it: ", 1)[1]
+    written = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120,
+                             cwd=ROOT)  # fmt: skip
+    assert written.returncode == 0 and (sweep / "comparison.json").is_file(), written.stderr
 
 
 @pytest.mark.reliability("M3")

@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnist_cnn.cli import exit_on_user_error
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import Stopped, UserError
 
 log = logging.getLogger(__name__)
 LOCK = ".sweep.lock"
@@ -179,6 +179,14 @@ class SweepSummary(Callback):
         try:
             (sweep_dir / LOCK).unlink(missing_ok=True)
             self._summarise(sweep_dir)
+        except Stopped as exc:  # every job had ended: what is missing is the comparison
+            from mnist_cnn.commands import script_command
+
+            command = script_command("compare.py", str(sweep_dir))
+            where = (
+                f"after the sweep's last job, as its comparison was written; write it: {command}"
+            )
+            raise Stopped(exc.exit_code - 128, where) from None
         except UserError as exc:
             _refuse(f"sweep {sweep_dir}: {exc}", code=1)
         except Exception as exc:  # a bug: still never an exit 0
