@@ -1,13 +1,25 @@
-"""Fixtures only: tiny generated IDX data and the network guard (helpers live in tests/helpers)."""
+"""Fixtures (tiny generated IDX data, the network guard) and the signals the suite starts with."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
-import pytest
-from helpers.data import write_mnist
+# The suite's commands run as from a terminal, whatever started the suite: under `nohup` (SIGHUP
+# ignored) or as a script's `&` job (SIGINT ignored) the processes the tests start would inherit
+# the ignore, and keep it (mnist_cnn.stop_signals), so the signals the tests send would not
+# arrive. Set before anything of the project is imported: it reads them once.
+for _signum, _default in (
+    (signal.SIGHUP, signal.SIG_DFL),
+    (signal.SIGINT, signal.default_int_handler),
+):
+    if signal.getsignal(_signum) is signal.SIG_IGN:
+        signal.signal(_signum, _default)
+
+import pytest  # noqa: E402
+from helpers.data import write_mnist  # noqa: E402
 
 # the CPUs pytest started with; a worker of `make test` (two pytest-xdist workers) takes its share
 ALL_CPUS = sorted(os.sched_getaffinity(0))
