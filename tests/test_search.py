@@ -264,6 +264,28 @@ class _quiet_missing:
         return kind is not None and issubclass(kind, (KeyError, IntegrityError))
 
 
+@pytest.mark.reliability("RD5")
+@pytest.mark.parametrize("state", [TrialState.FAIL, TrialState.COMPLETE, TrialState.PRUNED])
+def test_a_run_for_a_finished_trial_is_refused_naming_how_the_study_goes_on(tmp_path, state):
+    """The interrupted trial's record used to carry a resume command; run, it trained the trial
+    to its end and then died on optuna's UpdateFinishedTrialError (exit 1), the trial having been
+    marked failed and its parameters queued again when the worker stopped."""
+    from mnist_cnn.errors import UserError
+    from mnist_cnn.search.trials import trial_params
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="tiny", storage=storage, direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+    with pytest.raises(
+        UserError, match=rf"optuna.trial=0 of study 'tiny' has finished \({state.name}\)"
+    ) as refused:
+        trial_params(storage, "tiny", 0)
+    assert f"hydra.sweeper.storage={storage}" in str(refused.value)
+    assert trial_params(storage, "tiny", 1) == running.params  # a running trial is its own
+
+
 @pytest.mark.reliability("RD3")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):
@@ -285,6 +307,13 @@ def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):
         failed = [n for n, (state, _) in before.items() if state == TrialState.FAIL]
         assert len(failed) == 1
         (killed_number,) = failed
+        # the worker and the trial's record say the study goes on, not the trial
+        said = log.read_text()
+        assert f"in trial {killed_number} of the search; its parameters are queued again" in said
+        records = [json.loads(p.read_text()) for p in (tmp_path / "first").glob("*/metrics.json")]
+        (stopped,) = [r for r in records if r["optuna"]["trial"] == killed_number]
+        assert "resume_command" not in stopped and stopped["optuna"]["state"] == "fail"
+        assert f"hydra.sweeper.storage={storage}" in stopped["error"], stopped["error"]
     else:  # SIGKILL: left RUNNING; the next worker, started at once, waits out its grace
         (killed_number,) = killed
     done_before = {n for n, (state, _) in before.items() if state == TrialState.COMPLETE}

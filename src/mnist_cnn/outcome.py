@@ -51,6 +51,13 @@ def recorded(
         record.update(status="diverged", error=message, epoch=exc.epoch, global_step=exc.step)
         raise TrainingDiverged(message, exc.epoch, exc.step) from None
     except TrainingInterrupted as exc:
+        if trial:  # the search marks the trial failed and queues its parameters again
+            from mnist_cnn.search.trials import going_on
+
+            going = going_on(trial["storage"], trial["study"])
+            record.update(status="interrupted", error=f"{exc}; {going}",
+                          optuna={**trial, "state": "fail"})  # fmt: skip
+            raise
         record.update(
             status="interrupted",
             error=str(exc),

@@ -174,12 +174,10 @@ def sweep_job(cfg) -> float | Pruned | None:
         return exc
     except RankFailed as exc:
         if exc.exit_code in (129, 130, 143):  # its ranks were stopped by a signal: as below
-            where = f"in job {job} of the sweep; its metrics.json says how to resume"
-            raise Stopped(exc.exit_code - 128, where) from None
+            raise Stopped(exc.exit_code - 128, _stopped_in(cfg, job)) from None
         print(f"error: job {job}: {exc}", file=sys.stderr, flush=True)
     except Interrupted as exc:  # a signal stops the sweep, not one job (its record says so)
-        where = f"in job {job} of the sweep; its metrics.json says how to resume"
-        raise Stopped(exc.signum, where) from None
+        raise Stopped(exc.signum, _stopped_in(cfg, job)) from None
     except Stopped as exc:  # outside a step: the job's record says so
         record_stop(exc, say=False)
         raise
@@ -190,3 +188,14 @@ def sweep_job(cfg) -> float | Pruned | None:
         log.exception("job %s failed", job)
         record_failure(exc)
     return None
+
+
+def _stopped_in(cfg, job: int) -> str:
+    """Where a signal stopped a sweep, and how it goes on: a job's own record resumes it; an
+    Optuna trial is not resumed, its study is (the search queued the trial's parameters again)."""
+    trial = (cfg.get("optuna") or {}).get("trial")
+    if trial is None:
+        return f"in job {job} of the sweep; its metrics.json says how to resume"
+    from mnist_cnn.search.trials import going_on
+
+    return f"in trial {trial} of the search; {going_on(cfg.optuna.storage, cfg.optuna.study)}"

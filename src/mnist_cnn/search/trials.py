@@ -10,13 +10,31 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn.errors import UserError
 
 
+def going_on(storage: str, study_name: str) -> str:
+    """How a search stopped in a trial goes on: the trial is not resumed, the study is."""
+    from mnist_cnn.search.storage import redact
+
+    return (
+        "its parameters are queued again in the study: to go on, start a worker with the same "
+        f"storage and study (hydra.sweeper.storage={redact(storage)}, study {study_name!r}; "
+        "docs/search.md, Resume)"
+    )
+
+
 def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
-    """The settings the study sampled for trial `number` (what metrics.json records)."""
+    """The settings the study sampled for trial `number` (what metrics.json records); a trial
+    that has finished is refused (a run could never report to it)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage)
     for trial in study.get_trials(deepcopy=False):
+        if trial.number == number and trial.state.is_finished():
+            raise UserError(
+                f"optuna.trial={number} of study {study_name!r} has finished "
+                f"({trial.state.name}), so no run can report to it (a resume of a stopped "
+                f"trial's checkpoint?); {going_on(storage, study_name)}"
+            )
         if trial.number == number:
             return dict(trial.params)
     raise UserError(f"optuna.trial={number}: no such trial in study {study_name!r}")
