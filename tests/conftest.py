@@ -93,3 +93,16 @@ def no_network(monkeypatch):
         raise OSError(f"network disabled in tests (tried {address!r})")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def own_handlers():
+    """For a test that calls process.starting_up() in pytest's own process: the handlers of the
+    stop signals and the module's state, as they were."""
+    from mnist_cnn import process, stop_signals
+
+    saved = {signum: signal.getsignal(signum) for signum in stop_signals.STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    process.started()

@@ -14,19 +14,9 @@ import pytest
 from helpers.data import ROOT
 from helpers.runs import run_train
 
-from mnist_cnn import process, stop_signals
+from mnist_cnn import process
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped
-
-
-@pytest.fixture
-def own_handlers():
-    """The test process's handlers and the module's state, as they were."""
-    saved = {signum: signal.getsignal(signum) for signum in stop_signals.STOP_SIGNALS}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-    process.started()
 
 
 @pytest.mark.reliability("SIG2")

@@ -36,7 +36,9 @@ def test_same_seed_same_bits_other_seed_differs(tiny_data_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.reliability("M4")
-def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_path, monkeypatch):
+def test_the_first_sweep_a_user_runs_exits_0_and_compares(
+    tiny_data_dir, tmp_path, monkeypatch, own_handlers
+):
     """`-m seed=1,2 +trainer.limit_train_batches=...`: every run is partial, so the sweep and
     compare.py (exactly as the README shows it) compare them and say they are partial. A signal
     while the comparison is written names the command that writes it (it said only "outside a
@@ -67,7 +69,7 @@ def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_pat
     import shlex
     import signal
 
-    from mnist_cnn import compare, process, stop_signals
+    from mnist_cnn import compare, process
     from mnist_cnn.errors import Stopped
     from mnist_cnn.hydra_callbacks import SweepSummary
 
@@ -79,15 +81,10 @@ def test_the_first_sweep_a_user_runs_exits_0_and_compares(tiny_data_dir, tmp_pat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(compare, "compare", signalled)
-    saved = {signum: signal.getsignal(signum) for signum in stop_signals.STOP_SIGNALS}
     process.starting_up()
     process.started()
-    try:
-        with pytest.raises(Stopped) as stopped:
-            SweepSummary().on_multirun_end(_sweep_config(sweep))
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+    with pytest.raises(Stopped) as stopped:
+        SweepSummary().on_multirun_end(_sweep_config(sweep))
     assert stopped.value.exit_code == 143 and not (sweep / "comparison.json").exists()
     command = stopped.value.where.split("write it: ", 1)[1]
     written = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120,
