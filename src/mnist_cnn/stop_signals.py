@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import signal
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from mnist_cnn.errors import EXIT_CODES
+
+STOP_SIGNALS = tuple(EXIT_CODES)  # SIGINT, SIGTERM, SIGHUP: the signals a run has an exit code for
 
 # read at the first import, before any handler is set: the entry points import this module (via
 # mnist_cnn.process) before anything of theirs or of the libraries installs one
