@@ -16,7 +16,7 @@ from helpers.runs import SIGNAL_ENV, printed, run_printed_resume, run_train, sig
 from mnist_cnn import fastest, measurements
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.config import validate
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import NOTHING_TO_RESUME, UserError
 from mnist_cnn.train import compose_config
 
 # half the steps of a network a quarter as wide: quicker on any machine
@@ -116,6 +116,11 @@ def test_a_signal_while_the_candidates_are_measured_stops_in_one_line(tiny_data_
     assert fastest.WHILE_MEASURING in proc.stderr
     assert "Traceback" not in proc.stderr and "resume with" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # and the run dir says so: before, Hydra had forgotten it by the time the line was printed
+    assert _metrics(tmp_path / "run") == {
+        "status": "interrupted",
+        "error": f"SIGINT received before the run began; {NOTHING_TO_RESUME}",
+    }
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import torch
 from helpers.runs import SIGNAL_ENV, printed, run_printed_resume, run_script, run_train, signal_at
 
 from mnist_cnn.commands import hydra_override
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import NOTHING_TO_RESUME, UserError
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +144,11 @@ def test_a_signal_while_the_budget_is_measured_stops_the_run_in_one_line(tiny_da
     assert "while its budget was being measured; nothing to resume" in proc.stderr
     assert "Traceback" not in proc.stderr and "resume with" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # the probe wrote to its scratch
+    # and the run dir says so: before, Hydra had forgotten it by the time the line was printed
+    assert _metrics(tmp_path / "run") == {
+        "status": "interrupted",
+        "error": f"SIGINT received before the run began; {NOTHING_TO_RESUME}",
+    }
 
 
 def test_a_sweep_of_budget_runs_on_part_of_the_data_plans_each_job_and_compares(

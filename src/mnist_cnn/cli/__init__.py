@@ -66,18 +66,20 @@ def _if_orphaned(record: Callable[..., None], signal_name: str) -> None:
 
 def record_stop(exc: Stopped, say: bool = True) -> None:
     """A signal outside a step: the run dir records it where its record had not begun; say:
-    the line printed tells what is left (the resume command, or starting again)."""
+    the line printed tells what is left (the resume command, or starting again). Call it inside
+    the Hydra task, before the exception leaves it: Hydra forgets the run dir on the way out."""
     from hydra.core.hydra_config import HydraConfig
 
     from mnist_cnn import distributed
     from mnist_cnn.runs import RunRecord
 
     run_dir = HydraConfig.get().runtime.output_dir
-    if not os.environ.get(distributed.LAUNCHED):
+    launched = os.environ.get(distributed.LAUNCHED)  # its launcher records and says it
+    if not launched:
         RunRecord.stopped_before_start(run_dir, str(exc))
     record = RunRecord.existing(run_dir)
     command = record.data.get("resume_command") if record is not None else None
-    if say and "nothing to resume" not in exc.where:
+    if say and not launched and "nothing to resume" not in exc.where:
         exc.where += f"; resume with: {command}" if command else f"; {NOTHING_TO_RESUME}"
 
 
@@ -90,27 +92,19 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
 @contextmanager
 def stopped_by_signal(completed: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """errors.Stopped (a signal outside a training or test step) exits 128 + its number, with one
-    line; the run's record already says interrupted. completed: whether the run had completed
-    when the signal came (then nothing was stopped: exit 0, as its record says)."""
+    line; the run's record already says interrupted (record_stop, in the task). completed:
+    whether the run had completed when the signal came (then nothing was stopped: exit 0, as its
+    record says)."""
     try:
         yield
     except Stopped as exc:
         if completed():
             print(f"{exc} received after the run completed: nothing was stopped", file=sys.stderr)
             sys.exit(0)
-        if _single_run():  # a sweep's jobs record their own
-            record_stop(exc)
         print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
         exit_while_starting()
-
-
-def _single_run() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 # run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again

@@ -10,6 +10,7 @@ from mnist_cnn.cli import (
     check_dir_overrides,
     exit_on_user_error,
     record_failure,
+    record_stop,
     record_stops,
     stopped_by_signal,
     user_errors,
@@ -55,7 +56,7 @@ def evaluate_checkpoint(cfg) -> float:
         check_data_links(cfg)
         checkpoint = load_all(cfg.ckpt_path)
     process.configure(cfg.threads)
-    from mnist_cnn.errors import InterruptedDuringTest
+    from mnist_cnn.errors import InterruptedDuringTest, Stopped
     from mnist_cnn.eval import evaluate
 
     process.started()
@@ -66,3 +67,6 @@ def evaluate_checkpoint(cfg) -> float:
     except InterruptedDuringTest as exc:
         print(f"interrupted: {exc}; run the same command again", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+    except Stopped as exc:  # outside the test, before or after its record began
+        record_stop(exc)
+        raise

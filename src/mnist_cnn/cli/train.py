@@ -115,7 +115,8 @@ def single_run(cfg) -> float | None:
         from mnist_cnn.outcome import completed_record
 
         done = completed_record(cfg.paths.output_dir)
-        if done is None:
+        if done is None:  # before or after the record began (the probe of a budget, the test)
+            record_stop(exc)
             raise
         log.warning("%s arrived after the run completed: nothing was stopped", exc)
         return done.get("val/acc")
