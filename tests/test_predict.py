@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.data import HAS_REAL_MNIST, REAL_DATA, ROOT, make_digits
+from helpers.runs import run_script_reader_gone
 from PIL import Image, ImageDraw
 
 from mnist_cnn import images
@@ -377,3 +379,40 @@ def test_images_are_predicted_in_batches_in_order_around_a_bad_file(
     assert [r["digit"] for r in results] == expected
     assert err.count("3b.png") == 1
     assert sorted(p.name.split("_")[0] for p in saved.iterdir()) == [f"{i:04d}" for i in range(7)]
+
+
+@pytest.mark.reliability("OUT3")
+@pytest.mark.slow
+def test_predict_whose_reader_left_ends_quietly(tmp_path, ckpt):
+    """`predict.py DIR | head -3`: a BrokenPipeError traceback and exit 1 before."""
+    for i in range(3):
+        seven(100 + i).save(tmp_path / f"{i}.png")
+    proc = run_script_reader_gone("predict.py", str(tmp_path), "--ckpt", str(ckpt))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip() == f"checkpoint: {ckpt} (given with --ckpt)"
+
+
+@pytest.mark.reliability("SIG4")
+@pytest.mark.slow
+def test_ctrl_c_while_predict_reads_is_one_line_and_exit_130(tmp_path, ckpt):
+    """Ctrl-C as the images are read: a KeyboardInterrupt traceback before. The signal goes as
+    predict says which checkpoint it read, with thousands of images still to read and save."""
+    digits, saved = tmp_path / "digits", tmp_path / "saved"
+    digits.mkdir()
+    for i, image in enumerate(make_digits(3000, seed=0)[0]):
+        Image.fromarray(image).save(digits / f"{i:04d}.png")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "predict.py"), str(digits), "--ckpt", str(ckpt)]
+        + ["--save-inputs", str(saved)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = proc.stderr.readline()
+    assert first.startswith("checkpoint: "), first
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest[-3000:]
+    said = f"interrupted: SIGINT received; --save-inputs {saved} may hold some of the inputs; "
+    assert rest == said + "run the command again\n"
+    assert not saved.exists() or len(list(saved.iterdir())) < 3000  # it stopped reading

@@ -199,19 +199,20 @@ class SweepSummary(Callback):
         from mnist_cnn.commands import tensorboard_command
         from mnist_cnn.compare import compare
         from mnist_cnn.compare_report import markdown, write
+        from mnist_cnn.console import out
         from mnist_cnn.run_reader import PRUNED, discover, load
 
         reasons = [load(run_dir) for run_dir in discover([str(sweep_dir)])]
         if reasons and all(isinstance(r, str) and r.startswith(PRUNED) for r in reasons):
             # a search whose pruner stopped every trial ended as searches do: nothing to compare
-            print(f"\nSweep summary ({sweep_dir}): every trial ({len(reasons)}) was {PRUNED}; "
-                  "nothing completed to compare", flush=True)  # fmt: skip
+            out(f"\nSweep summary ({sweep_dir}): every trial ({len(reasons)}) was {PRUNED}; "
+                "nothing completed to compare")  # fmt: skip
             return
         result = compare([str(sweep_dir)])
 
-        print(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}", flush=True)
+        out(f"\nSweep summary ({sweep_dir}):\n{markdown(result)}")
         if any(sweep_dir.glob("*/tensorboard/**/events.out.tfevents.*")):  # logger=null: none
-            print(f"View the sweep: {tensorboard_command(sweep_dir)}", flush=True)
+            out(f"View the sweep: {tensorboard_command(sweep_dir)}")
         write(result, sweep_dir)
         if result["excluded"]:
             _refuse(

@@ -32,6 +32,25 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 
     )
 
 
+def run_script_reader_gone(script: str, *args: str, env: dict | None = None, timeout: int = 300):
+    """`python SCRIPT ARGS | head -0`, as it were: stdout is a pipe whose reader has already
+    left, so every write to it fails (EPIPE); stdout is not captured, stderr is."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, str(ROOT / script), *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        os.close(write)
+
+
 def run_train(*overrides: str, run_dir: Path | None = None, env: dict | None = None, timeout=300):
     """`python train.py OVERRIDES [hydra.run.dir=RUN_DIR]` (RUN_DIR quoted for Hydra)."""
     extra = [hydra_override("hydra.run.dir", str(run_dir))] if run_dir is not None else []

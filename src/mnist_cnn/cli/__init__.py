@@ -90,18 +90,21 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 @contextmanager
-def stopped_by_signal(completed: Callable[[], bool] = lambda: False) -> Iterator[None]:
+def stopped_by_signal(
+    completed: Callable[[], bool] = lambda: False, left: str | None = None
+) -> Iterator[None]:
     """errors.Stopped (a signal outside a training or test step) exits 128 + its number, with one
     line; the run's record already says interrupted (record_stop, in the task). completed:
     whether the run had completed when the signal came (then nothing was stopped: exit 0, as its
-    record says)."""
+    record says). left: what the line says is left, for a command that runs no training."""
     try:
         yield
     except Stopped as exc:
         if completed():
             print(f"{exc} received after the run completed: nothing was stopped", file=sys.stderr)
             sys.exit(0)
-        print(f"interrupted: {exc} received {exc.where}", file=sys.stderr)
+        said = f"received {exc.where}" if left is None else f"received; {left}"
+        print(f"interrupted: {exc} {said}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
         exit_while_starting()

@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_cnn.cli import user_errors
+from mnist_cnn import process
+from mnist_cnn.cli import stopped_by_signal, user_errors
 
 
 def main(argv: list[str] | None = None) -> None:
+    command = argv is None  # not a call from Python (tests, notebooks): the process is ours
+    if command:
+        process.starting_up()
+        process.install_quick_exit()
     parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run or sweep dirs, globs, metrics.json files")
     parser.add_argument("--out", type=Path, help="where to write comparison.* (default: beside)")
@@ -27,18 +32,25 @@ def main(argv: list[str] | None = None) -> None:
         help="pool runs tested on part of the test set (limited batches) with the others",
     )
     args = parser.parse_args(argv)
-    with user_errors():
+    with stopped_by_signal(left="run the command again"), user_errors():
+        if command:
+            import mnist_cnn.compare_report  # noqa: F401  (the libraries, before a signal raises)
+
+            process.started()
         run(args)
+        if command:  # without the interpreter's teardown, where a signal kills without a word
+            process.finish(0)
 
 
 def run(args: argparse.Namespace) -> None:
     from mnist_cnn.compare import compare
     from mnist_cnn.compare_report import default_out_dir, markdown, write
+    from mnist_cnn.console import out
 
     labels = [k.strip() for k in args.label.split(",")] if args.label else None
     result = compare(
         args.paths, baseline=args.baseline, label_keys=labels, include_subsets=args.include_subsets
     )
-    print(markdown(result))
+    out(markdown(result))
     written = write(result, args.out or default_out_dir(result))
-    print(f"\nWrote {', '.join(str(p) for p in written)}")
+    out(f"\nWrote {', '.join(str(p) for p in written)}")

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import user_errors
+from mnist_cnn.cli import stopped_by_signal, user_errors
 from mnist_cnn.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:
+    command = argv is None  # not a call from Python (tests, notebooks): the process is ours
+    if command:
+        process.starting_up()
     process.install_quick_exit()
     parser = argparse.ArgumentParser(
         prog="predict.py",
@@ -30,13 +33,21 @@ def main(argv: list[str] | None = None) -> None:
         "--save-inputs", type=Path, metavar="DIR", help="save the 28x28 each image became, as PNG"
     )
     args = parser.parse_args(argv)
-    with user_errors():
+    left = "run the command again"
+    if args.save_inputs:
+        left = f"--save-inputs {args.save_inputs} may hold some of the inputs; {left}"
+    with stopped_by_signal(left=left), user_errors():
+        if command:
+            import mnist_cnn.predict  # noqa: F401  (the libraries, before a signal raises)
+
+            process.started()
         run(args)
-    if argv is None:  # a command, not a call from Python (tests, notebooks)
-        process.finish(0)
+        if command:  # inside: a signal from here is one the exit honours (process.finish)
+            process.finish(0)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from mnist_cnn.console import out
     from mnist_cnn.predict import load_network, newest_checkpoint, predict
 
     if args.ckpt:
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results, failures = predict(net, config, [Path(p) for p in args.paths], args.save_inputs)
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
-    print(json.dumps(results, indent=2) if args.json else table(results))
+    out(json.dumps(results, indent=2) if args.json else table(results))
     if failures:
         raise UserError(
             f"{len(failures)} problem(s) (above); the {len(results)} images read are predicted"
