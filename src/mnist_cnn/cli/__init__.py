@@ -6,6 +6,7 @@ HYDRA_FULL_ERROR=1 shows the traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -108,6 +109,28 @@ def stopped_by_signal(
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before any handler of ours (a rank still importing)
         exit_while_starting()
+
+
+@contextmanager
+def a_command(argv: list[str] | None, libraries: str, left: str) -> Iterator[None]:
+    """Around the work of a command that trains nothing (compare.py, predict.py). Run as a
+    command (argv None; called from Python, by tests or a notebook, the process stays the
+    caller's): a signal while `libraries` load ends it at once, a later one is one line that says
+    what is `left`, exit 128 + the signal; a user error is one line; once done, the process exits
+    without the interpreter's teardown, where a signal would kill it without a word."""
+    from mnist_cnn import process
+
+    command = argv is None
+    if command:
+        process.starting_up()
+        process.install_quick_exit()
+    with stopped_by_signal(left=left), user_errors():
+        if command:
+            importlib.import_module(libraries)  # before a signal raises
+            process.started()
+        yield
+        if command:  # inside: a signal from here is one the exit honours
+            process.finish(0)
 
 
 # run-dir settings Hydra copies into hydra.runtime.output_dir and then resolves again

@@ -9,15 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_cnn import process
-from mnist_cnn.cli import stopped_by_signal, user_errors
+from mnist_cnn.cli import a_command
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = argv is None  # not a call from Python (tests, notebooks): the process is ours
-    if command:
-        process.starting_up()
-        process.install_quick_exit()
     parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run or sweep dirs, globs, metrics.json files")
     parser.add_argument("--out", type=Path, help="where to write comparison.* (default: beside)")
@@ -32,14 +27,8 @@ def main(argv: list[str] | None = None) -> None:
         help="pool runs tested on part of the test set (limited batches) with the others",
     )
     args = parser.parse_args(argv)
-    with stopped_by_signal(left="run the command again"), user_errors():
-        if command:
-            import mnist_cnn.compare_report  # noqa: F401  (the libraries, before a signal raises)
-
-            process.started()
+    with a_command(argv, "mnist_cnn.compare_report", left="run the command again"):
         run(args)
-        if command:  # without the interpreter's teardown, where a signal kills without a word
-            process.finish(0)
 
 
 def run(args: argparse.Namespace) -> None:

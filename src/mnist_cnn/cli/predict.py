@@ -8,16 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mnist_cnn import REPO_ROOT, process
-from mnist_cnn.cli import stopped_by_signal, user_errors
+from mnist_cnn import REPO_ROOT
+from mnist_cnn.cli import a_command
 from mnist_cnn.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = argv is None  # not a call from Python (tests, notebooks): the process is ours
-    if command:
-        process.starting_up()
-    process.install_quick_exit()
     parser = argparse.ArgumentParser(
         prog="predict.py",
         description="Read the digit in each image (files or folders) with a trained checkpoint.",
@@ -36,14 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     left = "run the command again"
     if args.save_inputs:
         left = f"--save-inputs {args.save_inputs} may hold some of the inputs; {left}"
-    with stopped_by_signal(left=left), user_errors():
-        if command:
-            import mnist_cnn.predict  # noqa: F401  (the libraries, before a signal raises)
-
-            process.started()
+    with a_command(argv, "mnist_cnn.predict", left):
         run(args)
-        if command:  # inside: a signal from here is one the exit honours (process.finish)
-            process.finish(0)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
