@@ -163,7 +163,7 @@ def test_no_network_reads_memory_before_writing_it(make_net, bf16):
 
 def test_configure_skips_the_fill_of_new_tensors(monkeypatch):
     monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
-    monkeypatch.setattr(process, "_stop_on_signals", lambda: None)  # the test process keeps its own
+    monkeypatch.setattr(process, "stop_on_signals", lambda: None)  # the test process keeps its own
     monkeypatch.setattr(process, "keep_freed_memory", lambda: True)
     threads = torch.get_num_threads()
     try:

@@ -286,6 +286,34 @@ def test_a_run_for_a_finished_trial_is_refused_naming_how_the_study_goes_on(tmp_
     assert trial_params(storage, "tiny", 1) == running.params  # a running trial is its own
 
 
+@pytest.mark.reliability("SIG5")
+def test_a_search_on_parallel_workers_stopped_by_kill_queues_its_trials_again(
+    tiny_data_dir, tmp_path
+):
+    """`kill PID` reaches the launching process only: it relays the signal to its workers, each
+    trial stops, and the study queues their parameters again (as a serial search's)."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = _search(tiny_data_dir, tmp_path / "sweep", storage, "hydra.sweeper.n_trials=4")
+    args += ["hydra.sweeper.n_jobs=2", "hydra/launcher=parallel", "trainer.max_epochs=30"]
+    log = tmp_path / "search.log"
+    proc = _popen(args, log)
+    _wait_running(storage, log, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
+    said = log.read_text()
+    assert "Traceback" not in said
+    trials = _trials(storage)
+    state = [t.state for t in trials]
+    # the two trials of the batch: failed, their parameters queued again; none left RUNNING
+    assert state.count(TrialState.FAIL) == 2 and state.count(TrialState.WAITING) == 2, state
+    assert TrialState.RUNNING not in state and len(trials) == 4
+    failed = sorted(t.number for t in trials if t.state == TrialState.FAIL)
+    queued = sorted(t.user_attrs["requeued_from"] for t in trials if t.state == TrialState.WAITING)
+    assert queued == failed
+    listed = ", ".join(map(str, failed))
+    assert f"SIGTERM received in trial(s) {listed} of the search; its parameters are queued" in said
+
+
 @pytest.mark.reliability("RD3")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_worker_resumes_the_study(tiny_data_dir, tmp_path, sig):

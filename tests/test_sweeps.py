@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from helpers.data import ROOT
 from helpers.runs import run_train
 from hydra import compose, initialize_config_dir
+
+from mnist_cnn.commands import hydra_override
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = ("trainer.max_epochs=1", "data.batch_size=32", "callbacks=minimal")
@@ -120,6 +129,74 @@ def test_joblib_parallel_sweep_equals_the_serial_one(tiny_data_dir, tmp_path):
         p, s = metrics(tmp_path / "p" / job), metrics(tmp_path / "s" / job)
         assert p["manifest"]["torch_threads"] == 1  # 2 cores / 2 jobs: no oversubscription
         assert p["weights_sha256"] == s["weights_sha256"] and p["test/loss"] == s["test/loss"]
+
+
+def _workers_of(launcher: int) -> list[int]:
+    """The processes started with the launcher's pid as their sweep's (its joblib workers)."""
+    mark = f"MNIST_CNN_SWEEP_PID={launcher}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("SIG5")
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c to the terminal's group", "kill PID"])  # fmt: skip
+def test_a_parallel_sweep_stopped_by_a_signal_stops_every_job_and_says_which(
+    tiny_data_dir, tmp_path, sig, group
+):
+    """The jobs running in joblib's workers save and record `interrupted`, the queued one never
+    begins, the launcher says which is which and exits 128 + the signal, no worker is left, and
+    a stopped job resumes from its record (before: the launcher left at once, saying nothing was
+    saved, and its workers ran every job to the end and stayed, holding the terminal's pipes)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=40", "data.batch_size=16",
+            "callbacks=minimal", "seed=1,2,3", "hydra/launcher=parallel",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (sweep / "0" / "checkpoints" / "last.ckpt").exists():  # job 0 is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err and "Logging error" not in err, err[-3000:]
+    records = {job: metrics(sweep / job) for job in ("0", "1", "2")}
+    assert all(r["status"] == "interrupted" for r in records.values()), records
+    assert records["0"]["resume_command"]  # it had trained an epoch: a checkpoint to go on from
+    assert "the sweep was stopped before this job began" in records["2"]["error"]
+    assert not (sweep / "2" / "checkpoints").exists()
+    name = sig.name
+    assert f"interrupted: {name} received in sweep {sweep}: " in err and "job 2 not begun" in err
+    assert "stopped, with a checkpoint (their metrics.json: the resume command)" in err
+    for _ in range(50):  # the workers leave with the launcher
+        if not _workers_of(proc.pid):
+            break
+        time.sleep(0.2)
+    assert not _workers_of(proc.pid)
+    if sig == signal.SIGTERM:
+        return
+    # the command job 0's record holds, as a user pastes it, into a dir of its own
+    where = hydra_override("hydra.run.dir", str(tmp_path / "resumed"))
+    command = f"{records['0']['resume_command']} {shlex.quote(where)}"
+    resumed = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = metrics(tmp_path / "resumed")
+    assert done["status"] == "completed" and done["epochs"] == 40, done
+    assert done["seed"] == 1 and metrics(sweep / "0")["status"] == "interrupted"  # kept as it was
 
 
 def compose_hydra(*overrides: str):

@@ -81,8 +81,10 @@ class RankFailed(UserError):
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
-class Interrupted(Exception):
-    """A signal stopped the run; its exit code is the shell's 128 + signal number."""
+class Interrupted(BaseException):
+    """A signal stopped the run; its exit code is the shell's 128 + signal number. Not an
+    Exception (as Stopped): raised from a signal handler, it can land inside a library's `except
+    Exception` (inspect.getfullargspec turns any into TypeError('unsupported callable'))."""
 
     def __init__(self, signum: int, message: str) -> None:
         super().__init__(message)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mnist_cnn import sweep_workers
 from mnist_cnn.cli import exit_on_user_error
 from mnist_cnn.errors import Stopped, UserError
 
@@ -103,6 +104,11 @@ class WritableOutputDir(Callback):
             exit_on_user_error(check, config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
+def _in_workers(config: DictConfig) -> bool:
+    """Whether the sweep's jobs run in worker processes of this one (joblib)."""
+    return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+
+
 def _refuse(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
@@ -141,6 +147,8 @@ class SweepSummary(Callback):
             self._lock(sweep_dir)
         except OSError as exc:
             _refuse(f"{sweep_dir / LOCK}: cannot use the sweep lock ({exc.strerror or exc})")
+        if _in_workers(config):
+            sweep_workers.launcher_waits()
 
     def _lock(self, sweep_dir: Path) -> None:
         # Hydra would reuse <sweep dir>/0, 1, ... and overwrite an earlier sweep's runs, or
@@ -176,6 +184,10 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if _in_workers(config) and (signum := sweep_workers.launcher_done()) is not None:
+            (sweep_dir / LOCK).unlink(missing_ok=True)
+            held = sweep_workers.what_jobs_hold(sweep_dir)
+            raise Stopped(signum, f"in sweep {sweep_dir}: {held}")
         try:
             (sweep_dir / LOCK).unlink(missing_ok=True)
             self._summarise(sweep_dir)

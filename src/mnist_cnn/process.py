@@ -67,7 +67,7 @@ def configure(threads: int | str = "auto", parallel_jobs: int = 1, keep_freed: b
     torch.utils.deterministic.fill_uninitialized_memory = False
     if keep_freed:
         keep_freed_memory()
-    _stop_on_signals()
+    stop_on_signals()
     return count
 
 
@@ -121,7 +121,7 @@ def starting_up() -> None:
     global _starting
     _starting = True
     gc.disable()
-    _stop_on_signals()
+    stop_on_signals()
     deferred_imports.defer_scipy_signal()
 
 
@@ -141,7 +141,7 @@ def started() -> None:
     gc.enable()
 
 
-def _stop_on_signals() -> None:
+def stop_on_signals() -> None:
     """Signals outside a training or test step raise errors.Stopped (see there)."""
     if threading.current_thread() is threading.main_thread():  # the only place Python allows it
         for signum in honoured():  # one started ignored stays so (stop_signals)
@@ -149,8 +149,7 @@ def _stop_on_signals() -> None:
 
 
 def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers,
-    SLURM). os.cpu_count() counts the machine's cores and ignores both."""
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -172,11 +171,9 @@ def thread_count(threads: int | str, parallel_jobs: int = 1) -> int:
 
 
 def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
-    """Let glibc reuse freed blocks up to limit_bytes instead of handing them back to the kernel.
-
-    A step frees and re-allocates the same activations; by default glibc serves blocks that big
-    with fresh mmap()s and unmaps them on free, so every step pays page faults and the kernel
-    zeroing pages again. Raising the mmap and trim thresholds keeps them; numerics are untouched.
+    """Let glibc reuse freed blocks up to limit_bytes instead of handing them back to the kernel:
+    a step frees and re-allocates the same activations, which glibc serves by default with fresh
+    mmap()s, unmapped on free (page faults, pages zeroed again, every step). Numerics untouched.
     No library exposes mallopt, hence ctypes. False where there is no glibc (macOS, musl)."""
     if not sys.platform.startswith("linux"):
         return False
@@ -184,13 +181,10 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, limit_bytes)
-    )
+    return all(mallopt(p, limit_bytes) for p in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
 
 
 def _drop_lines(prefixes: tuple[str, ...]) -> None:
-    """Lightning says these through its rank-zero logger; a filter there drops them."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     for old in [f for f in logger.filters if getattr(f, "quiet_prefixes", None)]:
         logger.removeFilter(old)
@@ -245,6 +239,12 @@ def _skip_teardown() -> None:
     if mp is not None and mp.active_children():  # children still to reap: let Python do it
         return
     logging.shutdown()  # in case logging's own handler was registered before ours
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_exit_code)
+    leave_now(_exit_code)
+
+
+def leave_now(code: int) -> NoReturn:
+    """End the process at once, its output flushed (nothing of it is left to run or save)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a reader gone: nothing more to say to it
+            stream.flush()
+    os._exit(code)

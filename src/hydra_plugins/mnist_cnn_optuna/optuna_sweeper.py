@@ -11,7 +11,6 @@ parameters again (counted once, as the trial that reruns them).
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 import warnings
@@ -20,18 +19,17 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnist_cnn_optuna.budget import budget_lock
 from hydra_plugins.mnist_cnn_optuna.heartbeat import Heartbeat, fail_and_requeue
+from hydra_plugins.mnist_cnn_optuna.told import RUN_FAILED, stopped_in, tell
 from hydra_plugins.mnist_cnn_optuna.values import build_object, override_for
+from mnist_cnn import sweep_workers
 from mnist_cnn.commands import hydra_override
-from mnist_cnn.errors import Pruned, UserError
-
-RUN_FAILED = "run_failed"  # its run's error, not a killed worker's: counted toward n_trials
+from mnist_cnn.errors import Stopped, UserError
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +205,9 @@ class OptunaSweeper(Sweeper):
                         fail_and_requeue(study, trial)
                     raise
             self.job_idx += batch
-            for trial, ret in zip(trials, returns, strict=True):
-                self._tell(study, trial, ret)
+            tell(study, trials, returns)
+            if (signum := sweep_workers.stop_requested()) is not None:
+                raise Stopped(signum, stopped_in(trials, returns, self.url, self.study_name))
 
     def _say_waiting(self, study, numbers: list[int]) -> None:
         listed = ", ".join(map(str, numbers))
@@ -232,18 +231,3 @@ class OptunaSweeper(Sweeper):
             f"optuna.trial={trial.number}",
             f"hydra.sweep.subdir={subdir}",
         ]
-
-    @staticmethod
-    def _tell(study, trial, ret) -> None:
-        from optuna.trial import TrialState
-
-        value = ret.return_value if ret.status == JobStatus.COMPLETED else None
-        if isinstance(value, Pruned):
-            study.tell(trial, state=TrialState.PRUNED)
-            log.info("trial %d pruned after epoch %d", trial.number, value.epoch)
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            study.tell(trial, float(value))
-        else:  # its run ended in an error: an outcome, counted toward n_trials
-            trial.set_user_attr(RUN_FAILED, True)
-            study.tell(trial, state=TrialState.FAIL)
-            log.warning("trial %d failed: see its run directory's metrics.json", trial.number)

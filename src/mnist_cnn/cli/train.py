@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from mnist_cnn import REPO_ROOT, preflight, process
+from mnist_cnn import REPO_ROOT, preflight, process, sweep_workers
 from mnist_cnn.cli import (
     check_dir_overrides,
     exit_on_user_error,
@@ -19,6 +19,7 @@ from mnist_cnn.cli import (
     user_errors,
 )
 from mnist_cnn.errors import Pruned, RankFailed, Stopped, UserError, exit_while_starting
+from mnist_cnn.sweep_workers import JobStopped
 
 log = logging.getLogger("train")
 
@@ -148,8 +149,23 @@ def _peer_gone(exc: BaseException) -> bool:
     )
 
 
-def sweep_job(cfg) -> float | Pruned | None:
-    """One job of a sweep: a failure is recorded in its run dir and the other jobs go on."""
+def sweep_job(cfg) -> float | Pruned | JobStopped | None:
+    """One job of a sweep: a failure is recorded in its run dir and the other jobs go on. In a
+    launcher's worker process, a signal stops the sweep by what its jobs return (sweep_workers)."""
+    if not sweep_workers.in_worker():
+        return _sweep_job(cfg)
+    signum = sweep_workers.job_begins()
+    try:
+        if signum is not None:  # the sweep was stopped before this job began
+            return sweep_workers.never_began(signum)
+        return _sweep_job(cfg)
+    except Stopped as exc:  # its record says so
+        return sweep_workers.job_stopped(exc)
+    finally:
+        sweep_workers.job_ends()
+
+
+def _sweep_job(cfg) -> float | Pruned | None:
     from hydra.core.hydra_config import HydraConfig
 
     from mnist_cnn.config import validate
