@@ -154,7 +154,7 @@ def test_a_parallel_sweep_stopped_by_a_signal_stops_every_job_and_says_which(
     a stopped job resumes from its record (before: the launcher left at once, saying nothing was
     saved, and its workers ran every job to the end and stayed, holding the terminal's pipes)."""
     sweep = tmp_path / "sweep"
-    args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=40", "data.batch_size=16",
+    args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=12", "data.batch_size=16",
             "callbacks=minimal", "seed=1,2,3", "hydra/launcher=parallel",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     proc = subprocess.Popen(
@@ -195,7 +195,7 @@ def test_a_parallel_sweep_stopped_by_a_signal_stops_every_job_and_says_which(
                              timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     done = metrics(tmp_path / "resumed")
-    assert done["status"] == "completed" and done["epochs"] == 40, done
+    assert done["status"] == "completed" and done["epochs"] == 12, done
     assert done["seed"] == 1 and metrics(sweep / "0")["status"] == "interrupted"  # kept as it was
 
 
