@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,30 @@ def _job_id(sweep: Path, timeout: float = 120) -> str:
             return found[0]
         time.sleep(0.5)
     raise AssertionError(f"no job submitted under {sweep}")
+
+
+@pytest.mark.reliability("SIG5")
+def test_ctrl_c_while_the_launcher_waits_leaves_the_submitted_jobs_to_the_cluster(
+    slurm, tiny_data_dir, tmp_path
+):
+    """The launching process only waits: a Ctrl-C there ends the wait with one line that says
+    the jobs go on and how to stop or compare them (before: `while starting, before anything was
+    saved`), and the job completes."""
+    sweep = tmp_path / "sweep"
+    args = [*_slurm_args(sweep, "seed=0"), f"data.data_dir={tiny_data_dir}", *TINY]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=slurm,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    job = _job_id(sweep)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    said = ("SIGINT received while waiting for the sweep's jobs; those submitted go on in the "
+            "cluster (squeue lists them, scancel stops them); once they end: ")  # fmt: skip
+    assert said in err, err
+    assert f"compare.py {sweep}" in err
+    _wait_state(job, slurm, ("COMPLETED",))
+    assert _metrics(sweep / "0")["status"] == "completed"
 
 
 def test_a_preempted_job_is_requeued_and_resumes(slurm, tiny_data_dir, tmp_path):

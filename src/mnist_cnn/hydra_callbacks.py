@@ -149,6 +149,8 @@ class SweepSummary(Callback):
             _refuse(f"{sweep_dir / LOCK}: cannot use the sweep lock ({exc.strerror or exc})")
         if _in_workers(config):
             sweep_workers.launcher_waits()
+        elif "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
+            sweep_workers.cluster_runs_the_jobs(str(sweep_dir))
 
     def _lock(self, sweep_dir: Path) -> None:
         # Hydra would reuse <sweep dir>/0, 1, ... and overwrite an earlier sweep's runs, or
@@ -184,7 +186,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if _in_workers(config) and (signum := sweep_workers.launcher_done()) is not None:
+        if (signum := sweep_workers.launcher_done()) is not None:  # in joblib's workers
             (sweep_dir / LOCK).unlink(missing_ok=True)
             held = sweep_workers.what_jobs_hold(sweep_dir)
             raise Stopped(signum, f"in sweep {sweep_dir}: {held}")

@@ -84,14 +84,31 @@ def _children() -> list[int]:
     return pids
 
 
+def cluster_runs_the_jobs(sweep_dir: str) -> None:
+    """In the launching process of a sweep whose jobs a cluster runs (SLURM, through submitit):
+    a stop signal ends its wait only, and it says so; the jobs are the scheduler's."""
+    from mnist_cnn.commands import script_command
+
+    def leave(signum: int, frame: object) -> None:
+        print(f"interrupted: {signal.Signals(signum).name} received while waiting for the sweep's "
+              "jobs; those submitted go on in the cluster (squeue lists them, scancel stops "
+              f"them); once they end: {script_command('compare.py', sweep_dir)}",
+              file=sys.stderr)  # fmt: skip
+        process.leave_now(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in honoured():
+            signal.signal(signum, leave)
+
+
 def stop_requested() -> int | None:
     """The stop signal this process received while it launched or ran jobs, if one came."""
     return _stop
 
 
 def launcher_done() -> int | None:
-    """The jobs have all returned: a signal from here stops the launcher as usual. Returns the
-    stop signal received while they ran, if one was."""
+    """The jobs have all ended (any launcher): a signal from here stops the launching process as
+    usual. Returns the stop signal received while joblib's workers ran them, if one was."""
     process.started()  # the launcher's own start is long over
     process.stop_on_signals()
     return _stop
