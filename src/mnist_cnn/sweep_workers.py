@@ -29,6 +29,7 @@ from mnist_cnn.stop_signals import honoured
 SWEEP_PID = "MNIST_CNN_SWEEP_PID"  # the launching process, for its workers to know it
 _stop: int | None = None  # the first stop signal this process received
 _in_job = False  # a worker: between job_begins and job_ends
+_waiting = False  # the launching process: its own handlers wait for its jobs
 NEVER_BEGAN = "the sweep was stopped before this job began"
 
 
@@ -44,7 +45,9 @@ class JobStopped:
 
 def launcher_waits() -> None:
     """In the launching process, before its workers start: a stop signal is relayed to them."""
+    global _waiting
     os.environ[SWEEP_PID] = str(os.getpid())
+    _waiting = True
     if threading.current_thread() is threading.main_thread():
         for signum in honoured():
             signal.signal(signum, _relay)
@@ -96,6 +99,8 @@ def cluster_runs_the_jobs(sweep_dir: str) -> None:
               file=sys.stderr)  # fmt: skip
         process.leave_now(128 + signum)
 
+    global _waiting
+    _waiting = True
     if threading.current_thread() is threading.main_thread():
         for signum in honoured():
             signal.signal(signum, leave)
@@ -107,10 +112,12 @@ def stop_requested() -> int | None:
 
 
 def launcher_done() -> int | None:
-    """The jobs have all ended (any launcher): a signal from here stops the launching process as
-    usual. Returns the stop signal received while joblib's workers ran them, if one was."""
-    process.started()  # the launcher's own start is long over
-    process.stop_on_signals()
+    """The jobs have all ended: a signal from here stops the launching process as usual, where
+    it was waiting on workers or a cluster. Returns the stop signal received while joblib's
+    workers ran them, if one was."""
+    if _waiting:
+        process.started()  # the launcher's own start is long over
+        process.stop_on_signals()
     return _stop
 
 
