@@ -68,9 +68,9 @@ def _relay(signum: int, frame: object) -> None:
 
 def _tell_workers(signum: int) -> None:
     """Each worker once, as soon as it has its own process group (a worker still starting has
-    not, and is told when it has): until the process ends."""
+    not, and is told when it has): until the jobs have ended."""
     told: set[int] = set()
-    while True:
+    while _waiting:
         for pid in _children():
             with contextlib.suppress(OSError):
                 if pid not in told and os.getpgid(pid) == pid:
@@ -115,9 +115,11 @@ def launcher_done() -> int | None:
     """The jobs have all ended: a signal from here stops the launching process as usual, where
     it was waiting on workers or a cluster. Returns the stop signal received while joblib's
     workers ran them, if one was."""
+    global _waiting
     if _waiting:
         process.started()  # the launcher's own start is long over
         process.stop_on_signals()
+        _waiting = False
     return _stop
 
 
