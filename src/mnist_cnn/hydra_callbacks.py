@@ -104,9 +104,10 @@ class WritableOutputDir(Callback):
             exit_on_user_error(check, config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
-def _in_workers(config: DictConfig) -> bool:
-    """Whether the sweep's jobs run in worker processes of this one (joblib)."""
-    return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+def _launcher(config: DictConfig) -> str:
+    """The launcher's class: `...joblib...` runs jobs in workers of this process, `...submitit...`
+    sends them to SLURM, Hydra's basic launcher runs them here."""
+    return str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
 
 
 def _refuse(message: str, code: int = 2) -> None:
@@ -147,9 +148,9 @@ class SweepSummary(Callback):
             self._lock(sweep_dir)
         except OSError as exc:
             _refuse(f"{sweep_dir / LOCK}: cannot use the sweep lock ({exc.strerror or exc})")
-        if _in_workers(config):
+        if "joblib" in _launcher(config):
             sweep_workers.launcher_waits()
-        elif "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
+        elif "submitit" in _launcher(config):
             sweep_workers.cluster_runs_the_jobs(str(sweep_dir))
 
     def _lock(self, sweep_dir: Path) -> None:
