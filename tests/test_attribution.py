@@ -34,3 +34,28 @@ def test_it_runs_under_inference_mode_as_in_a_test_epoch():
     with torch.inference_mode():
         attr = integrated_gradients(net, x, torch.tensor([3, 5]), steps=8)
     assert attr.abs().sum() > 0
+
+
+def _point_by_point(net, x, target, steps):
+    """The definition, one point of the path at a time."""
+    baseline = x.flatten(1).amin(1).view(-1, 1, 1, 1).expand_as(x)
+    total = torch.zeros_like(x)
+    for k in range(steps):
+        point = (baseline + (k + 0.5) / steps * (x - baseline)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(net(point).gather(1, target.view(-1, 1)).sum(), point)
+        total += grad
+    return (x - baseline) * total / steps
+
+
+@pytest.mark.parametrize("max_batch", [1024, 7, 1])  # all points in one pass; uneven chunks; one
+@pytest.mark.parametrize("model", [SimpleCNN, SpeedCNN])
+def test_the_path_in_batches_gives_the_point_by_point_attributions(model, max_batch, monkeypatch):
+    monkeypatch.setattr("mnist_cnn.attribution.MAX_BATCH", max_batch)
+    torch.manual_seed(len(model.__name__) + max_batch)
+    net = model().eval()
+    x = torch.rand(3, 1, 28, 28) * (torch.rand(3, 1, 28, 28) > 0.5)
+    target = torch.randint(0, 10, (3,))
+    want = _point_by_point(net, x, target, steps=10)
+    got = integrated_gradients(net, x, target, steps=10)
+    assert want.abs().sum() > 0
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
