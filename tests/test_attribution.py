@@ -47,7 +47,7 @@ def _point_by_point(net, x, target, steps):
     return (x - baseline) * total / steps
 
 
-@pytest.mark.parametrize("max_batch", [1024, 7, 1])  # all points in one pass; uneven chunks; one
+@pytest.mark.parametrize("max_batch", [1024, 7, 1])  # every point in one pass; uneven chunks; one
 @pytest.mark.parametrize("model", [SimpleCNN, SpeedCNN])
 def test_the_path_in_batches_gives_the_point_by_point_attributions(model, max_batch, monkeypatch):
     monkeypatch.setattr("mnist_cnn.attribution.MAX_BATCH", max_batch)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# images per forward and backward pass: every point of the path in one batch, as Captum's
+# images per forward and backward pass: several points of the path in one batch, as Captum's
 # internal_batch_size does, since a pass over a few images costs its per-operation overhead
-# once per point otherwise; the cap bounds the memory of a long path over many images
-MAX_BATCH = 1024
+# once per point otherwise; the cap bounds the memory an ensemble with TTA holds for backward
+# (each member sees every image five times)
+MAX_BATCH = 64
 
 
 def integrated_gradients(
