@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from helpers.data import HAS_REAL_MNIST, REAL_DATA
+from helpers.data import HAS_REAL_MNIST, REAL_DATA, ROOT, write_mnist
+from helpers.runs import run_script
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "mnist_lab.ipynb"
@@ -53,3 +60,75 @@ def test_notebook_runs_top_to_bottom_in_fast_mode(tmp_path, monkeypatch):
     [run] = list(tmp_path.iterdir())
     for name in ("simple_cnn", "mlp"):
         assert json.loads((run / name / "metrics.json").read_text())["status"] == "completed"
+
+
+def _kernels_of(pid: int) -> list[int]:
+    """Live kernels a notebooks/execute.py process started (jupyter_client tells each its
+    parent's pid; a kernel runs in a session of its own, out of the parent's group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and f"JPY_PARENT_PID={pid}\0" in (entry / "environ").read_text()
+            ):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST files under {REAL_DATA}/MNIST/raw")
+def test_ctrl_c_while_a_cell_trains_stops_the_notebook_in_one_line(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "executed"
+    env = {**os.environ, "MNIST_LAB_FAST": "1", "MNIST_LAB_RUNS": str(runs),
+           "MNIST_DATA_DIR": str(REAL_DATA), "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "notebooks" / "execute.py"), "--out", str(out)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # a terminal's group: Ctrl-C reaches every process in it
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(runs.glob("*/simple_cnn/tensorboard")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the notebook's training cell never began"
+        time.sleep(0.2)
+    kernels = _kernels_of(proc.pid)
+    assert kernels, "no kernel found for the running notebook"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    said = re.fullmatch(
+        r"interrupted: SIGINT received in cell (\d+) of (\d+); the cells run so far: (\S+); "
+        r"run `make notebook` again", last)  # fmt: skip
+    assert said, last
+    cell, kept = int(said[1]) - 1, Path(said[3])
+    nb = nbformat.read(kept, as_version=4)
+    assert kept.parent == out and "simple_cnn" in nb.cells[cell].source
+    assert any(c.get("outputs") for c in nb.cells[:cell]) and not nb.cells[cell + 1].get("outputs")
+    [run] = runs.glob("*/simple_cnn")  # the run in the kernel saved and recorded the stop
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    time.sleep(1)
+    assert not [k for k in kernels if Path(f"/proc/{k}").exists()], "the kernel outlived it"
+    assert not list(out.glob("executed_*"))  # an executed copy is one whose every cell ran
+
+
+def test_a_failing_cell_keeps_the_notebook_up_to_it_and_names_the_cell(tmp_path):
+    data = write_mnist(tmp_path / "data")
+    images = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])  # cut short: no download can mend it
+    out = tmp_path / "executed"
+    env = {"MNIST_LAB_FAST": "1", "MNIST_LAB_RUNS": str(tmp_path / "runs"),
+           "MNIST_DATA_DIR": str(data)}  # fmt: skip
+    proc = run_script("notebooks/execute.py", "--out", str(out), env=env, timeout=240)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    said = re.fullmatch(r"error: \S+ failed in cell (\d+) of \d+ \(above\); the notebook up to "
+                        r"it: (\S+)", last)  # fmt: skip
+    assert said, last
+    assert "train-images-idx3-ubyte" in proc.stderr  # the cell's own error, above the line
+    nb = nbformat.read(said[2], as_version=4)
+    errors = [o for o in nb.cells[int(said[1]) - 1].outputs if o.output_type == "error"]
+    assert errors and not list(out.glob("executed_*"))

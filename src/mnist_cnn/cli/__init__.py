@@ -112,12 +112,13 @@ def stopped_by_signal(
 
 
 @contextmanager
-def a_command(argv: list[str] | None, libraries: str, left: str) -> Iterator[None]:
+def a_command(argv: list[str] | None, libraries: str, left: str | None) -> Iterator[None]:
     """Around the work of a command that trains nothing (compare.py, predict.py). Run as a
     command (argv None; called from Python, by tests or a notebook, the process stays the
     caller's): a signal while `libraries` load ends it at once, a later one is one line that says
-    what is `left`, exit 128 + the signal; a user error is one line; once done, the process exits
-    without the interpreter's teardown, where a signal would kill it without a word."""
+    what is `left` (None: the Stopped's own `where` says it), exit 128 + the signal; a user error
+    is one line; once done, the process exits without the interpreter's teardown, where a signal
+    would kill it without a word."""
     from mnist_cnn import process
 
     command = argv is None
