@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -197,6 +198,43 @@ def test_a_parallel_sweep_stopped_by_a_signal_stops_every_job_and_says_which(
     done = metrics(tmp_path / "resumed")
     assert done["status"] == "completed" and done["epochs"] == 12, done
     assert done["seed"] == 1 and metrics(sweep / "0")["status"] == "interrupted"  # kept as it was
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("SIG5")
+def test_a_signal_while_the_workers_import_holds_until_the_libraries_are_in(
+    tiny_data_dir, tmp_path
+):
+    """A worker signalled while its first job imports torch and Lightning finishes the imports,
+    then records that the job never began. Before, the signal was raised inside the import: the
+    job recorded a stop of a run that had not started, and a torch left half imported logged its
+    cache statistics to the console as the worker left."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=2", "callbacks=minimal",
+            "seed=1,2", "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (sweep / "0" / ".hydra").is_dir():  # job 0's worker has begun it: it imports
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)  # relayed to each worker
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert not re.search(r"\]\[torch[.\w]*\]\[(INFO|DEBUG)\]", out + err), (out + err)[-3000:]
+    for job in ("0", "1"):
+        record = metrics(sweep / job)
+        assert record["status"] == "interrupted", record
+        assert "the sweep was stopped before this job began" in record["error"], record
+    assert "jobs 0, 1 not begun" in err.strip().splitlines()[-1]
+    for _ in range(50):
+        if not _workers_of(proc.pid):
+            break
+        time.sleep(0.2)
+    assert not _workers_of(proc.pid)
 
 
 def compose_hydra(*overrides: str):

@@ -29,6 +29,7 @@ from mnist_cnn.stop_signals import honoured
 SWEEP_PID = "MNIST_CNN_SWEEP_PID"  # the launching process, for its workers to know it
 _stop: int | None = None  # the first stop signal this process received
 _in_job = False  # a worker: between job_begins and job_ends
+_holding = False  # a worker importing a job's libraries: a stop signal waits until they are in
 _waiting = False  # the launching process: its own handlers wait for its jobs
 NEVER_BEGAN = "the sweep was stopped before this job began"
 
@@ -179,6 +180,19 @@ def job_begins() -> int | None:
     return _stop
 
 
+def libraries_loaded() -> int | None:
+    """The libraries a job runs on, imported with a stop signal held until they are in: raised
+    inside an import, it leaves torch half imported (whose exit hooks then write to the job's
+    console) or is swallowed by a library's `except:`. Returns the signal, if one came."""
+    global _holding
+    _holding = True
+    try:
+        import mnist_cnn.train  # noqa: F401  (torch, Lightning, the dashboards)
+    finally:
+        _holding = False
+    return _stop
+
+
 def never_began(signum: int) -> JobStopped:
     """A job that starts after the sweep was stopped: its dir says so; it runs nothing."""
     from hydra.core.hydra_config import HydraConfig
@@ -218,5 +232,5 @@ def _listen() -> None:
 def _on_signal(signum: int, frame: object) -> None:
     global _stop
     _stop = _stop or signum
-    if _in_job:
+    if _in_job and not _holding:
         raise Stopped(signum)

@@ -156,7 +156,9 @@ def sweep_job(cfg) -> float | Pruned | JobStopped | None:
         return _sweep_job(cfg)
     signum = sweep_workers.job_begins()
     try:
-        if signum is not None:  # the sweep was stopped before this job began
+        if signum is None:
+            signum = sweep_workers.libraries_loaded()
+        if signum is not None:  # the sweep was stopped before this job began its work
             return sweep_workers.never_began(signum)
         return _sweep_job(cfg)
     except Stopped as exc:  # its record says so
