@@ -38,6 +38,46 @@ def test_a_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path, script, sta
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.reliability("DIR1")
+def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path):
+    from mnist_cnn.errors import UserError
+    from mnist_cnn.hydra_callbacks import check_unused, check_writable, claim
+
+    run_dir = tmp_path / "run"
+    for _ in range(2):  # both starts look before either writes
+        check_unused(run_dir, "hydra.run.dir")
+        check_writable(run_dir, "hydra.run.dir")
+    claim(run_dir, "hydra.run.dir")
+    with pytest.raises(UserError, match="begun by another start at this moment"):
+        claim(run_dir, "hydra.run.dir")
+    with pytest.raises(UserError, match=r"already holds a run \(\.hydra\)"):
+        check_unused(run_dir, "hydra.run.dir")  # a third, later
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("DIR1")
+def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_data_dir):
+    import subprocess
+    import sys
+
+    from helpers.data import ROOT
+
+    run_dir = tmp_path / "run"
+    args = [f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=1", "callbacks=minimal",
+            hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"seed={seed}", *args],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (1, 2)
+    ]  # fmt: skip
+    ends = [(p.wait(timeout=240), p.communicate()[1]) for p in procs]
+    assert sorted(code for code, _ in ends) == [0, 2], [err[-1500:] for _, err in ends]
+    [(code, refused)] = [(c, e) for c, e in ends if c == 2]
+    assert f"hydra.run.dir={run_dir} already holds a run" in refused and "Traceback" not in refused
+    seed = 1 if ends[0][0] == 0 else 2
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == seed
+
+
 @pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)
 @pytest.mark.reliability("DIR2")
 @pytest.mark.parametrize("layout", ["single run", "earlier job without metrics"])

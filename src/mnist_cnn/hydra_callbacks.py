@@ -69,6 +69,20 @@ def check_unused(directory: str | os.PathLike, key: str) -> None:
     )
 
 
+def claim(directory: str | os.PathLike, key: str) -> None:
+    """The unused run dir made this start's: two starts into one dir at the same moment (two
+    terminals, one command) both pass check_unused, and both wrote the run. mkdir is atomic, so
+    one makes `.hydra` (where Hydra writes the run's config next) and the other is refused."""
+    path = Path(directory).absolute()
+    try:
+        (path / ".hydra").mkdir()
+    except FileExistsError:
+        raise UserError(
+            f"{key}={path} already holds a run (.hydra), begun by another start at this moment; "
+            f"nothing was changed; choose another {key} (the default is unique per start)"
+        ) from None
+
+
 def _unbegun_start(path: Path) -> tuple[str, str] | None:
     """(refused or stopped, its error) for a run whose record says it ended before training
     began (a bad input; a signal while starting), else None."""
@@ -95,7 +109,7 @@ class WritableOutputDir(Callback):
         shared = os.environ.get(distributed.LAUNCHED) or (
             distributed.started_from_outside() and distributed.rank() > 0
         )
-        checks = (check_writable,) if shared else (check_unused, check_writable)
+        checks = (check_writable,) if shared else (check_unused, check_writable, claim)
         for check in checks:
             exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
 
