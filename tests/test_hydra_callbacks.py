@@ -38,7 +38,7 @@ def test_a_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path, script, sta
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.reliability("DIR1")
+@pytest.mark.reliability("DIR4")
 def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path):
     from mnist_cnn.errors import UserError
     from mnist_cnn.hydra_callbacks import check_unused, check_writable, claim
@@ -55,7 +55,7 @@ def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.reliability("DIR1")
+@pytest.mark.reliability("DIR4")
 def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_data_dir):
     import subprocess
     import sys

@@ -79,6 +79,7 @@ def _kernels_of(pid: int) -> list[int]:
 
 
 @pytest.mark.real_data
+@pytest.mark.reliability("SIG6")
 @pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"no MNIST files under {REAL_DATA}/MNIST/raw")
 def test_ctrl_c_while_a_cell_trains_stops_the_notebook_in_one_line(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "executed"
@@ -115,6 +116,7 @@ def test_ctrl_c_while_a_cell_trains_stops_the_notebook_in_one_line(tmp_path):
     assert not list(out.glob("executed_*"))  # an executed copy is one whose every cell ran
 
 
+@pytest.mark.reliability("SIG6")
 def test_a_failing_cell_keeps_the_notebook_up_to_it_and_names_the_cell(tmp_path):
     data = write_mnist(tmp_path / "data")
     images = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
