@@ -116,6 +116,7 @@ def test_ctrl_c_while_a_cell_trains_stops_the_notebook_in_one_line(tmp_path):
     assert not list(out.glob("executed_*"))  # an executed copy is one whose every cell ran
 
 
+@pytest.mark.slow  # the notebook's kernel, in a subprocess
 @pytest.mark.reliability("SIG6")
 def test_a_failing_cell_keeps_the_notebook_up_to_it_and_names_the_cell(tmp_path):
     data = write_mnist(tmp_path / "data")
