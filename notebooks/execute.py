@@ -36,6 +36,9 @@ def main() -> None:
     from mnist_cnn.cli import a_command
 
     with a_command(None, "nbclient", left=None):  # the Stopped says where and what is left
+        from mnist_cnn.hydra_callbacks import check_writable
+
+        check_writable(args.out, "--out")  # before the cells run, not after
         execute(args.out.resolve(), time.strftime("%Y-%m-%d_%H-%M-%S"))
 
 
@@ -126,8 +129,12 @@ def _shut_down(client) -> None:
 def _write(nb, path: Path) -> Path:
     import nbformat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
+    from mnist_cnn.errors import UserError
+
+    try:
+        nbformat.write(nb, path)
+    except OSError as exc:  # a full disk, the folder removed while the cells ran
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); {AGAIN}") from None
     return path
 
 

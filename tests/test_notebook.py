@@ -135,3 +135,13 @@ def test_a_failing_cell_keeps_the_notebook_up_to_it_and_names_the_cell(tmp_path)
     nb = nbformat.read(said[2], as_version=4)
     errors = [o for o in nb.cells[int(said[1]) - 1].outputs if o.output_type == "error"]
     assert errors and not list(out.glob("executed_*"))
+
+
+@pytest.mark.reliability("SIG6")
+def test_an_unusable_out_folder_is_refused_before_any_cell_runs(tmp_path):
+    taken = tmp_path / "a file"
+    taken.write_text("kept")
+    proc = run_script("notebooks/execute.py", "--out", str(taken / "executed"), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --out={taken / 'executed'}: ")
+    assert taken.read_text() == "kept"
