@@ -267,23 +267,41 @@ def _sweep_config(sweep_dir: Path):
     return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
 
 
+def _hold(lock: Path, content: bytes) -> int:
+    """The lock as a running sweep holds it (another open file, flocked), with `content`."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, content)
+    return fd
+
+
 @pytest.mark.reliability("M1")
 def test_a_sweep_dir_in_use_or_holding_runs_is_refused(tmp_path, capsys):
     from mnist_cnn.hydra_callbacks import LOCK, SweepSummary
 
     busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / LOCK).write_text(str(os.getpid()))  # a live process holds it
+    held = _hold(busy / LOCK, b"4242\n")
     with pytest.raises(SystemExit) as info:
         SweepSummary().on_multirun_start(_sweep_config(busy))
     assert info.value.code == 2
-    assert f"{busy}: another sweep (pid {os.getpid()}) is running" in capsys.readouterr().err
+    assert f"{busy}: another sweep (pid 4242) is running" in capsys.readouterr().err
+    os.close(held)
+
+    just_taken = tmp_path / "just taken"  # held, its pid not yet written
+    held = _hold(just_taken / LOCK, b"")
+    with pytest.raises(SystemExit) as info:
+        SweepSummary().on_multirun_start(_sweep_config(just_taken))
+    assert info.value.code == 2 and "another sweep" in capsys.readouterr().err
+    os.close(held)
 
     stale = tmp_path / "stale"
     stale.mkdir()
-    (stale / LOCK).write_text("999999999")  # no such process: a killed sweep's leftover
+    (stale / LOCK).write_text("999999999")  # a killed sweep's leftover: no one holds it
     SweepSummary().on_multirun_start(_sweep_config(stale))
-    assert (stale / LOCK).read_text().split()[0] == str(os.getpid())
+    assert (stale / LOCK).read_text().split() == [str(os.getpid())]
 
 
 @pytest.mark.reliability("DIR3")
@@ -292,11 +310,10 @@ def test_a_lock_naming_a_recycled_pid_or_not_a_file_is_handled(tmp_path, capsys)
 
     recycled = tmp_path / "recycled"
     recycled.mkdir()
-    # a live pid (ours) with another start time: the sweep that wrote it is gone
+    # a live pid (ours), but no sweep holds the lock: the sweep that wrote it is gone
     (recycled / LOCK).write_text(f"{os.getpid()} 1\n")
     SweepSummary().on_multirun_start(_sweep_config(recycled))
-    held = (recycled / LOCK).read_text().split()
-    assert held[0] == str(os.getpid()) and held[1] != "1"
+    assert (recycled / LOCK).read_text().split() == [str(os.getpid())]
     with pytest.raises(SystemExit) as info:  # and now it is held by a live sweep (this one)
         SweepSummary().on_multirun_start(_sweep_config(recycled))
     assert info.value.code == 2
@@ -308,6 +325,25 @@ def test_a_lock_naming_a_recycled_pid_or_not_a_file_is_handled(tmp_path, capsys)
     assert info.value.code == 2
     assert f"{odd / LOCK}: not a lock file" in capsys.readouterr().err
     assert (odd / LOCK).is_dir()  # nothing removed
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("M1")
+def test_two_sweeps_started_into_one_dir_at_once_run_once(tiny_data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=1", "callbacks=minimal",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", seeds, *args], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seeds in ("seed=1,2", "seed=3,4")
+    ]  # fmt: skip
+    ends = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert sorted(code for code, _ in ends) == [0, 2], [err[-1500:] for _, err in ends]
+    [ran] = [k for k, (code, _) in enumerate(ends) if code == 0]
+    seeds = {metrics(sweep / job)["seed"] for job in ("0", "1")}
+    assert seeds == ({1, 2} if ran == 0 else {3, 4})  # one sweep's jobs, not a mix
+    assert not (sweep / "2").exists()
 
 
 @pytest.mark.reliability("M1")

@@ -129,28 +129,6 @@ def _refuse(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks after boot): with the pid, it names one process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name before ")" may hold spaces
-
-
-def _lock_holder(lock: Path) -> int | None:
-    """The pid of the live sweep holding `lock`, or None when the lock is stale. A pid alone can
-    be recycled by an unrelated process: the lock also records the holder's start time."""
-    parts = lock.read_text().split()
-    if not parts or not parts[0].isdigit():
-        return None
-    pid = int(parts[0])
-    started = _start_time(pid)
-    if started is None:
-        return None
-    return pid if len(parts) < 2 or parts[1] == started else None
-
-
 class SweepSummary(Callback):
     """Guards the sweep dir while jobs run; then prints the compare table and writes
     comparison.* there. Hydra turns an exception in a callback into a warning (and exit 0), so
@@ -169,22 +147,27 @@ class SweepSummary(Callback):
 
     def _lock(self, sweep_dir: Path) -> None:
         # Hydra would reuse <sweep dir>/0, 1, ... and overwrite an earlier sweep's runs, or
-        # interleave two sweeps started at once: both are refused before any job starts
+        # interleave two sweeps started at once: both are refused before any job starts. The
+        # lock is the kernel's (flock), held as long as this process lives: no stale lock to
+        # judge (a pid can be recycled; a lock just created is empty for a moment), and of two
+        # sweeps started together exactly one gets it
+        import fcntl
+
         lock = sweep_dir / LOCK
         fix = "choose another hydra.sweep.dir (the default is unique per start)"
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(lock) and not lock.is_file():
             _refuse(f"{lock}: not a lock file (a directory or a link?); remove it, or {fix}")
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None:
-                _refuse(f"{sweep_dir}: another sweep (pid {holder}) is running in it; {fix}")
-            lock.unlink(missing_ok=True)  # left by a sweep that was killed
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            _refuse(f"{sweep_dir}: another sweep (pid {holder}) is running in it; {fix}")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # for the message above
+        self._held = fd
         earlier = sorted(
             {
                 p.parent.name
