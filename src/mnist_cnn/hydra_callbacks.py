@@ -167,7 +167,7 @@ class SweepSummary(Callback):
             _refuse(f"{sweep_dir}: another sweep (pid {holder}) is running in it; {fix}")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for the message above
-        self._held = fd
+        self._held = fd  # never closed: the kernel releases the lock as the process ends
         earlier = sorted(
             {
                 p.parent.name
