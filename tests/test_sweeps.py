@@ -327,6 +327,33 @@ def test_a_lock_naming_a_recycled_pid_or_not_a_file_is_handled(tmp_path, capsys)
     assert (odd / LOCK).is_dir()  # nothing removed
 
 
+@pytest.mark.reliability("DIR3")
+def test_a_sweep_dir_on_a_filesystem_without_locks_runs_unguarded_and_says_so(
+    tmp_path, monkeypatch, caplog
+):
+    import errno
+    import fcntl
+
+    from mnist_cnn.hydra_callbacks import LOCK, SweepSummary
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # as some cluster mounts answer
+    sweep = tmp_path / "sweep"
+    SweepSummary().on_multirun_start(_sweep_config(sweep))  # no SystemExit: the sweep runs
+    assert (sweep / LOCK).read_text().split() == [str(os.getpid())]
+    assert "this filesystem keeps no locks" in caplog.text
+
+    def broken(fd, operation):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)  # any other failure: refused in one line
+    with pytest.raises(SystemExit) as info:
+        SweepSummary().on_multirun_start(_sweep_config(tmp_path / "other"))
+    assert info.value.code == 2
+
+
 @pytest.mark.slow
 @pytest.mark.reliability("M1")
 def test_two_sweeps_started_into_one_dir_at_once_run_once(tiny_data_dir, tmp_path):

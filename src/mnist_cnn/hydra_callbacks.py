@@ -8,6 +8,7 @@ any data is loaded.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -165,6 +166,12 @@ class SweepSummary(Callback):
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
             _refuse(f"{sweep_dir}: another sweep (pid {holder}) is running in it; {fix}")
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            # a filesystem without locks (some cluster mounts): the sweep runs, unguarded
+            said = "a second sweep started into it at the same moment would not be refused"
+            log.warning("%s: this filesystem keeps no locks (%s): %s", lock, exc.strerror, said)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for the message above
         self._held = fd  # never closed: the kernel releases the lock as the process ends
