@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from helpers.data import HAS_REAL_MNIST, REAL_DATA, ROOT, write_mnist
-from helpers.runs import run_script
+from helpers.runs import processes_with_env, run_script
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "mnist_lab.ipynb"
@@ -65,17 +65,7 @@ def test_notebook_runs_top_to_bottom_in_fast_mode(tmp_path, monkeypatch):
 def _kernels_of(pid: int) -> list[int]:
     """Live kernels a notebooks/execute.py process started (jupyter_client tells each its
     parent's pid; a kernel runs in a session of its own, out of the parent's group)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and f"JPY_PARENT_PID={pid}\0" in (entry / "environ").read_text()
-            ):
-                found.append(int(entry.name))
-        except OSError:  # gone, or not ours to read
-            pass
-    return found
+    return processes_with_env("JPY_PARENT_PID", pid)
 
 
 @pytest.mark.real_data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers.data import ROOT
-from helpers.runs import run_train
+from helpers.runs import processes_with_env, run_train
 from hydra import compose, initialize_config_dir
 
 from mnist_cnn.commands import hydra_override
@@ -134,13 +133,7 @@ def test_joblib_parallel_sweep_equals_the_serial_one(tiny_data_dir, tmp_path):
 
 def _workers_of(launcher: int) -> list[int]:
     """The processes started with the launcher's pid as their sweep's (its joblib workers)."""
-    mark = f"MNIST_CNN_SWEEP_PID={launcher}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-    return found
+    return processes_with_env("MNIST_CNN_SWEEP_PID", launcher)
 
 
 @pytest.mark.slow

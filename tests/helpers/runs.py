@@ -95,3 +95,17 @@ def run_printed_resume(stderr: str, run_dir: Path, env: dict | None = None, time
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def processes_with_env(name: str, value: object) -> list[int]:
+    """The live processes whose environment holds name=value (a launcher tells its children its
+    pid that way: joblib's workers, a notebook's kernel)."""
+    import contextlib
+
+    mark = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):  # gone, or not ours to read
+            if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
