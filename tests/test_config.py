@@ -353,3 +353,13 @@ def test_callbacks_in_a_run_told_to_do_without_them_are_refused_naming_the_fix(
     advice = str(info.value).split("drop them (")[1].split(")")[0].split()
     assert sorted(advice) == sorted(f"~callbacks.{name}" for name in named)
     validate(compose_train(*overrides, *advice))  # the advice works
+
+
+@pytest.mark.reliability("C4")
+@pytest.mark.parametrize("group", ["data", "model", "optimizer", "trainer"])
+def test_a_group_every_training_run_needs_removed_is_named(group):
+    """`~model` composes (Hydra deletes the group); the run then stopped in a KeyError of its
+    build, after its run dir was made. Optional groups may go: `~scheduler`, `~logger`."""
+    with pytest.raises(UserError, match=rf"^{group}: removed \(~{group}\), and a training run"):
+        validate(compose_train(f"~{group}"))
+    validate(compose_train("~scheduler", "~logger", "~callbacks"))

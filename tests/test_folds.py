@@ -114,3 +114,20 @@ def test_a_sweep_over_the_folds_is_compared_fold_by_fold(tiny_data_dir, tmp_path
     split_ = group["variance"]
     assert set(split_) == {"fold", "seed", "residual"} and abs(sum(split_.values()) - 1) < 1e-9
     assert "validation folds" in proc.stdout
+
+
+@pytest.mark.reliability("H7")
+def test_more_folds_than_training_samples_is_refused_naming_the_count(tiny_data_dir):
+    """It was folds.py's ValueError, a traceback; the count comes from the files, so config
+    validation cannot say it."""
+    from mnist_cnn.data.mnist import MNISTDataModule
+    from mnist_cnn.errors import UserError
+
+    n = 600  # the tiny data's training digits
+    for folds in (n + 1, 10 * n):
+        dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, folds=folds, fold=0)
+        with pytest.raises(UserError, match=rf"^data.folds={folds}: .* holds {n} training"):
+            dm.setup("fit")
+    dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, folds=n, fold=n - 1)
+    dm.setup("fit")
+    assert len(dm.splits["val"].labels) == 1 and len(dm.splits["train"].labels) == n - 1

@@ -282,3 +282,31 @@ def test_a_run_dir_holding_a_literal_interpolation_is_refused_in_one_line(tmp_pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith(f"error: {key}=... holds a literal '${{'")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.reliability("C4")
+@pytest.mark.parametrize(
+    "script,args,fix",
+    [
+        ("train.py", ["scheduler=null"], "run without it with ~scheduler"),
+        ("train.py", ["-m", "scheduler=cosine,null"], "a sweep cannot list null"),
+        ("train.py", ["model=null"], "every run needs one: choose one of conf/model/"),
+        ("eval.py", ["ckpt_path=x", "logger=null"], "run without it with ~logger"),
+    ],
+)
+def test_a_config_group_set_to_null_is_refused_in_one_line(tmp_path, script, args, fix):
+    """Hydra cannot set a group to null from the command line: its ValueError traceback, exit 1
+    (conf/train.yaml itself once suggested `scheduler=null`)."""
+    from mnist_cnn.commands import hydra_override
+
+    where = [hydra_override(k, str(tmp_path / k)) for k in ("hydra.run.dir", "hydra.sweep.dir")]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *args, *where],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    group = args[-1].split("=")[0]
+    assert proc.stderr.startswith(
+        f"error: {args[-1]}: Hydra cannot set the config group {group} to null"
+    )
+    assert fix in proc.stderr and not list(tmp_path.iterdir())

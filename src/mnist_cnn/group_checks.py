@@ -7,6 +7,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn.config import _is_real
 
+# the config groups a training run cannot do without
+REQUIRED_GROUPS = ("data", "model", "optimizer", "trainer")
 # a Trainer switch, and what tells the callbacks Lightning refuses beside it off (by class name)
 _SWITCHED_OFF = {
     "enable_checkpointing": (lambda cls: cls.endswith("Checkpoint"), "save checkpoints"),
@@ -77,6 +79,19 @@ def augment_problems(cfg: DictConfig) -> list[str]:
         if value is not None and not ok(value):
             problems.append(f"data.augment.{key}={value!r} is invalid: expected {expected}")
     return problems
+
+
+def group_problems(cfg: DictConfig) -> list[str]:
+    """A training run's groups that every run needs, removed (`~model`): named here, where the run
+    would otherwise stop in a KeyError of its build, after its run dir was made."""
+    if cfg.get("task_name") != "train":
+        return []
+    return [
+        f"{group}: removed (~{group}), and a training run needs one; choose one of "
+        f"conf/{group}/ ({group}=NAME) or drop ~{group}"
+        for group in REQUIRED_GROUPS
+        if cfg.get(group) is None
+    ]
 
 
 def fold_problems(cfg: DictConfig) -> list[str]:

@@ -138,14 +138,32 @@ def a_command(argv: list[str] | None, libraries: str, left: str | None) -> Itera
 _DIR_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=", "hydra.sweep.subdir=")
 
 
-def check_dir_overrides(argv: list[str]) -> None:
-    """A run dir whose name holds a literal `${` (typed as `\\${`): Hydra stores the name as
-    hydra.runtime.output_dir and then reads it back as an interpolation, failing with its own
-    traceback before any of ours runs. Refused here, naming it."""
+def check_overrides(argv: list[str]) -> None:
+    """Overrides that Hydra fails on with its own traceback, before any of ours runs, refused here
+    naming them: a run dir whose name holds a literal `${` (typed as `\\${`: Hydra stores the
+    name as hydra.runtime.output_dir and then reads it back as an interpolation), and a config
+    group set to null (`scheduler=null`: Hydra's ValueError "Config group override must be a
+    string or a list"; in a config file's defaults, `override /scheduler: null` is valid)."""
+    from mnist_cnn import REPO_ROOT
+    from mnist_cnn.group_checks import REQUIRED_GROUPS
+
+    groups = {path.name for path in (REPO_ROOT / "conf").iterdir() if path.is_dir()}
     for arg in argv:
         key = next((k for k in _DIR_KEYS if arg.lstrip("+~").startswith(k)), None)
         if key is not None and "\\${" in arg:
             raise UserError(
                 f"{key}... holds a literal '${{' ({arg}): Hydra reads a run dir's name back as "
                 "config, where '${' starts an interpolation; choose a name without '${'"
+            )
+        name, _, value = arg.lstrip("+").partition("=")
+        if name in groups and "null" in (v.strip() for v in value.split(",")):
+            fix = (
+                f"every run needs one: choose one of conf/{name}/"
+                if name in REQUIRED_GROUPS
+                else f"run without it with ~{name} (a sweep cannot list null among {name}'s "
+                f"options: run ~{name} on its own)"
+            )
+            raise UserError(
+                f"{arg}: Hydra cannot set the config group {name} to null on the command line; "
+                + fix
             )

@@ -7,7 +7,7 @@ import sys
 
 from mnist_cnn import REPO_ROOT, process
 from mnist_cnn.cli import (
-    check_dir_overrides,
+    check_overrides,
     exit_on_user_error,
     record_failure,
     record_stop,
@@ -20,7 +20,7 @@ from mnist_cnn.cli import (
 def main() -> None:
     process.starting_up()
     process.install_quick_exit()
-    exit_on_user_error(check_dir_overrides, sys.argv[1:])
+    exit_on_user_error(check_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

@@ -9,7 +9,7 @@ import sys
 
 from mnist_cnn import REPO_ROOT, preflight, process, sweep_workers
 from mnist_cnn.cli import (
-    check_dir_overrides,
+    check_overrides,
     exit_on_user_error,
     launch,
     record_failure,
@@ -41,7 +41,7 @@ def _main() -> None:
     # after: a launcher already dead is a SIGTERM the rank sends itself here, and the record is
     # what says why the run ended
     distributed.follow_launcher()
-    exit_on_user_error(check_dir_overrides, sys.argv[1:])
+    exit_on_user_error(check_overrides, sys.argv[1:])
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

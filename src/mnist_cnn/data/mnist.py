@@ -104,6 +104,13 @@ class MNISTDataModule(L.LightningDataModule):
         if self.folds:  # cross-validation: the training set's fold `fold` validates
             from mnist_cnn.data.folds import split
 
+            if self.folds > len(train_y):
+                raise UserError(
+                    f"data.folds={self.folds}: {self.raw_dir} holds {len(train_y)} training "
+                    f"samples, too few for {self.folds} folds of at least one; use data.folds="
+                    f"2 to {len(train_y)} (5 or 10 are usual)"
+                )
+
             train, val = (
                 torch.from_numpy(i) for i in split(train_y.numpy(), self.folds, self.fold)
             )

@@ -1,0 +1,138 @@
+"""A resume continues the run its checkpoint stopped: settings that would change that run are
+refused up front, naming each (resumable.py), and the best checkpoint so far carries into the
+resumed run's own dir (callbacks/checkpoint.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from helpers.runs import SIGNAL_ENV, run_train, signal_at
+from omegaconf import OmegaConf
+
+from mnist_cnn.commands import hydra_override
+from mnist_cnn.errors import UserError
+from mnist_cnn.resumable import check_resumable
+from mnist_cnn.train import compose_config
+
+# a cross-validated run of the stronger recipe: AdamW on a one-cycle schedule, 10 epochs
+BASE = ["experiment=bn_cnn", "data.folds=5", "data.fold=1"]
+
+
+def _stored(overrides: list[str], tmp_path: Path) -> dict:
+    """The config a checkpoint of `python train.py OVERRIDES` carries (resolved, as saved)."""
+    cfg = compose_config(overrides, tmp_path / "stored")
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.reliability("R8")
+@pytest.mark.parametrize(
+    "change,said",
+    [
+        ("data.fold=2", "data.fold: 1 in the checkpoint, 2 now (use data.fold=1)"),
+        ("data.folds=null", "data.folds: 5 in the checkpoint, null now (use data.folds=5)"),
+        ("data.batch_size=64", "data.batch_size: 128 in the checkpoint, 64 now"),
+        ("seed=7", "seed: 42 in the checkpoint, 7 now (use seed=42)"),
+        ("optimizer.lr=0.02", "optimizer.lr: 0.01 in the checkpoint, 0.02 now (use optimizer.lr="),
+        ("scheduler.pct_start=0.4", "scheduler.pct_start: 0.25 in the checkpoint, 0.4 now"),
+        ("trainer.max_epochs=12", "trainer.max_epochs: 10 in the checkpoint, 12 now"),
+        ("data.normalize=true", "data.normalize: false in the checkpoint, true now"),
+        ("trainer.devices=2", "trainer.devices: 1 in the checkpoint, 2 now"),
+        ("+trainer.limit_train_batches=0.5", "trainer.limit_train_batches: 1.0 in the checkpoint"),
+        ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches: 1 in the"),
+        ("data.dataset=FashionMNIST", "data.dataset: MNIST in the checkpoint, FashionMNIST now"),
+    ],
+)  # fmt: skip
+def test_a_resume_that_would_not_continue_its_run_is_refused_naming_each_setting(
+    tmp_path, change, said
+):
+    stored = _stored(BASE, tmp_path)
+    cfg = compose_config([*BASE, change], tmp_path / "now")
+    with pytest.raises(UserError) as refused:
+        check_resumable(stored, cfg, "x.ckpt")
+    message = str(refused.value)
+    assert message.startswith("ckpt_path=x.ckpt: a resume continues the checkpoint's run")
+    assert said in message and "drop ckpt_path to start a new run" in message
+    assert message.count(" in the checkpoint, ") == 1, message  # seed: not data.seed besides
+
+
+@pytest.mark.reliability("R8")
+def test_a_setting_given_only_in_the_checkpoint_is_named_with_its_plus(tmp_path):
+    stored = _stored([*BASE, "+trainer.limit_train_batches=0.5"], tmp_path)
+    with pytest.raises(UserError, match=r"use \+trainer\.limit_train_batches=0\.5\)"):
+        check_resumable(stored, compose_config(BASE, tmp_path / "now"), "x.ckpt")
+
+
+@pytest.mark.reliability("R8")
+@pytest.mark.parametrize(
+    "stored_overrides,now_overrides",
+    [
+        # what a run applies as it is: augmentation, precision, dashboards, threads, loaders
+        (BASE, [*BASE, "data.augment=null", "trainer.precision=32-true", "callbacks=minimal",
+                "threads=1", "data.num_workers=2", "data.eval_batch_size=512"]),
+        # val_split is unused beside folds
+        (BASE, [*BASE, "data.val_split=0.3"]),
+        # no schedule: a resume may train longer
+        (["~scheduler"], ["~scheduler", "trainer.max_epochs=9"]),
+        # a budget's plan and fastest_of's choice come from the checkpoint (planning.apply)
+        (["budget_seconds=60", "trainer.max_epochs=7"], ["budget_seconds=60"]),
+        (["experiment=speedrun", "model.conv1_channels=16", "+trainer.limit_train_batches=0.75"],
+         ["experiment=speedrun"]),
+    ],
+)  # fmt: skip
+def test_a_resume_may_change_what_does_not_change_the_run(
+    tmp_path, stored_overrides, now_overrides
+):
+    stored = _stored(stored_overrides, tmp_path)
+    check_resumable(stored, compose_config(now_overrides, tmp_path / "now"), "x.ckpt")
+
+
+def test_an_older_checkpoint_without_a_setting_is_not_refused_for_it(tmp_path):
+    stored = _stored(BASE, tmp_path)
+    for group, key in (("data", "folds"), ("data", "fold"), ("scheduler", "pct_start")):
+        del stored[group][key]
+    now = compose_config(["experiment=bn_cnn"], tmp_path / "now")
+    check_resumable(stored, now, "x.ckpt")
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.reliability("R9")
+@pytest.mark.slow
+def test_the_best_checkpoint_so_far_carries_into_the_resumed_run(tiny_data_dir, tmp_path):
+    """test_ckpt=best, the best epoch before the stop: the resumed run tests that epoch's weights,
+    as the run unbroken does (the first epoch after the resume became the best)."""
+    common = [
+        hydra_override("data.data_dir", str(tiny_data_dir)), "trainer.max_epochs=5",
+        "test_ckpt=best", "callbacks=minimal", "~scheduler", "optimizer.lr=0.02",
+    ]  # fmt: skip
+    full = run_train(*common, run_dir=tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    stopped = run_train(*common, *signal_at(17), run_dir=tmp_path / "stopped", env=SIGNAL_ENV)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    whole = _metrics(tmp_path / "full")
+    best_epoch = int(whole["checkpoints"]["best"].removesuffix(".ckpt")[-2:])
+    assert best_epoch < 4, f"the test needs a best epoch before the stop (epoch 4): {whole}"
+    before = _digests(tmp_path / "stopped")
+    ckpt = tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt"
+    resumed = run_train(*common, hydra_override("ckpt_path", str(ckpt)), run_dir=tmp_path / "res")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = _metrics(tmp_path / "res")
+    assert again["checkpoints"]["best"] == whole["checkpoints"]["best"]
+    assert again["weights_sha256"] == whole["weights_sha256"]
+    assert again["test/acc"] == whole["test/acc"] and again["test/loss"] == whole["test/loss"]
+    assert (tmp_path / "res" / whole["checkpoints"]["best"]).is_file()
+    assert _digests(tmp_path / "stopped") == before
+    assert "dirpath has changed" not in resumed.stderr
