@@ -308,11 +308,13 @@ def test_a_signal_during_the_test_exits_130_and_names_the_eval_command(tiny_data
 @pytest.mark.slow
 def test_eval_reproduces_the_training_runs_test_metrics(runs):
     run_dir = runs["root"] / "eval"
+    batch = _metrics(runs["full"])["config"]["data"]["eval_batch_size"]
     proc = run_eval(
         hydra_override("ckpt_path", str(runs["full"] / "checkpoints" / "last.ckpt")),
         hydra_override("data.data_dir", str(runs["data"])),
         hydra_override("hydra.run.dir", str(run_dir)),
         "callbacks.progress_bar.refresh_rate=0",
+        f"data.eval_batch_size={batch}",  # the checkpoint's own value, repeated: accepted
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     trained, evaluated = _metrics(runs["full"]), _metrics(run_dir)
@@ -326,6 +328,30 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     assert {"confusion_counts.png", "misclassified.png"} <= figures
     assert any(name.startswith("filters_conv1") for name in figures)
     assert list((run_dir / "tensorboard").glob("*/events.out.tfevents.*"))
+
+
+@pytest.mark.reliability("VAL5")
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "change,said",
+    [
+        ("data=fashion_mnist", "data.dataset=FashionMNIST (the checkpoint's: MNIST)"),
+        ("data.eval_batch_size=7", "data.eval_batch_size=7 (the checkpoint's: "),
+    ],
+)
+def test_eval_refuses_data_settings_that_the_checkpoints_replace(runs, change, said):
+    """They were silently replaced: an MNIST checkpoint "evaluated on Fashion-MNIST" reported its
+    MNIST accuracy."""
+    run_dir = runs["root"] / f"eval-{change}"
+    proc = run_eval(
+        hydra_override("ckpt_path", str(runs["full"] / "checkpoints" / "last.ckpt")),
+        hydra_override("data.data_dir", str(runs["data"])),
+        hydra_override("hydra.run.dir", str(run_dir)),
+        change,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error: {said}" in proc.stderr and "come from the checkpoint" in proc.stderr
+    assert _metrics(run_dir)["status"] == "failed"
 
 
 @pytest.mark.reliability("N1")

@@ -43,6 +43,7 @@ def evaluate(
     members = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     trained = members[0].config()
     _check_members_agree(members)
+    _check_data_not_overridden(cfg, trained["data"])
     tta = bool(cfg.get("tta", False))
     precision, why = _precision(cfg, trained)
     cfg.trainer.precision = precision
@@ -74,6 +75,26 @@ def evaluate(
         weights += ", each digit also shifted one pixel four ways"
     log.info(summary(metrics, weights))
     return metrics
+
+
+def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any]) -> None:
+    """The command line's data settings that the checkpoint's replace, refused where they differ:
+    a checkpoint trained on MNIST tested MNIST when `data.dataset=FashionMNIST` was given, and
+    reported its accuracy as if it had not."""
+    from mnist_cnn.group_checks import given_on_command_line
+
+    given = given_on_command_line()
+    differ = [
+        f"data.{key}={cfg.data.get(key)} (the checkpoint's: {trained[key]})"
+        for key in DATA_FROM_CHECKPOINT
+        if {f"data.{key}", "data"} & given and cfg.data.get(key) != trained.get(key, cfg.data[key])
+    ]
+    if differ:
+        raise UserError(
+            f"{', '.join(differ)}: eval.py tests a checkpoint on the data it was trained to read, "
+            "with the batches its run tested (so test/acc and test/loss equal the run's): these "
+            "come from the checkpoint; drop them (data.data_dir says where the files are)"
+        )
 
 
 def _check_members_agree(members: list[checkpoints.Checkpoint]) -> None:
