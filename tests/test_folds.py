@@ -131,3 +131,13 @@ def test_more_folds_than_training_samples_is_refused_naming_the_count(tiny_data_
     dm = MNISTDataModule(data_dir=tiny_data_dir, download=False, folds=n, fold=n - 1)
     dm.setup("fit")
     assert len(dm.splits["val"].labels) == 1 and len(dm.splits["train"].labels) == n - 1
+
+
+@pytest.mark.reliability("H7")
+def test_a_validation_split_beside_folds_is_refused_not_ignored(tmp_path):
+    """With folds, data.fold validates: a data.val_split given beside them was silently unused."""
+    from helpers.runs import run_train
+
+    proc = run_train("data.folds=3", "data.val_split=0.2", run_dir=tmp_path / "run", timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "error: data.val_split=0.2 beside data.folds=3: with folds" in proc.stderr

@@ -105,6 +105,10 @@ def fold_problems(cfg: DictConfig) -> list[str]:
                 "cross-validate, or drop data.fold"]  # fmt: skip
     if isinstance(folds, int) and folds >= 2 and fold >= folds:
         return [f"data.fold={fold} is not a fold of data.folds={folds}: use 0 to {folds - 1}"]
+    if folds is not None and "data.val_split" in given_on_command_line():
+        return [f"data.val_split={OmegaConf.select(cfg, 'data.val_split')} beside data.folds="
+                f"{folds}: with folds, fold data.fold validates and val_split is unused; drop "
+                "one"]  # fmt: skip
     return []
 
 
