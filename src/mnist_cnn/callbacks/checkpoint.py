@@ -38,7 +38,9 @@ class RunCheckpoint(ModelCheckpoint):
             self._carried = dict(state_dict.get("best_k_models") or {})
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        carried, self._carried = self._carried or {}, None
+        if self._carried is None:  # not resumed into a new dir (every rank alike)
+            return
+        carried, self._carried = self._carried, None
         kept = {}
         if trainer.is_global_zero:
             for old, score in carried.items():
