@@ -290,6 +290,7 @@ def test_a_run_dir_holding_a_literal_interpolation_is_refused_in_one_line(tmp_pa
     [
         ("train.py", ["scheduler=null"], "run without it with ~scheduler"),
         ("train.py", ["-m", "scheduler=cosine,null"], "a sweep cannot list null"),
+        ("train.py", ["scheduler=[cosine,null]"], "run without it with ~scheduler"),
         ("train.py", ["model=null"], "every run needs one: choose one of conf/model/"),
         ("eval.py", ["ckpt_path=x", "logger=null"], "run without it with ~logger"),
     ],

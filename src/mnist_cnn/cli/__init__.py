@@ -156,7 +156,7 @@ def check_overrides(argv: list[str]) -> None:
                 "config, where '${' starts an interpolation; choose a name without '${'"
             )
         name, _, value = arg.lstrip("+").partition("=")
-        if name in groups and "null" in (v.strip() for v in value.split(",")):
+        if name in groups and "null" in (v.strip(" []") for v in value.split(",")):
             fix = (
                 f"every run needs one: choose one of conf/{name}/"
                 if name in REQUIRED_GROUPS
