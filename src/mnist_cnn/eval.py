@@ -87,7 +87,7 @@ def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any]) -> None
     differ = [
         f"data.{key}={cfg.data.get(key)} (the checkpoint's: {trained[key]})"
         for key in DATA_FROM_CHECKPOINT
-        if {f"data.{key}", "data"} & given and cfg.data.get(key) != trained.get(key, cfg.data[key])
+        if {f"data.{key}", "data"} & given and key in trained and cfg.data.get(key) != trained[key]
     ]
     if differ:
         raise UserError(
