@@ -34,7 +34,8 @@ class RunCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("dirpath") == self.dirpath:
             super().load_state_dict(state_dict)
-        else:  # the files are carried once the Trainer is known (which rank writes)
+        elif state_dict.get("monitor") == self.monitor:  # scores of what this one watches
+            # the files are carried once the Trainer is known (which rank writes)
             self._carried = dict(state_dict.get("best_k_models") or {})
 
     def on_fit_start(self, trainer, pl_module) -> None:
