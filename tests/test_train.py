@@ -119,6 +119,33 @@ def test_a_callback_watching_validation_in_a_run_without_it_is_named(
     assert not (tmp_path / "checkpoints").exists()  # refused before training
 
 
+@pytest.mark.reliability("RA4")
+@pytest.mark.parametrize(
+    "no_validation,fix",
+    [("data.val_split=0", "data.val_split > 0"),
+     ("+trainer.limit_val_batches=0", "drop trainer.limit_val_batches")],
+)  # fmt: skip
+def test_the_best_epoch_asked_of_a_run_without_validation_is_named(
+    tiny_data_dir, tmp_path, no_validation, fix
+):
+    """test_ckpt=best with nothing validated, or no callback keeping the best: the run trained
+    and tested its final weights, with a warning."""
+    from mnist_cnn.config import validate
+    from mnist_cnn.train import compose_config, run
+
+    cfg = compose_config(_short(tiny_data_dir, no_validation, "test_ckpt=best"), tmp_path)
+    with pytest.raises(UserError, match=rf"^test_ckpt=best tests the best val/acc epoch, .*{fix}"):
+        run(cfg)
+    assert not (tmp_path / "checkpoints").exists()  # refused before training
+    for dropped in ("callbacks=none", "~callbacks.model_checkpoint"):
+        cfg = compose_config([*_short(tiny_data_dir, "test_ckpt=best"), dropped], tmp_path)
+        with pytest.raises(UserError, match=r"^test_ckpt=best .* keep none; keep callbacks.mo"):
+            validate(cfg)
+    validate(
+        compose_config([*_short(tiny_data_dir, "test_ckpt=best"), "callbacks=minimal"], tmp_path)
+    )
+
+
 @pytest.mark.reliability("RA5")
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_a_fraction_of_batches_that_rounds_to_none_is_named(tiny_data_dir, tmp_path, split):

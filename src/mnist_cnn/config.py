@@ -193,11 +193,11 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         augment_problems,
         callback_problems,
         fold_problems,
-        group_problems,
         plan_problems,
+        run_problems,
     )
 
-    problems += group_problems(cfg) if source is None else []
+    problems += run_problems(cfg) if source is None else []
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
     problems += plan_problems(cfg, source)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems

@@ -81,17 +81,31 @@ def augment_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def group_problems(cfg: DictConfig) -> list[str]:
-    """A training run's groups that every run needs, removed (`~model`): named here, where the run
-    would otherwise stop in a KeyError of its build, after its run dir was made."""
+def run_problems(cfg: DictConfig) -> list[str]:
+    """What a training run asked for needs: the groups every run needs, removed (`~model`; the
+    run stopped in a KeyError of its build, after its run dir was made), and a callback keeping
+    the best val/acc checkpoint where test_ckpt=best (it tested the final weights, warned)."""
     if cfg.get("task_name") != "train":
         return []
-    return [
+    problems = [
         f"{group}: removed (~{group}), and a training run needs one; choose one of "
         f"conf/{group}/ ({group}=NAME) or drop ~{group}"
         for group in REQUIRED_GROUPS
         if cfg.get(group) is None
     ]
+    watched = [
+        callback.get("monitor")
+        for callback in (cfg.get("callbacks") or {}).values()
+        if isinstance(callback, DictConfig)
+        and str(callback.get("_target_", "")).endswith("Checkpoint")
+    ]
+    if cfg.get("test_ckpt") == "best" and "val/acc" not in watched:
+        problems.append(
+            f"test_ckpt=best tests the best val/acc checkpoint, and the callbacks chosen "
+            f"(callbacks={_chosen(cfg)}) keep none; keep callbacks.model_checkpoint (in "
+            "callbacks=default and minimal), or test_ckpt=final"
+        )
+    return problems
 
 
 def fold_problems(cfg: DictConfig) -> list[str]:

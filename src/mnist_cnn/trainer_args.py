@@ -192,6 +192,9 @@ def validation_problems(cfg: DictConfig, val_samples: int) -> list[str]:
             )
     if OmegaConf.select(cfg, "optuna.trial") is not None:
         problems.append(f"a search scores its trials on val/acc, but {why}: {fix}")
+    if OmegaConf.select(cfg, "test_ckpt") == "best":  # it tested the final weights, warned
+        problems.append(f"test_ckpt=best tests the best val/acc epoch, but {why}: {fix}, or "
+                        "test_ckpt=final")  # fmt: skip
     return problems
 
 
