@@ -43,6 +43,7 @@ def _stored(overrides: list[str], tmp_path: Path) -> dict:
         ("+trainer.limit_train_batches=0.5", "trainer.limit_train_batches: 1.0 in the checkpoint"),
         ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches: 1 in the"),
         ("data.dataset=FashionMNIST", "data.dataset: MNIST in the checkpoint, FashionMNIST now"),
+        ("budget_seconds=600", "budget_seconds: null in the checkpoint, 600 now"),
     ],
 )  # fmt: skip
 def test_a_resume_that_would_not_continue_its_run_is_refused_naming_each_setting(

@@ -34,6 +34,7 @@ COURSE = (
     "data.dataset", "data.normalize", "data.folds", "data.fold", "data.val_split",
     "data.batch_size", "seed", "data.seed", "trainer.limit_train_batches",
     "trainer.accumulate_grad_batches", "trainer.devices", "trainer.num_nodes",
+    "budget_seconds", "fastest_of",  # a resume keeps what they planned (its checkpoint's)
 )  # fmt: skip
 LENGTH = ("trainer.max_epochs", "trainer.max_steps")
 # Lightning's value of a Trainer setting the config sets only when given (`+trainer.NAME=`)
