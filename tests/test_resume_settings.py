@@ -137,3 +137,10 @@ def test_the_best_checkpoint_so_far_carries_into_the_resumed_run(tiny_data_dir, 
     assert (tmp_path / "res" / whole["checkpoints"]["best"]).is_file()
     assert _digests(tmp_path / "stopped") == before
     assert "dirpath has changed" not in resumed.stderr
+    # compare.py counts the resumed run once with its unbroken twin, and checks their bits
+    from mnist_cnn.compare import compare
+
+    result = compare([str(tmp_path / "full"), str(tmp_path / "res")])
+    assert [len(g["runs"]) for g in result["groups"]] == [1]
+    (check,) = result["reproducibility"]
+    assert check["bit_identical"] and check["runs"] == [str(tmp_path / n) for n in ("full", "res")]

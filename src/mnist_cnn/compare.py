@@ -24,8 +24,10 @@ PLANS = ("budget_seconds", "fastest_of")  # what a run asked its plan for
 def _arithmetic(key: str) -> bool:
     """Whether a config key takes part in a run's arithmetic. A plan's request (budget_seconds,
     fastest_of's candidates) does not: what it decided is in the config (the epochs, the chosen
-    settings), so a planned run and its rerun from the record are the same arithmetic."""
-    return not key.startswith(("paths.", "fastest_of.")) and key not in PLANS
+    settings), so a planned run and its rerun from the record are the same arithmetic. Nor does
+    the checkpoint a run resumed from: a resume continues its run bit for bit (resumable.py
+    refuses one that would not), so it is checked against the run unbroken."""
+    return not key.startswith(("paths.", "fastest_of.")) and key not in (*PLANS, "ckpt_path")
 
 
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
