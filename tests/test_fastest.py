@@ -174,3 +174,15 @@ def test_a_measurement_is_keyed_by_what_times_a_step_and_not_the_seed_or_paths(t
     base.fastest_of = {"wide": {"model.conv1_channels": 0}}
     with pytest.raises(UserError, match="fastest_of.wide: model.conv1_channels=0"):
         validate(base)
+
+
+def test_a_problem_of_the_recipe_is_said_once_not_again_for_each_candidate(tmp_path):
+    """`experiment=speedrun optimizer.lr=-1` listed the bad rate three times: the recipe's, and
+    again under fastest_of.narrow and fastest_of.wide."""
+    with pytest.raises(UserError) as refused:
+        validate(compose_config(["experiment=speedrun", "optimizer.lr=-1"], tmp_path))
+    assert str(refused.value) == "optimizer.lr=-1 is invalid: expected a finite number > 0"
+    cfg = compose_config(["experiment=speedrun", "optimizer.lr=-1"], tmp_path)
+    cfg.fastest_of = {"wide": {"model.conv1_channels": 0}}  # a candidate's own: still said
+    with pytest.raises(UserError, match=r"; fastest_of.wide: .*model.conv1_channels=0"):
+        validate(cfg)
