@@ -260,8 +260,26 @@ def test_the_default_checkpoint_is_never_a_debug_run(tmp_path, trainer):
             )
         )
         os.utime(metrics, (mtime, mtime))
-    path, metrics = newest_checkpoint(tmp_path)
-    assert path == tmp_path / "full" / "checkpoints" / "last.ckpt" and metrics["test/acc"] == 0.99
+    path, acc = newest_checkpoint(tmp_path)
+    assert path == tmp_path / "full" / "checkpoints" / "last.ckpt" and acc == 0.99
+
+
+@pytest.mark.parametrize("tested", ["final", "best"])
+def test_the_default_checkpoint_is_the_one_its_run_tested(tmp_path, tested):
+    """A test_ckpt=best run reported the best epoch's accuracy, and predict took its last.ckpt
+    while quoting that accuracy. Where the tested file is gone, the other is untested."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    saved = {"last": "checkpoints/last.ckpt", "best": "checkpoints/best-epoch02.ckpt"}
+    for name in saved.values():
+        (run / name).write_bytes(b"x")
+    record = {"status": "completed", "checkpoints": saved, "test_weights": tested, "test/acc": 0.9}
+    (run / "metrics.json").write_text(json.dumps(record))
+    name = "last" if tested == "final" else "best"
+    assert newest_checkpoint(tmp_path) == (run / saved[name], 0.9)
+    (run / saved[name]).unlink()
+    other = "best" if name == "last" else "last"
+    assert newest_checkpoint(tmp_path) == (run / saved[other], None)
 
 
 def test_metrics_files_of_another_shape_are_skipped(tmp_path):

@@ -12,9 +12,11 @@ from mnist_cnn.config import partial_run
 from mnist_cnn.errors import UserError
 
 
-def newest_checkpoint(outputs: Path) -> tuple[Path, dict[str, Any]]:
-    """The last.ckpt (else best) of the most recently finished full training run under outputs/,
-    and that run's metrics.json; debug runs (limited batches, fast_dev_run) are never chosen."""
+def newest_checkpoint(outputs: Path) -> tuple[Path, float | None]:
+    """The checkpoint the most recently finished full training run under outputs/ tested (its
+    last.ckpt, or with test_ckpt=best its best), else its other one, and the test accuracy of
+    those weights (None for the other: untested); debug runs (limited batches, fast_dev_run)
+    are never chosen."""
     candidates = []
     for metrics_file in outputs.rglob("metrics.json"):
         m = _read_metrics(metrics_file)
@@ -22,19 +24,21 @@ def newest_checkpoint(outputs: Path) -> tuple[Path, dict[str, Any]]:
             continue
         saved = m.get("checkpoints")
         saved = saved if isinstance(saved, dict) else {}
-        for name in ("last", "best"):
+        tested = "best" if m.get("test_weights") == "best" else "last"
+        for name in (tested, *({"last", "best"} - {tested})):
             if isinstance(saved.get(name), str):
                 path = metrics_file.parent / saved[name]
                 if path.is_file():
-                    candidates.append((metrics_file.stat().st_mtime, str(path), m))
+                    acc = m.get("test/acc") if name == tested else None
+                    candidates.append((metrics_file.stat().st_mtime, str(path), acc))
                     break
     if not candidates:
         raise UserError(
             f"no completed training run with a checkpoint under {outputs} (debug runs are not "
             "used); train one (make train) or give --ckpt PATH"
         )
-    _, path, metrics = max(candidates, key=lambda c: (c[0], c[1]))
-    return Path(path), metrics
+    _, path, acc = max(candidates, key=lambda c: (c[0], c[1]))
+    return Path(path), acc
 
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:

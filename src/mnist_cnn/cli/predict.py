@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.ckpt:
         ckpt_path, about = args.ckpt.expanduser().resolve(), "given with --ckpt"
     else:
-        ckpt_path, metrics = newest_checkpoint(REPO_ROOT / "outputs")
-        acc = metrics.get("test/acc")
+        ckpt_path, acc = newest_checkpoint(REPO_ROOT / "outputs")
         tested = f"test accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "untested"
         about = f"the newest completed training run, {tested}; --ckpt PATH chooses another"
     net, config = load_network(ckpt_path)  # refused (payload, corrupt) before anything else
