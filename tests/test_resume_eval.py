@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.data import ROOT, write_mnist
-from helpers.runs import printed, run_eval, run_script, run_train
+from helpers.runs import digests, printed, run_eval, run_script, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -39,14 +39,6 @@ SIGNAL_STEP = 20  # 15 batches an epoch: the signal lands mid-way through the se
 
 def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
-
-
-def _digests(run_dir: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(run_dir.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +85,7 @@ def test_sigint_saves_a_checkpoint_and_says_how_to_resume(runs):
 @pytest.mark.reliability("R3", "R7")
 @pytest.mark.slow
 def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
-    before = _digests(runs["stopped"])
+    before = digests(runs["stopped"])
     # the printed command, as a user pastes it into a shell (plus where the new run goes)
     command = printed(runs["stopped_proc"].stderr, "resume with: ")
     resumed_dir = hydra_override("hydra.run.dir", str(runs["root"] / "resumed"))
@@ -113,7 +105,7 @@ def test_resume_is_bit_identical_and_leaves_the_old_run_alone(runs):
     for key in ("weights_sha256", "test/loss", "test/acc", "train/loss", "train/acc", "val/loss"):
         assert again[key] == full[key], key
     assert again["global_step"] == full["global_step"] == 30
-    assert _digests(runs["stopped"]) == before  # R7: a new run dir, the old one untouched
+    assert digests(runs["stopped"]) == before  # R7: a new run dir, the old one untouched
 
 
 @pytest.mark.slow
@@ -157,7 +149,7 @@ def test_resuming_with_another_optimizer_or_schedule_is_refused_up_front(runs, c
     in a raw KeyError from inside torch), the checkpoint and its run left as they were. Nor does
     the one-cycle schedule fit a longer run (OneCycleLR's ValueError one step past its length)."""
     ckpt = runs["stopped"] / "checkpoints" / "interrupted.ckpt"
-    before = _digests(runs["stopped"])
+    before = digests(runs["stopped"])
     proc = run_train(
         *runs["common"],
         change,
@@ -167,7 +159,7 @@ def test_resuming_with_another_optimizer_or_schedule_is_refused_up_front(runs, c
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert said in proc.stderr and "drop ckpt_path to start a new run" in proc.stderr
-    assert _digests(runs["stopped"]) == before
+    assert digests(runs["stopped"]) == before
 
 
 @pytest.mark.reliability("R1", "R3")
@@ -236,14 +228,14 @@ def test_a_kill_at_any_step_leaves_the_last_epochs_checkpoint_to_resume(tiny_dat
     assert proc.returncode == -9, proc.stderr[-2000:]
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
-    before = _digests(tmp_path / "killed")
+    before = digests(tmp_path / "killed")
     resumed = run_train(
         *common, hydra_override("ckpt_path", str(last)), run_dir=tmp_path / "resumed"
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     m = _metrics(tmp_path / "resumed")
     assert m["status"] == "completed" and m["epochs"] == 3 and m["test/acc"] > 0.5
-    assert _digests(tmp_path / "killed") == before  # the killed run's files are untouched
+    assert digests(tmp_path / "killed") == before  # the killed run's files are untouched
 
 
 @pytest.mark.reliability("R2")

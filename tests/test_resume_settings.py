@@ -4,12 +4,10 @@ resumed run's own dir (callbacks/checkpoint.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pytest
-from helpers.runs import SIGNAL_ENV, run_train, signal_at
+from helpers.runs import SIGNAL_ENV, digests, record, run_train, signal_at
 from omegaconf import OmegaConf
 
 from mnist_cnn.commands import hydra_override
@@ -98,18 +96,6 @@ def test_an_older_checkpoint_without_a_setting_is_not_refused_for_it(tmp_path):
     check_resumable(stored, now, "x.ckpt")
 
 
-def _metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def _digests(run_dir: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(run_dir.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.mark.reliability("R9")
 @pytest.mark.slow
 def test_the_best_checkpoint_so_far_carries_into_the_resumed_run(tiny_data_dir, tmp_path):
@@ -123,19 +109,19 @@ def test_the_best_checkpoint_so_far_carries_into_the_resumed_run(tiny_data_dir, 
     assert full.returncode == 0, full.stderr[-2000:]
     stopped = run_train(*common, *signal_at(17), run_dir=tmp_path / "stopped", env=SIGNAL_ENV)
     assert stopped.returncode == 130, stopped.stderr[-2000:]
-    whole = _metrics(tmp_path / "full")
+    whole = record(tmp_path / "full")
     best_epoch = int(whole["checkpoints"]["best"].removesuffix(".ckpt")[-2:])
     assert best_epoch < 4, f"the test needs a best epoch before the stop (epoch 4): {whole}"
-    before = _digests(tmp_path / "stopped")
+    before = digests(tmp_path / "stopped")
     ckpt = tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt"
     resumed = run_train(*common, hydra_override("ckpt_path", str(ckpt)), run_dir=tmp_path / "res")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    again = _metrics(tmp_path / "res")
+    again = record(tmp_path / "res")
     assert again["checkpoints"]["best"] == whole["checkpoints"]["best"]
     assert again["weights_sha256"] == whole["weights_sha256"]
     assert again["test/acc"] == whole["test/acc"] and again["test/loss"] == whole["test/loss"]
     assert (tmp_path / "res" / whole["checkpoints"]["best"]).is_file()
-    assert _digests(tmp_path / "stopped") == before
+    assert digests(tmp_path / "stopped") == before
     assert "dirpath has changed" not in resumed.stderr
     # compare.py counts the resumed run once with its unbroken twin, and checks their bits
     from mnist_cnn.compare import compare

@@ -67,6 +67,13 @@ def _short(tiny_data_dir, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+# the two ways a run validates nothing, and the fix each message names
+NO_VALIDATION = [
+    ("data.val_split=0", "data.val_split > 0"),
+    ("+trainer.limit_val_batches=0", "drop trainer.limit_val_batches"),
+]
+
+
 @pytest.mark.reliability("RA3")
 @pytest.mark.parametrize("precision", ["64-true", "bf16-true", "bf16-mixed", "32-true"])
 def test_every_precision_the_config_accepts_is_fed_its_dtype(tiny_data_dir, tmp_path, precision):
@@ -96,11 +103,7 @@ def test_fp16_weights_with_adam_are_refused_and_with_sgd_they_train(tiny_data_di
 
 
 @pytest.mark.reliability("RA4")
-@pytest.mark.parametrize(
-    "no_validation,fix",
-    [("data.val_split=0", "data.val_split > 0"),
-     ("+trainer.limit_val_batches=0", "drop trainer.limit_val_batches")],
-)  # fmt: skip
+@pytest.mark.parametrize("no_validation,fix", NO_VALIDATION)
 @pytest.mark.parametrize("monitor", ["val/acc", "val/loss"])
 def test_a_callback_watching_validation_in_a_run_without_it_is_named(
     tiny_data_dir, tmp_path, no_validation, fix, monitor
@@ -120,11 +123,7 @@ def test_a_callback_watching_validation_in_a_run_without_it_is_named(
 
 
 @pytest.mark.reliability("RA4")
-@pytest.mark.parametrize(
-    "no_validation,fix",
-    [("data.val_split=0", "data.val_split > 0"),
-     ("+trainer.limit_val_batches=0", "drop trainer.limit_val_batches")],
-)  # fmt: skip
+@pytest.mark.parametrize("no_validation,fix", NO_VALIDATION)
 def test_the_best_epoch_asked_of_a_run_without_validation_is_named(
     tiny_data_dir, tmp_path, no_validation, fix
 ):

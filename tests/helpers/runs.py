@@ -109,3 +109,21 @@ def processes_with_env(name: str, value: object) -> list[int]:
             if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(int(entry.name))
     return found
+
+
+def record(run_dir: Path) -> dict:
+    """A run's metrics.json."""
+    import json
+
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def digests(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file under run_dir, by relative path: what "left as it was" compares."""
+    import hashlib
+
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
