@@ -258,6 +258,20 @@ def test_a_planned_run_and_its_rerun_from_the_record_are_checked_for_the_same_bi
     assert len(checks) == 2 and all(c["bit_identical"] for c in checks)
 
 
+def test_same_seed_runs_a_group_counts_once_are_the_ones_whose_bits_are_checked(tmp_path):
+    """Runs that differ in their dashboards or where their data lives form one group and count
+    once; their bits were never compared, so three runs showed as n=1 without a word."""
+    dashboards = {"callbacks": {"filters": {"top_k": 8}}, "data": {"data_dir": "/a"}}
+    write_run(tmp_path / "dashboards", 5, 0.99, weights_sha256="w", config=dashboards)
+    minimal = {"callbacks": {}, "data": {"data_dir": "/b"}}
+    write_run(tmp_path / "minimal", 5, 0.99, weights_sha256="w", config=minimal)
+    result = compare([str(tmp_path)])
+    assert [len(g["runs"]) for g in result["groups"]] == [1]
+    (check,) = result["reproducibility"]
+    assert check["bit_identical"]
+    assert sorted(Path(r).name for r in check["runs"]) == ["dashboards", "minimal"]
+
+
 def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):
     d = describe([0.9999, 0.95], bounds=(0.0, 1.0))  # n=2: the raw t-interval passes 1
     assert d["ci95_clipped"] is True and 0.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from mnist_cnn.compare_folds import fold, paired, per_fold, replicate, variance_split
-from mnist_cnn.compare_groups import Group, group_runs, name_groups, planned_epochs
+from mnist_cnn.compare_groups import Group, group_runs, is_recipe, name_groups, planned_epochs
 from mnist_cnn.errors import UserError
 from mnist_cnn.run_reader import METRICS, PRUNED, RECORDED, Run, load_all
 from mnist_cnn.significance import correct_for_several, describe, welch
@@ -26,8 +26,14 @@ def _arithmetic(key: str) -> bool:
     fastest_of's candidates) does not: what it decided is in the config (the epochs, the chosen
     settings), so a planned run and its rerun from the record are the same arithmetic. Nor does
     the checkpoint a run resumed from: a resume continues its run bit for bit (resumable.py
-    refuses one that would not), so it is checked against the run unbroken."""
-    return not key.startswith(("paths.", "fastest_of.")) and key not in (*PLANS, "ckpt_path")
+    refuses one that would not), so it is checked against the run unbroken. Nor what groups
+    leave out (the dashboards, where the data lives): same-seed runs they count once are the
+    ones whose bits are checked."""
+    return (
+        is_recipe(key)
+        and not key.startswith(("paths.", "fastest_of."))
+        and key not in (*PLANS, "ckpt_path")
+    )
 
 
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ class Group:
         return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
 
 
-def _recipe(key: str) -> bool:
+def is_recipe(key: str) -> bool:
     return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
 
 
@@ -60,12 +60,12 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str], list[str]]:
     keys = sorted(set().union(*(r.config for r in runs)))
     keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
     changed = [k for k in keys if len({json.dumps(_grouped_value(r, k)) for r in runs}) > 1]
-    differing = [k for k in changed if _recipe(k)]
+    differing = [k for k in changed if is_recipe(k)]
     groups: dict[str, Group] = {}
     for run in runs:
         key = {k: _grouped_value(run, k) for k in differing}
         groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
-    return list(groups.values()), differing, [k for k in changed if not _recipe(k)]
+    return list(groups.values()), differing, [k for k in changed if not is_recipe(k)]
 
 
 def planned_epochs(groups: list[Group]) -> dict[str, list[int]]:
