@@ -272,6 +272,28 @@ def test_same_seed_runs_a_group_counts_once_are_the_ones_whose_bits_are_checked(
     assert sorted(Path(r).name for r in check["runs"]) == ["dashboards", "minimal"]
 
 
+def test_weight_averaging_is_the_recipes_and_the_dashboards_beside_it_are_not(tmp_path):
+    """The average is what such a run tests and saves: runs with and without it are two groups,
+    and same-seed runs of the two are not taken for reruns that differ without a cause."""
+    ema = {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.99}
+    for seed in (1, 2):
+        write_run(tmp_path / f"plain{seed}", seed, 0.98, config={"callbacks": {"filters": {}}})
+        for name, dashboards in (("ema", {}), ("ema-dashboards", {"filters": {"top_k": 8}})):
+            write_run(
+                tmp_path / f"{name}{seed}", seed, 0.99, weights_sha256=f"averaged-{seed}",
+                config={"callbacks": {"ema": ema, **dashboards}},
+            )  # fmt: skip
+    result = compare([str(tmp_path)])
+    labels = {g["group"]: len(g["runs"]) for g in result["groups"]}
+    assert labels == {
+        "without callbacks.ema": 2,
+        "callbacks.ema=EMAWeightAveraging, callbacks.ema.decay=0.99": 2,
+    }, labels
+    pairs = {tuple(sorted(Path(r).name for r in c["runs"])) for c in result["reproducibility"]}
+    assert pairs == {("ema-dashboards1", "ema1"), ("ema-dashboards2", "ema2")}, pairs
+    assert all(c["bit_identical"] for c in result["reproducibility"])
+
+
 def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):
     d = describe([0.9999, 0.95], bounds=(0.0, 1.0))  # n=2: the raw t-interval passes 1
     assert d["ci95_clipped"] is True and 0.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0

@@ -306,7 +306,8 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
         hydra_override("data.data_dir", str(runs["data"])),
         hydra_override("hydra.run.dir", str(run_dir)),
         "callbacks.progress_bar.refresh_rate=0",
-        f"data.eval_batch_size={batch}",  # the checkpoint's own value, repeated: accepted
+        f"data.eval_batch_size={batch}",  # the checkpoint's own values, repeated: accepted
+        f"seed={_metrics(runs['full'])['seed']}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     trained, evaluated = _metrics(runs["full"]), _metrics(run_dir)
@@ -329,6 +330,7 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
     [
         ("data=fashion_mnist", "data.dataset=FashionMNIST (the checkpoint's: MNIST)"),
         ("data.eval_batch_size=7", "data.eval_batch_size=7 (the checkpoint's: "),
+        ("seed=7", "seed=7 (the checkpoint's: "),  # silently unused before
     ],
 )
 def test_eval_refuses_data_settings_that_the_checkpoints_replace(runs, change, said):

@@ -4,6 +4,7 @@ resumed run's own dir (callbacks/checkpoint.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,14 @@ def _stored(overrides: list[str], tmp_path: Path) -> dict:
         ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches: 1 in the"),
         ("data.dataset=FashionMNIST", "data.dataset: MNIST in the checkpoint, FashionMNIST now"),
         ("budget_seconds=600", "budget_seconds: null in the checkpoint, 600 now"),
+        ("data.augment=null", "data.augment: {degrees:10,translate:0.08,scale:[0.9,1.1]} in the"),
+        ("data.augment.degrees=20", "data.augment: {degrees:10,translate:0.08,scale:[0.9,1.1]}"),
+        ("label_smoothing=0.1", "label_smoothing: 0.0 in the checkpoint, 0.1 now"),
+        ("model.dropout=0.1", "model.dropout: 0.3 in the checkpoint, 0.1 now"),
+        ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val: null in the checkpoint"),
+        ("+trainer.overfit_batches=2", "trainer.overfit_batches: 0.0 in the checkpoint, 2 now"),
+        ("callbacks=[default,ema]",
+         "callbacks.ema: none in the checkpoint, EMAWeightAveraging(decay=0.99) now (use ~"),
     ],
 )  # fmt: skip
 def test_a_resume_that_would_not_continue_its_run_is_refused_naming_each_setting(
@@ -49,28 +58,67 @@ def test_a_resume_that_would_not_continue_its_run_is_refused_naming_each_setting
 ):
     stored = _stored(BASE, tmp_path)
     cfg = compose_config([*BASE, change], tmp_path / "now")
+    message = _refusal(stored, cfg)
+    assert said in message, message
+    assert message.count(" in the checkpoint, ") == 1, message  # seed: not data.seed besides
+    _the_advice_resumes(stored, [*BASE, change], message, tmp_path)
+
+
+def _refusal(stored: dict, cfg) -> str:
     with pytest.raises(UserError) as refused:
         check_resumable(stored, cfg, "x.ckpt")
     message = str(refused.value)
     assert message.startswith("ckpt_path=x.ckpt: a resume continues the checkpoint's run")
-    assert said in message and "drop ckpt_path to start a new run" in message
-    assert message.count(" in the checkpoint, ") == 1, message  # seed: not data.seed besides
+    assert "drop ckpt_path to start a new run" in message
+    return message
+
+
+def _the_advice_resumes(stored: dict, overrides: list[str], message: str, tmp_path) -> None:
+    """The overrides each `(use ...)` gives, appended to the command line, are accepted."""
+    advice = re.findall(r"\(use (\S+?)\)(?=[;)])", message)
+    assert advice, message
+    check_resumable(stored, compose_config([*overrides, *advice], tmp_path / "advised"), "x.ckpt")
 
 
 @pytest.mark.reliability("R8")
-def test_a_setting_given_only_in_the_checkpoint_is_named_with_its_plus(tmp_path):
-    stored = _stored([*BASE, "+trainer.limit_train_batches=0.5"], tmp_path)
-    with pytest.raises(UserError, match=r"use \+trainer\.limit_train_batches=0\.5\)"):
-        check_resumable(stored, compose_config(BASE, tmp_path / "now"), "x.ckpt")
+def test_weight_averaging_dropped_or_set_otherwise_on_a_resume_is_refused(tmp_path):
+    """Without the callback, Lightning would load the average the checkpoint holds as its
+    weights and train on from it: another run, silently."""
+    stored = _stored([*BASE, "callbacks=[default,ema]"], tmp_path)
+    for now, said in (
+        (BASE, "callbacks.ema: EMAWeightAveraging(decay=0.99) in the checkpoint, none now (use "
+               "+callbacks.ema={_target_:lightning.pytorch.callbacks.EMAWeightAveraging,"),
+        ([*BASE, "callbacks=[default,ema]", "callbacks.ema.decay=0.9"],
+         "EMAWeightAveraging(decay=0.99) in the checkpoint, EMAWeightAveraging(decay=0.9) now"),
+    ):  # fmt: skip
+        message = _refusal(stored, compose_config(now, tmp_path / "now"))
+        assert said in message, message
+        _the_advice_resumes(stored, now, message, tmp_path)
+    # the dashboards beside it may change
+    now = compose_config([*BASE, "callbacks=[minimal,ema]"], tmp_path / "now")
+    check_resumable(stored, now, "x.ckpt")
+
+
+@pytest.mark.reliability("R8")
+@pytest.mark.parametrize(
+    "given", ["+trainer.limit_train_batches=0.5", "+trainer.gradient_clip_val=1.0"]
+)
+def test_a_setting_given_only_in_the_checkpoint_is_named_with_its_plus(tmp_path, given):
+    stored = _stored([*BASE, given], tmp_path)
+    message = _refusal(stored, compose_config(BASE, tmp_path / "now"))
+    assert f"(use {given})" in message, message
+    _the_advice_resumes(stored, BASE, message, tmp_path)
 
 
 @pytest.mark.reliability("R8")
 @pytest.mark.parametrize(
     "stored_overrides,now_overrides",
     [
-        # what a run applies as it is: augmentation, precision, dashboards, threads, loaders
-        (BASE, [*BASE, "data.augment=null", "trainer.precision=32-true", "callbacks=minimal",
-                "threads=1", "data.num_workers=2", "data.eval_batch_size=512"]),
+        # what a run applies as it is: precision, dashboards, threads, loaders, validation
+        (BASE, [*BASE, "trainer.precision=32-true", "callbacks=minimal", "threads=1",
+                "data.num_workers=2", "data.eval_batch_size=512", "model.init=torch",
+                "optimizer.foreach=false", "+trainer.limit_val_batches=0.5", "channels_last=false",
+                "+trainer.check_val_every_n_epoch=2", "test_ckpt=best"]),
         # val_split is unused beside folds
         (BASE, [*BASE, "data.val_split=0.3"]),
         # no schedule: a resume may train longer

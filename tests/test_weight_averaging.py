@@ -1,5 +1,6 @@
 """`callbacks=[...,ema]`: Lightning's EMAWeightAveraging as a run combines it with the rest: the
-average is what the run tests and its checkpoints hold, eval.py reads it back, a resume is exact."""
+average is what the run tests and its checkpoints hold, eval.py reads it back, a resume is exact
+and one without the average is refused."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
         env=SIGNAL_ENV,
     )  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr[-3000:]
+    # resumed without the average, the run would train on from it as its weights: refused
+    stopped_at = hydra_override("ckpt_path", str(tmp_path / "stopped/checkpoints/interrupted.ckpt"))
+    dropped = run_train(*common, "callbacks=[minimal]", stopped_at, run_dir=tmp_path / "dropped")
+    assert dropped.returncode == 2 and "Traceback" not in dropped.stderr, dropped.stderr[-3000:]
+    assert "callbacks.ema: EMAWeightAveraging(decay=0.99) in the checkpoint, none now" in (
+        dropped.stderr
+    )
     resumed = run_printed_resume(stopped.stderr, tmp_path / "resumed", env=SIGNAL_ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]

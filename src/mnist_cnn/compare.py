@@ -12,7 +12,14 @@ import math
 from typing import Any
 
 from mnist_cnn.compare_folds import fold, paired, per_fold, replicate, variance_split
-from mnist_cnn.compare_groups import Group, group_runs, is_recipe, name_groups, planned_epochs
+from mnist_cnn.compare_groups import (
+    Group,
+    changing_callbacks,
+    group_runs,
+    is_recipe,
+    name_groups,
+    planned_epochs,
+)
 from mnist_cnn.errors import UserError
 from mnist_cnn.run_reader import METRICS, PRUNED, RECORDED, Run, load_all
 from mnist_cnn.significance import correct_for_several, describe, welch
@@ -21,7 +28,7 @@ BOUNDS = {"test/acc": (0.0, 1.0), "val/acc": (0.0, 1.0), "test/loss": (0.0, math
 PLANS = ("budget_seconds", "fastest_of")  # what a run asked its plan for
 
 
-def _arithmetic(key: str) -> bool:
+def _arithmetic(key: str, changing: frozenset[str]) -> bool:
     """Whether a config key takes part in a run's arithmetic. A plan's request (budget_seconds,
     fastest_of's candidates) does not: what it decided is in the config (the epochs, the chosen
     settings), so a planned run and its rerun from the record are the same arithmetic. Nor does
@@ -30,7 +37,7 @@ def _arithmetic(key: str) -> bool:
     leave out (the dashboards, where the data lives): same-seed runs they count once are the
     ones whose bits are checked."""
     return (
-        is_recipe(key)
+        is_recipe(key, changing)
         and not key.startswith(("paths.", "fastest_of."))
         and key not in (*PLANS, "ckpt_path")
     )
@@ -39,10 +46,11 @@ def _arithmetic(key: str) -> bool:
 def reproducibility(runs: list[Run]) -> list[dict[str, Any]]:
     """Runs sharing config and seed: identical bits, or by how much they differ."""
     same: dict[str, list[Run]] = {}
+    changing = changing_callbacks(runs)
     for run in runs:
         key = (
             json.dumps(
-                {k: v for k, v in run.config.items() if _arithmetic(k)},
+                {k: v for k, v in run.config.items() if _arithmetic(k, changing)},
                 sort_keys=True,
                 default=str,
             )

@@ -1,6 +1,7 @@
 """Which runs are one recipe: compare.py groups runs by every config value that differs across
 them except their replicates (the seed, the fold) and the settings that change neither the
-arithmetic nor the recipe (dashboards, paths); a budget run's planned epochs are its plan's."""
+arithmetic nor the recipe (dashboards, paths; not weight averaging); a budget run's planned
+epochs are its plan's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnist_cnn.callbacks.kinds import changes_the_run
 from mnist_cnn.run_reader import Run
 
 # what a group varies over: its replicates (seeds, and folds of a cross-validation)
@@ -16,7 +18,7 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "optuna.")  # optuna.*: which study and 
 # settings that change neither the arithmetic nor the recipe: runs that differ only in them are
 # one group, and the differences are listed in one line
 NOT_RECIPE = ("task_name", "data.data_dir", "data.download", "trainer.default_root_dir")
-NOT_RECIPE_PREFIXES = ("callbacks.", "logger.")
+NOT_RECIPE_PREFIXES = ("logger.",)  # callbacks: is_recipe
 PLANNED = "trainer.max_epochs"  # in a budget run, the plan's outcome (planning.py)
 
 
@@ -38,10 +40,32 @@ class Group:
         """Every differing setting the group has (those it lacks left out)."""
         if self.name:
             return self.name
-        return ", ".join(_setting(k, v) for k, v in self.key.items() if v is not None) or "all runs"
+        given = [_setting(k, v) for k, v in self.key.items() if v is not None]
+        if given or not self.key:
+            return ", ".join(given) or "all runs"
+        # a group that lacks what the others add (a callback, a `+` setting): name what it lacks
+        objects = tuple(k.removesuffix("_target_") for k in self.key if k.endswith("._target_"))
+        lacked = [k.removesuffix("._target_") for k in self.key if not k.startswith(objects)]
+        lacked += [o.removesuffix(".") for o in objects]
+        return "without " + ", ".join(lacked)
 
 
-def is_recipe(key: str) -> bool:
+def changing_callbacks(runs: list[Run]) -> frozenset[str]:
+    """The names of the callbacks that change what a run trains or tests (callbacks/kinds.py:
+    weight averaging, early stopping), in any of the runs: they are the recipe's."""
+    return frozenset(
+        key.split(".")[1]
+        for run in runs
+        for key, value in run.config.items()
+        if key.startswith("callbacks.") and key.count(".") == 2 and key.endswith("._target_")
+        and changes_the_run(value)
+    )  # fmt: skip
+
+
+def is_recipe(key: str, changing: frozenset[str] = frozenset()) -> bool:
+    """Whether a setting is the recipe's; `changing`: changing_callbacks of the runs compared."""
+    if key.startswith("callbacks."):
+        return key.split(".")[1] in changing
     return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
 
 
@@ -60,12 +84,13 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str], list[str]]:
     keys = sorted(set().union(*(r.config for r in runs)))
     keys = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)]
     changed = [k for k in keys if len({json.dumps(_grouped_value(r, k)) for r in runs}) > 1]
-    differing = [k for k in changed if is_recipe(k)]
+    changing = changing_callbacks(runs)
+    differing = [k for k in changed if is_recipe(k, changing)]
     groups: dict[str, Group] = {}
     for run in runs:
         key = {k: _grouped_value(run, k) for k in differing}
         groups.setdefault(json.dumps(key), Group(key)).runs.append(run)
-    return list(groups.values()), differing, [k for k in changed if not is_recipe(k)]
+    return list(groups.values()), differing, [k for k in changed if k not in differing]
 
 
 def planned_epochs(groups: list[Group]) -> dict[str, list[int]]:

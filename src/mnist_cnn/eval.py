@@ -43,14 +43,14 @@ def evaluate(
     members = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     trained = members[0].config()
     _check_members_agree(members)
-    _check_data_not_overridden(cfg, trained["data"])
+    seeds = [m.config().get("seed") for m in members]
+    _check_data_not_overridden(cfg, trained["data"], seeds)
     tta = bool(cfg.get("tta", False))
     precision, why = _precision(cfg, trained)
     cfg.trainer.precision = precision
     log.info("precision %s (%s)", precision, why)
     run_dir = Path(cfg.paths.output_dir).resolve()
     one = len(members) == 1
-    seeds = [m.config().get("seed") for m in members]
     record = RunRecord(
         run_dir,
         task="eval",
@@ -77,10 +77,10 @@ def evaluate(
     return metrics
 
 
-def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any]) -> None:
+def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any], seeds: list) -> None:
     """The command line's data settings that the checkpoint's replace, refused where they differ:
     a checkpoint trained on MNIST tested MNIST when `data.dataset=FashionMNIST` was given, and
-    reported its accuracy as if it had not."""
+    reported its accuracy as if it had not. The same for a seed, which a test never uses."""
     from mnist_cnn.group_checks import given_on_command_line
 
     given = given_on_command_line()
@@ -89,11 +89,14 @@ def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any]) -> None
         for key in DATA_FROM_CHECKPOINT
         if {f"data.{key}", "data"} & given and key in trained and cfg.data.get(key) != trained[key]
     ]
+    if "seed" in given and cfg.get("seed") is not None and [cfg.seed] != seeds:
+        differ.append(f"seed={cfg.seed} (the checkpoint's: {', '.join(map(str, seeds))})")
     if differ:
         raise UserError(
             f"{', '.join(differ)}: eval.py tests a checkpoint on the data it was trained to read, "
-            "with the batches its run tested (so test/acc and test/loss equal the run's): these "
-            "come from the checkpoint; drop them (data.data_dir says where the files are)"
+            "with the batches its run tested (so test/acc and test/loss equal the run's), and a "
+            "test draws nothing at random: these come from the checkpoint; drop them "
+            "(data.data_dir says where the files are)"
         )
 
 
