@@ -64,11 +64,12 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
 
 def test_the_average_under_ddp_is_the_one_tested_and_saved(tiny_data_dir, tmp_path):
     """Two processes: each rank averages the same synchronised weights, rank 0 saves the average,
-    and eval.py on that checkpoint finds the run's own test numbers."""
+    and eval.py on the best checkpoint finds the run's own test numbers: test_ckpt=best tested
+    the step's weights the file holds beside the average, which the callback loaded."""
     data = hydra_override("data.data_dir", str(tiny_data_dir))
     run = run_train(
         data, "experiment=keras_lab", "trainer.max_epochs=2", "callbacks=[minimal,ema]",
-        "trainer.devices=2", run_dir=tmp_path / "ddp",
+        "trainer.devices=2", "test_ckpt=best", run_dir=tmp_path / "ddp",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     m = _metrics(tmp_path / "ddp")
@@ -79,9 +80,12 @@ def test_the_average_under_ddp_is_the_one_tested_and_saved(tiny_data_dir, tmp_pa
     assert any(
         not torch.equal(current[k], v) for k, v in saved["state_dict"].items() if k in current
     )
+    assert m["test_weights"] == "best", m.get("test_weights")
+    best = tmp_path / "ddp" / m["checkpoints"]["best"]
     evaluated = run_eval(
-        data, hydra_override("ckpt_path", str(ckpt)),
+        data, hydra_override("ckpt_path", str(best)),
         hydra_override("hydra.run.dir", str(tmp_path / "eval")), "callbacks=minimal",
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert _metrics(tmp_path / "eval")["test/correct"] == m["test/correct"]
+    e = _metrics(tmp_path / "eval")
+    assert (e["test/correct"], e["test/loss"]) == (m["test/correct"], m["test/loss"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints, planning
@@ -160,9 +161,15 @@ def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[
     use_best = test_ckpt == "best" and bool(best)
     if test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
+    trainer = parts.trainer
+    kept = trainer.callbacks
+    if use_best:
+        # the best checkpoint holds the average a weight-averaging callback validated, and the
+        # step's weights beside it; the callback, given the file, would load the latter
+        trainer.callbacks = [c for c in kept if not isinstance(c, WeightAveraging)]
     try:
         with parts.interrupt.giving_back():
-            metrics = parts.trainer.test(
+            metrics = trainer.test(
                 parts.module,
                 datamodule=parts.datamodule,
                 ckpt_path="best" if use_best else None,
@@ -173,6 +180,8 @@ def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[
         tested = best if use_best else last  # "" when callbacks= kept no checkpoint
         exc.checkpoint = Path(tested) if tested else None
         raise
+    finally:
+        trainer.callbacks = kept
     return ("best" if use_best else "final"), metrics
 
 
