@@ -272,6 +272,7 @@ def test_same_seed_runs_a_group_counts_once_are_the_ones_whose_bits_are_checked(
     assert sorted(Path(r).name for r in check["runs"]) == ["dashboards", "minimal"]
 
 
+@pytest.mark.reliability("RF3")
 def test_weight_averaging_is_the_recipes_and_the_dashboards_beside_it_are_not(tmp_path):
     """The average is what such a run tests and saves: runs with and without it are two groups,
     and same-seed runs of the two are not taken for reruns that differ without a cause."""

@@ -62,6 +62,7 @@ def test_the_average_is_tested_saved_evaluated_and_resumed_exactly(tiny_data_dir
     assert _metrics(tmp_path / "resumed")["weights_sha256"] == m["weights_sha256"]
 
 
+@pytest.mark.reliability("RF3")
 def test_the_average_under_ddp_is_the_one_tested_and_saved(tiny_data_dir, tmp_path):
     """Two processes: each rank averages the same synchronised weights, rank 0 saves the average,
     and eval.py on the best checkpoint finds the run's own test numbers: test_ckpt=best tested
