@@ -295,6 +295,21 @@ def test_weight_averaging_is_the_recipes_and_the_dashboards_beside_it_are_not(tm
     assert all(c["bit_identical"] for c in result["reproducibility"])
 
 
+def test_an_eval_run_among_the_runs_is_left_out_as_what_it_is(tmp_path):
+    """Its numbers are its checkpoint's run's; the reason given was "val/acc is missing"."""
+    for seed in (1, 2):
+        write_run(tmp_path / f"run{seed}", seed, 0.98)
+    write_run(tmp_path / "eval", 1, 0.98, task="eval", checkpoint="/x/run1/last.ckpt")
+    write_run(tmp_path / "ensemble", 1, 0.99, task="eval", checkpoint=["/x/a.ckpt", "/x/b.ckpt"])
+    result = compare([str(tmp_path)])
+    assert [len(g["runs"]) for g in result["groups"]] == [2]
+    reasons = {Path(e["path"]).name: e["reason"] for e in result["excluded"]}
+    assert reasons == {
+        "eval": "an eval.py test of /x/run1/last.ckpt, not a training run",
+        "ensemble": "an eval.py test of /x/a.ckpt, /x/b.ckpt, not a training run",
+    }, reasons
+
+
 def test_an_accuracy_interval_stays_within_0_and_100_percent(tmp_path):
     d = describe([0.9999, 0.95], bounds=(0.0, 1.0))  # n=2: the raw t-interval passes 1
     assert d["ci95_clipped"] is True and 0.0 <= d["ci95"][0] <= d["ci95"][1] <= 1.0

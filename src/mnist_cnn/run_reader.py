@@ -89,6 +89,10 @@ def load(run_dir: Path) -> Run | str:
     if status != "completed":
         why = f": {m['error']}" if m.get("error") else ""
         return "still running (or killed)" if status == "running" else f"status {status}{why}"
+    if m.get("task") == "eval":  # its numbers are a training run's (or an ensemble's), retested
+        tested = m.get("checkpoint")
+        tested = ", ".join(tested) if isinstance(tested, list) else tested
+        return f"an eval.py test of {tested}, not a training run"
     values = {}
     for name in METRICS:
         v = m.get(name)
