@@ -184,5 +184,7 @@ def test_a_problem_of_the_recipe_is_said_once_not_again_for_each_candidate(tmp_p
     assert str(refused.value) == "optimizer.lr=-1 is invalid: expected a finite number > 0"
     cfg = compose_config(["experiment=speedrun", "optimizer.lr=-1"], tmp_path)
     cfg.fastest_of = {"wide": {"model.conv1_channels": 0}}  # a candidate's own: still said
-    with pytest.raises(UserError, match=r"; fastest_of.wide: .*model.conv1_channels=0"):
+    with pytest.raises(UserError, match=r"; fastest_of.wide: .*model.conv1_channels=0") as both:
         validate(cfg)
+    # the candidate's line holds its own problem only, not the recipe's again beside it
+    assert str(both.value).count("optimizer.lr=-1 is invalid") == 1, str(both.value)

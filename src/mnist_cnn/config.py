@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import InvalidSettings
 
 MAX_SEED = 2**32 - 1
 TEST_CKPT_CHOICES = ("final", "best")
@@ -211,8 +211,7 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
             "optimizer.lr to the peak instead"
         )
     if problems:
-        where = f"{source}: " if source else ""
-        raise UserError(where + "; ".join(problems))
+        raise InvalidSettings(f"{source}: " if source else "", problems)
 
 
 # Trainer settings that train or test on part of the data: smoke tests, not results

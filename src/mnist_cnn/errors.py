@@ -17,6 +17,14 @@ class UserError(Exception):
     exit_code = 2
 
 
+class InvalidSettings(UserError):
+    """Every invalid value of a config at once; `problems` holds them one by one."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        super().__init__(where + "; ".join(problems))
+        self.problems = problems
+
+
 class TrainingDiverged(UserError):
     """The training loss stopped being a finite number; the weights are not worth saving."""
 

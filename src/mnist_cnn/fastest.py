@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_cnn import measurements
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import InvalidSettings, UserError
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +185,18 @@ def problems(cfg: DictConfig, source: str | None = None) -> list[str]:
         return found
     from mnist_cnn.config import validate
 
-    def problems_of(settings: dict[str, Any]) -> str | None:
+    def problems_of(settings: dict[str, Any]) -> list[str]:
         candidate = with_settings(cfg, settings)
         candidate.budget_seconds = None  # said once, of the recipe, by plan_problems
         try:
             validate(candidate, source=source, ignore=("ckpt_path",))
-        except UserError as exc:
-            return str(exc)
-        return None
+        except InvalidSettings as exc:
+            return exc.problems
+        return []
 
     own = problems_of({})  # the recipe's own, which its validation says once
     for name, settings in candidates(cfg).items():
-        said = problems_of(settings)
-        if said is not None and said != own:
-            found.append(f"fastest_of.{name}: {said}")
+        found += [f"fastest_of.{name}: {said}" for said in problems_of(settings) if said not in own]
     return found + _given_too(cfg)
 
 
