@@ -89,6 +89,15 @@ def execute(out: Path, stamp: str) -> None:
         print(f"error: {NOTEBOOK} failed {where} (above); the notebook up to it: {kept}",
               file=sys.stderr)  # fmt: skip
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - jupyter_client's, of a kernel that never answered
+        if where != "while the kernel started":
+            raise
+        _shut_down(client)
+        sys.exit(
+            f"error: {NOTEBOOK}: its kernel ({client.kernel_name}) did not start "
+            f"({type(exc).__name__}: {exc}); `jupyter kernelspec list` (in .venv) shows the one "
+            "that ran; `make install` puts ipykernel's in .venv"
+        )
     print(f"executed notebook: {_write(nb, out / f'executed_{stamp}.ipynb')}")
 
 

@@ -135,3 +135,22 @@ def test_an_unusable_out_folder_is_refused_before_any_cell_runs(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --out={taken / 'executed'}: ")
     assert taken.read_text() == "kept"
+
+
+@pytest.mark.reliability("SIG6")
+def test_a_kernel_that_never_starts_is_one_line_naming_it(tmp_path):
+    """A kernelspec whose process dies at once (generated, first on JUPYTER_PATH): the run ended
+    in jupyter_client's traceback."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    dies = {"argv": [sys.executable, "-c", "raise SystemExit(3)", "{connection_file}"],
+            "display_name": "dies at once", "language": "python"}  # fmt: skip
+    (spec / "kernel.json").write_text(json.dumps(dies))
+    out = tmp_path / "executed"
+    env = {"JUPYTER_PATH": str(tmp_path / "jupyter"), "MNIST_LAB_FAST": "1"}
+    proc = run_script("notebooks/execute.py", "--out", str(out), env=env, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert re.fullmatch(r"error: \S+mnist_lab\.ipynb: its kernel \(python3\) did not start \(.+\);"
+                        r" `jupyter kernelspec list` .*", line), line  # fmt: skip
+    assert not list(out.glob("*.ipynb"))
