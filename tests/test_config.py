@@ -363,3 +363,42 @@ def test_a_group_every_training_run_needs_removed_is_named(group):
     with pytest.raises(UserError, match=rf"^{group}: removed \(~{group}\), and a training run"):
         validate(compose_train(f"~{group}"))
     validate(compose_train("~scheduler", "~logger", "~callbacks"))
+
+
+@pytest.mark.reliability("C5")
+@pytest.mark.parametrize("callback", ["model_checkpoint", "early"])
+def test_a_watched_metric_that_no_run_logs_or_watched_the_wrong_way_is_named(callback):
+    """`monitor=val/loss` under the default's mode=max kept the highest loss as the best, and
+    `mode=min` the lowest accuracy; a name no run logs (`val_acc`) was Lightning's
+    MisconfigurationException after the first epoch."""
+    import random
+
+    from mnist_cnn.group_checks import MONITORED
+
+    key = f"callbacks.{callback}"
+    added = [f"+{key}._target_=lightning.pytorch.callbacks.EarlyStopping"] * (callback == "early")
+    rng = random.Random(5)
+    for monitor, better in MONITORED.items():
+        worse = {"max": "min", "min": "max"}[better]
+        wrong = compose_train(*added, f"++{key}.monitor={monitor}", f"++{key}.mode={worse}")
+        with pytest.raises(UserError) as refused:
+            validate(wrong)
+        fix = f"{key}.mode={better}"
+        assert f"{key}.mode={worse} keeps the worst {monitor} as the best" in str(refused.value)
+        assert f"set {fix}" in str(refused.value)
+        validate(compose_train(*added, f"++{key}.monitor={monitor}", f"++{fix}"))
+    letters = "abcdefghijklmnopqrstuvwxyz/_"
+    for monitor in ["val_acc", "Val/acc", "test/acc", "val/accuracy"] + [
+        "".join(rng.choice(letters) for _ in range(rng.randint(1, 12))) for _ in range(5)
+    ]:
+        if monitor in MONITORED or monitor.strip("/_") != monitor:
+            continue
+        unknown = compose_train(*added, f"++{key}.monitor={monitor}", f"++{key}.mode=max")
+        with pytest.raises(UserError, match=rf"{key}.monitor='{monitor}' is not a metric a "):
+            validate(unknown)
+
+
+@pytest.mark.reliability("C5")
+def test_the_best_checkpoint_by_another_metric_may_be_tested():
+    validate(compose_train("test_ckpt=best", "callbacks.model_checkpoint.monitor=val/loss",
+                           "callbacks.model_checkpoint.mode=min"))  # fmt: skip

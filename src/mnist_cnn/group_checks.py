@@ -44,6 +44,36 @@ def callback_problems(cfg: DictConfig) -> list[str]:
                 f"{what} ({', '.join(named)}); drop them ({' '.join('~' + n for n in named)}) "
                 "or choose callbacks=none"
             )
+    return problems + _monitor_problems(callbacks)
+
+
+# what a training run logs (module.py), each with the direction that is better
+MONITORED = {
+    "val/acc": "max", "val/loss": "min", "train/acc": "max", "train/loss": "min",
+    "train/batch_loss": "min",
+}  # fmt: skip
+
+
+def _monitor_problems(callbacks: DictConfig) -> list[str]:
+    """A checkpoint or early-stopping callback watching a metric no run logs (Lightning's
+    MisconfigurationException after the first epoch), or watching one the wrong way round
+    (`monitor=val/loss` under the default's mode=max kept the highest loss as the best)."""
+    problems = []
+    for name, callback in callbacks.items():
+        if not isinstance(callback, DictConfig) or callback.get("monitor") is None:
+            continue
+        monitor, mode = callback.get("monitor"), callback.get("mode", "min")  # Lightning's
+        if monitor not in MONITORED:
+            problems.append(
+                f"callbacks.{name}.monitor={monitor!r} is not a metric a training run logs; "
+                f"watch one of {', '.join(MONITORED)}"
+            )
+        elif mode != MONITORED[monitor]:
+            better = "higher" if MONITORED[monitor] == "max" else "lower"
+            problems.append(
+                f"callbacks.{name}.mode={mode} keeps the worst {monitor} as the best, and a "
+                f"{better} {monitor} is better; set callbacks.{name}.mode={MONITORED[monitor]}"
+            )
     return problems
 
 
@@ -84,7 +114,7 @@ def augment_problems(cfg: DictConfig) -> list[str]:
 def run_problems(cfg: DictConfig) -> list[str]:
     """What a training run asked for needs: the groups every run needs, removed (`~model`; the
     run stopped in a KeyError of its build, after its run dir was made), and a callback keeping
-    the best val/acc checkpoint where test_ckpt=best (it tested the final weights, warned)."""
+    the best checkpoint where test_ckpt=best (it tested the final weights, warned)."""
     if cfg.get("task_name") != "train":
         return []
     problems = [
@@ -99,11 +129,11 @@ def run_problems(cfg: DictConfig) -> list[str]:
         if isinstance(callback, DictConfig)
         and str(callback.get("_target_", "")).endswith("Checkpoint")
     ]
-    if cfg.get("test_ckpt") == "best" and "val/acc" not in watched:
+    if cfg.get("test_ckpt") == "best" and not any(watched):
         problems.append(
-            f"test_ckpt=best tests the best val/acc checkpoint, and the callbacks chosen "
-            f"(callbacks={_chosen(cfg)}) keep none; keep callbacks.model_checkpoint (in "
-            "callbacks=default and minimal), or test_ckpt=final"
+            "test_ckpt=best tests the checkpoint best by the metric its callback watches (val/acc "
+            f"in callbacks=default and minimal), and the callbacks chosen (callbacks="
+            f"{_chosen(cfg)}) keep none; keep callbacks.model_checkpoint, or test_ckpt=final"
         )
     return problems
 
