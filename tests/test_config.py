@@ -402,3 +402,24 @@ def test_a_watched_metric_that_no_run_logs_or_watched_the_wrong_way_is_named(cal
 def test_the_best_checkpoint_by_another_metric_may_be_tested():
     validate(compose_train("test_ckpt=best", "callbacks.model_checkpoint.monitor=val/loss",
                            "callbacks.model_checkpoint.mode=min"))  # fmt: skip
+
+
+@pytest.mark.reliability("RA4")
+@pytest.mark.parametrize(
+    "told,said",
+    [
+        ("callbacks.model_checkpoint.save_top_k=0", "callbacks.model_checkpoint.save_top_k=0"),
+        ("+callbacks.model_checkpoint.every_n_epochs=5", "checkpoint.every_n_epochs=5 (of 3 "),
+        ("+callbacks.model_checkpoint.every_n_epochs=0", "checkpoint.every_n_epochs=0 (of 3 "),
+    ],
+)
+def test_the_best_epoch_asked_of_a_callback_told_to_keep_none_is_named(told, said):
+    """The run trained, logged a line and tested its final weights."""
+    with pytest.raises(UserError) as refused:
+        validate(compose_train("test_ckpt=best", told))
+    assert said in str(refused.value) and "keeps none; drop it, or test_ckpt=final" in str(
+        refused.value
+    )
+    validate(compose_train("test_ckpt=final", told))
+    validate(compose_train("test_ckpt=best", told, "trainer.max_epochs=5") if "=5" in told else
+             compose_train("test_ckpt=best"))  # fmt: skip

@@ -3,6 +3,8 @@ augmentation), beside config.RULES' one-value checks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn.config import _is_real
@@ -123,19 +125,39 @@ def run_problems(cfg: DictConfig) -> list[str]:
         for group in REQUIRED_GROUPS
         if cfg.get(group) is None
     ]
-    watched = [
-        callback.get("monitor")
-        for callback in (cfg.get("callbacks") or {}).values()
-        if isinstance(callback, DictConfig)
+    watching = {
+        name: callback
+        for name, callback in (cfg.get("callbacks") or {}).items()
+        if isinstance(callback, DictConfig) and callback.get("monitor") is not None
         and str(callback.get("_target_", "")).endswith("Checkpoint")
-    ]
-    if cfg.get("test_ckpt") == "best" and not any(watched):
+    }  # fmt: skip
+    if cfg.get("test_ckpt") == "best" and not watching:
         problems.append(
             "test_ckpt=best tests the checkpoint best by the metric its callback watches (val/acc "
             f"in callbacks=default and minimal), and the callbacks chosen (callbacks="
             f"{_chosen(cfg)}) keep none; keep callbacks.model_checkpoint, or test_ckpt=final"
         )
+    elif cfg.get("test_ckpt") == "best":
+        problems += _keeping_none(watching, OmegaConf.select(cfg, "trainer.max_epochs"))
     return problems
+
+
+def _keeping_none(watching: dict[str, DictConfig], epochs: Any) -> list[str]:
+    """Checkpoint callbacks told to keep no file in this run, where test_ckpt=best needs one (it
+    tested the final weights, said in a log line)."""
+    kept = []
+    for name, callback in watching.items():
+        every = callback.get("every_n_epochs")
+        if callback.get("save_top_k", 1) == 0:
+            kept.append(f"callbacks.{name}.save_top_k=0")
+        elif every == 0 or (isinstance(every, int) and isinstance(epochs, int) and every > epochs):
+            kept.append(f"callbacks.{name}.every_n_epochs={every} (of {epochs} epochs)")
+    if len(kept) < len(watching):
+        return []
+    return [
+        f"test_ckpt=best tests the best checkpoint, and {', '.join(kept)} keeps none; drop it, "
+        "or test_ckpt=final"
+    ]
 
 
 def fold_problems(cfg: DictConfig) -> list[str]:
