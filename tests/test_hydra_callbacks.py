@@ -56,7 +56,10 @@ def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.reliability("DIR4")
-def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize("subdir", [".hydra", "null"])
+def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_data_dir, subdir):
+    """Also with hydra.output_subdir=null, where the claim's .hydra is removed at the end (it
+    was left empty in the run dir)."""
     import subprocess
     import sys
 
@@ -64,7 +67,8 @@ def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_
 
     run_dir = tmp_path / "run"
     args = [f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=1", "callbacks=minimal",
-            hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
+            hydra_override("hydra.run.dir", str(run_dir)),
+            f"hydra.output_subdir={subdir}"]  # fmt: skip
     procs = [
         subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"seed={seed}", *args],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,6 +80,7 @@ def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_
     assert f"hydra.run.dir={run_dir} already holds a run" in refused and "Traceback" not in refused
     seed = 1 if ends[0][0] == 0 else 2
     assert json.loads((run_dir / "metrics.json").read_text())["seed"] == seed
+    assert (run_dir / ".hydra").exists() == (subdir == ".hydra")
 
 
 @pytest.mark.slow  # a train.py or eval.py subprocess (it stops before the heavy imports)

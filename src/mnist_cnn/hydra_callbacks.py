@@ -8,6 +8,7 @@ any data is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -113,6 +114,13 @@ class WritableOutputDir(Callback):
         checks = (check_writable,) if shared else (check_unused, check_writable, claim)
         for check in checks:
             exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Under hydra.output_subdir=null Hydra writes no .hydra: the claim's, empty, goes too
+        (rmdir: never one that holds files)."""
+        if OmegaConf.select(config, "hydra.output_subdir") is None:
+            with contextlib.suppress(OSError):
+                (Path(config.hydra.run.dir).absolute() / ".hydra").rmdir()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         for check in (check_unused, check_writable):
