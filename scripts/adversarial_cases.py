@@ -1,4 +1,5 @@
-"""Generated hostile cases, one family per class of issue 26 (A-G), drawn from a seed.
+"""Generated hostile cases, one family per class of issue 26 (A-G) and resumes (H), drawn
+from a seed.
 
 Each case is judged by an oracle, not by a listed answer: a value is either refused naming its
 setting (exit 2, one `error:` line, no traceback) or works (exit 0, a completed record); a
@@ -572,6 +573,56 @@ def class_g(rng: random.Random, tmp: Path) -> list[Case]:
     ]
 
 
+def class_h(rng: random.Random, tmp: Path) -> list[Case]:
+    """A resume with one setting of the run changed, drawn from every setting the checkpoint's
+    config holds but those a run applies as it is: refused naming that setting, before the
+    checkpoint is loaded (resumable.py)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from mnist_cnn.resumable import compared_settings
+    from mnist_cnn.train import compose_config
+
+    recipe = ["experiment=bn_cnn", "data.folds=3", "data.fold=1"]
+    cfg = compose_config([*_tiny(tmp), *recipe], tmp / "runs" / "h-stored")
+    checkpoint = tmp / "h-resumable.ckpt"
+    stored = OmegaConf.to_container(cfg, resolve=True)
+    torch.save({"state_dict": {}, "hyper_parameters": stored, "epoch": 0, "global_step": 1},
+               checkpoint)  # fmt: skip
+    changed = {}
+    for key, value, _ in compared_settings(cfg, cfg):
+        if key.endswith("_target_") or key in ("data.seed", "fastest_of"):
+            continue
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if isinstance(value, bool):
+            changed[key] = not value
+        elif isinstance(value, int):
+            changed[key] = value + rng.randint(1, 3)
+        elif isinstance(value, float):
+            changed[key] = value * rng.choice([0.5, 2.0]) if value else 0.25
+    cases = []
+    for key in rng.sample(sorted(changed), min(8, len(changed))):
+        run = f"h-{len(cases)}"
+        override = f"++{key}={_yaml(changed[key])}"
+        cases.append(
+            Case(
+                "H",
+                f"resume with {key}={_yaml(changed[key])}",
+                "train.py",
+                lambda t, o=override, r=run: [
+                    *_tiny(t),
+                    *recipe,
+                    o,
+                    q("ckpt_path", str(checkpoint)),
+                    q("hydra.run.dir", str(t / "runs" / r)),
+                ],  # fmt: skip
+                ok=refused(key),
+                keep=lambda t: [checkpoint],
+            )
+        )
+    return cases
+
+
 def generated(seed: int, tmp: Path) -> list[Case]:
     """Every family, drawn from one seed (setup() has written the shared inputs into tmp)."""
     rng = random.Random(seed)
@@ -584,4 +635,5 @@ def generated(seed: int, tmp: Path) -> list[Case]:
         *class_e(rng, tmp),
         *class_f(rng, tmp),
         *class_g(rng, tmp),
+        *class_h(rng, tmp),
     ]

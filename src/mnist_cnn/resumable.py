@@ -93,7 +93,9 @@ def _choices(saved: DictConfig, cfg: DictConfig) -> list[str]:
     return differences
 
 
-def _pairs(saved: DictConfig, cfg: DictConfig, key: str = "") -> Iterator[tuple[str, Any, Any]]:
+def compared_settings(
+    saved: DictConfig, cfg: DictConfig, key: str = ""
+) -> Iterator[tuple[str, Any, Any]]:
     """(key, value in the checkpoint, value now) for every setting of either config but those
     applied as they are; _ABSENT where a config lacks it."""
     before = OmegaConf.select(saved, key, default=_ABSENT) if key else saved
@@ -102,7 +104,7 @@ def _pairs(saved: DictConfig, cfg: DictConfig, key: str = "") -> Iterator[tuple[
         for name in dict.fromkeys([*before.keys(), *now.keys()]):
             child = f"{key}.{name}" if key else str(name)
             if child not in APPLIED_AS_IS and not child.startswith(APPLIED_AS_IS_PREFIXES):
-                yield from _pairs(saved, cfg, child)
+                yield from compared_settings(saved, cfg, child)
     else:
         yield key, before, now
 
@@ -132,7 +134,7 @@ def _settings(saved: DictConfig, cfg: DictConfig) -> list[str]:
     )
     skipped = _skipped(saved, cfg)
     differences = {}
-    for key, before, now in _pairs(saved, cfg):
+    for key, before, now in compared_settings(saved, cfg):
         if key in skipped or key.startswith(other):
             continue
         plus = "+" if now is _ABSENT else ""
