@@ -49,6 +49,8 @@ def _stored(overrides: list[str], tmp_path: Path) -> dict:
         ("model.dropout=0.1", "model.dropout: 0.3 in the checkpoint, 0.1 now"),
         ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val: null in the checkpoint"),
         ("+trainer.overfit_batches=2", "trainer.overfit_batches: 0.0 in the checkpoint, 2 now"),
+        ("test_ckpt=best callbacks.model_checkpoint.monitor=val/loss",
+         "callbacks.model_checkpoint.monitor: val/acc in the checkpoint, val/loss now"),
         ("callbacks=[default,ema]",
          "callbacks.ema: none in the checkpoint, EMAWeightAveraging(decay=0.99) now (use ~"),
     ],
@@ -57,11 +59,11 @@ def test_a_resume_that_would_not_continue_its_run_is_refused_naming_each_setting
     tmp_path, change, said
 ):
     stored = _stored(BASE, tmp_path)
-    cfg = compose_config([*BASE, change], tmp_path / "now")
+    cfg = compose_config([*BASE, *change.split()], tmp_path / "now")
     message = _refusal(stored, cfg)
     assert said in message, message
     assert message.count(" in the checkpoint, ") == 1, message  # seed: not data.seed besides
-    _the_advice_resumes(stored, [*BASE, change], message, tmp_path)
+    _the_advice_resumes(stored, [*BASE, *change.split()], message, tmp_path)
 
 
 def _refusal(stored: dict, cfg) -> str:

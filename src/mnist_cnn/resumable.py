@@ -182,6 +182,22 @@ def _callbacks(saved: DictConfig, cfg: DictConfig) -> list[str]:
                 f"{key}: {_callback(before)} in the checkpoint, {_callback(now)} now "
                 f"(use {given}{'' if before is None else _shown(before)})"
             )
+        if OmegaConf.select(cfg, "test_ckpt") == "best" and any(
+            str(target).endswith("Checkpoint") for target in targets
+        ):  # the best so far carries over by the same measure only (callbacks/checkpoint.py)
+            differences += _settings_of(saved, cfg, f"callbacks.{name}", ("monitor", "mode"))
+    return differences
+
+
+def _settings_of(saved: DictConfig, cfg: DictConfig, prefix: str, names: tuple) -> list[str]:
+    differences = []
+    for key in (f"{prefix}.{name}" for name in names):
+        before, now = (OmegaConf.select(c, key, default=None) for c in (saved, cfg))
+        if before != now:
+            differences.append(
+                f"{key}: {_shown(before)} in the checkpoint, {_shown(now)} now "
+                f"(use {'' if now is not None else '+'}{key}={_shown(before)})"
+            )
     return differences
 
 
