@@ -295,6 +295,28 @@ def test_weight_averaging_is_the_recipes_and_the_dashboards_beside_it_are_not(tm
     assert all(c["bit_identical"] for c in result["reproducibility"])
 
 
+@pytest.mark.reliability("RF3")
+@pytest.mark.parametrize("tested,groups", [("best", 2), ("final", 1)])
+def test_the_measure_of_the_tested_best_checkpoint_is_the_recipes(tmp_path, tested, groups):
+    """Under test_ckpt=best the checkpoint callback's metric picks the weights tested; under
+    final it only names files."""
+    for seed in (1, 2):
+        for monitor, mode in (("val/acc", "max"), ("val/loss", "min")):
+            best = {"_target_": "mnist_cnn.callbacks.checkpoint.BestCheckpoint",
+                    "monitor": monitor, "mode": mode}  # fmt: skip
+            write_run(
+                tmp_path / f"{mode}{seed}", seed, 0.98,
+                weights_sha256=f"{mode}-{seed}" if tested == "best" else f"final-{seed}",
+                config={"test_ckpt": tested, "callbacks": {"model_checkpoint": best}},
+            )  # fmt: skip
+    result = compare([str(tmp_path)])
+    assert len(result["groups"]) == groups, [g["group"] for g in result["groups"]]
+    # final: the same weights, counted once and checked; best: other weights, not paired
+    checks = result["reproducibility"]
+    assert len(checks) == (2 if tested == "final" else 0), checks
+    assert all(c["bit_identical"] for c in checks)
+
+
 def test_an_eval_run_among_the_runs_is_left_out_as_what_it_is(tmp_path):
     """Its numbers are its checkpoint's run's; the reason given was "val/acc is missing"."""
     for seed in (1, 2):

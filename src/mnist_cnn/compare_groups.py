@@ -51,21 +51,29 @@ class Group:
 
 
 def changing_callbacks(runs: list[Run]) -> frozenset[str]:
-    """The names of the callbacks that change what a run trains or tests (callbacks/kinds.py:
-    weight averaging, early stopping), in any of the runs: they are the recipe's."""
-    return frozenset(
-        key.split(".")[1]
-        for run in runs
-        for key, value in run.config.items()
-        if key.startswith("callbacks.") and key.count(".") == 2 and key.endswith("._target_")
-        and changes_the_run(value)
-    )  # fmt: skip
+    """The callbacks that change what a run trains or tests, in any of the runs: the names of
+    those that change its weights or steps (callbacks/kinds.py: weight averaging, early
+    stopping), and where a run tests its best checkpoint (test_ckpt=best), the measure that
+    picks it (`model_checkpoint.monitor`, `.mode`). They are the recipe's."""
+    found = set()
+    for run in runs:
+        best = run.config.get("test_ckpt") == "best"
+        for key, value in run.config.items():
+            if not (key.startswith("callbacks.") and key.endswith("._target_")):
+                continue
+            name = key.split(".")[1]
+            if changes_the_run(value):
+                found.add(name)
+            elif best and str(value).endswith("Checkpoint"):
+                found.update({f"{name}.monitor", f"{name}.mode"})
+    return frozenset(found)
 
 
 def is_recipe(key: str, changing: frozenset[str] = frozenset()) -> bool:
     """Whether a setting is the recipe's; `changing`: changing_callbacks of the runs compared."""
     if key.startswith("callbacks."):
-        return key.split(".")[1] in changing
+        within = key.removeprefix("callbacks.")
+        return within.split(".")[0] in changing or within in changing
     return key not in NOT_RECIPE and not key.startswith(NOT_RECIPE_PREFIXES)
 
 
