@@ -76,10 +76,33 @@ def _refusal(stored: dict, cfg) -> str:
 
 
 def _the_advice_resumes(stored: dict, overrides: list[str], message: str, tmp_path) -> None:
-    """The overrides each `(use ...)` gives, appended to the command line, are accepted."""
-    advice = re.findall(r"\(use (\S+?)\)(?=[;)])", message)
+    """The overrides each `(use ...)` gives, appended to the command line, are accepted (those a
+    `(drop X and use ...)` names dropped first)."""
+    advice = re.findall(r"\((?:drop (\S+) and )?use (\S+?)\)(?=[;)])", message)
     assert advice, message
-    check_resumable(stored, compose_config([*overrides, *advice], tmp_path / "advised"), "x.ckpt")
+    dropped = {drop for drop, _ in advice}
+    advised = [o for o in overrides if o not in dropped] + [use for _, use in advice]
+    check_resumable(stored, compose_config(advised, tmp_path / "advised"), "x.ckpt")
+
+
+@pytest.mark.reliability("R8")
+@pytest.mark.parametrize(
+    "stored_overrides,now,said",
+    [
+        (["~scheduler"], [], "scheduler: none in the checkpoint, CosineAnnealingLR now (use ~sch"),
+        ([], ["~scheduler"], "CosineAnnealingLR in the checkpoint, none now (drop ~scheduler and"),
+        ([], ["optimizer=sgd"], "optimizer: Adam in the checkpoint, SGD now (use optimizer=adam)"),
+    ],
+)
+def test_another_choice_is_refused_with_the_override_that_resumes(
+    tmp_path, stored_overrides, now, said
+):
+    """The advice for a checkpoint without a schedule was `scheduler=null`, which the command
+    line refuses (row C4)."""
+    stored = _stored(stored_overrides, tmp_path)
+    message = _refusal(stored, compose_config(now, tmp_path / "now"))
+    assert said in message, message
+    _the_advice_resumes(stored, now, message, tmp_path)
 
 
 @pytest.mark.reliability("R8")

@@ -67,29 +67,34 @@ def _name(target: Any) -> str:
 
 
 def _option(group: str, target: Any) -> str | None:
-    """The conf/<group>/ option that builds `target` (`sgd` for torch.optim.SGD), if one does."""
+    """The override that chooses the conf/<group>/ option building `target` (`optimizer=sgd`
+    for torch.optim.SGD; `~scheduler` for none), if one does."""
     if target is None:
-        return "null"
+        return f"~{group}"  # GROUP=null is refused (row C4)
     from mnist_cnn import REPO_ROOT
 
     for option in sorted((REPO_ROOT / "conf" / group).glob("*.yaml")):
         if OmegaConf.load(option).get("_target_") == target:
-            return option.stem
+            return f"{group}={option.stem}"
     return None
 
 
 def _choices(saved: DictConfig, cfg: DictConfig) -> list[str]:
-    """Each stateful choice that differs, with the option that matches the checkpoint."""
+    """Each stateful choice that differs, with the override that matches the checkpoint (a
+    group removed with `~` stays removed whatever follows it, so that is dropped first)."""
     differences = []
     for key, group in STATEFUL.items():
         before = OmegaConf.select(saved, key, default=None)
         now = OmegaConf.select(cfg, key, default=None)
-        if before != now:
-            choice = _option(group, before)
-            differences.append(
-                f"{group}: {_name(before)} in the checkpoint, {_name(now)} now"
-                + (f" (use {group}={choice})" if choice else "")
-            )
+        if before == now:
+            continue
+        choice = _option(group, before)
+        if choice is not None:
+            choice = f"drop ~{group} and use {choice}" if now is None else f"use {choice}"
+        differences.append(
+            f"{group}: {_name(before)} in the checkpoint, {_name(now)} now"
+            + (f" ({choice})" if choice else "")
+        )
     return differences
 
 
