@@ -90,7 +90,8 @@ def _check_data_not_overridden(cfg: DictConfig, trained: dict[str, Any], seeds: 
         if {f"data.{key}", "data"} & given and key in trained and cfg.data.get(key) != trained[key]
     ]
     if "seed" in given and cfg.get("seed") is not None and [cfg.seed] != seeds:
-        differ.append(f"seed={cfg.seed} (the checkpoint's: {', '.join(map(str, seeds))})")
+        whose = "the checkpoint's" if len(seeds) == 1 else "the checkpoints'"
+        differ.append(f"seed={cfg.seed} ({whose}: {', '.join(map(str, seeds))})")
     if differ:
         raise UserError(
             f"{', '.join(differ)}: eval.py tests a checkpoint on the data it was trained to read, "
