@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import REPO_ROOT, checkpoints, planning
@@ -161,27 +160,20 @@ def test(parts: Parts, test_ckpt: str, best: str, last: str) -> tuple[str, dict[
     use_best = test_ckpt == "best" and bool(best)
     if test_ckpt == "best" and not best:
         log.warning("test_ckpt=best but no best checkpoint was saved: testing the final weights")
-    trainer = parts.trainer
-    kept = trainer.callbacks
     if use_best:
-        # the best checkpoint holds the average a weight-averaging callback validated, and the
-        # step's weights beside it; the callback, given the file, would load the latter
-        trainer.callbacks = [c for c in kept if not isinstance(c, WeightAveraging)]
+        # loaded here, not by Lightning's ckpt_path: Lightning hands the file to each callback,
+        # and weight averaging's puts back the step's weights saved beside the average that
+        # validation chose and the file holds as its weights
+        parts.net.load_state_dict(checkpoints.load(best).weights_for(parts.net))
     try:
         with parts.interrupt.giving_back():
-            metrics = trainer.test(
-                parts.module,
-                datamodule=parts.datamodule,
-                ckpt_path="best" if use_best else None,
-                verbose=False,
-                weights_only=True,
+            metrics = parts.trainer.test(
+                parts.module, datamodule=parts.datamodule, verbose=False, weights_only=True
             )[0]
     except InterruptedDuringTest as exc:
         tested = best if use_best else last  # "" when callbacks= kept no checkpoint
         exc.checkpoint = Path(tested) if tested else None
         raise
-    finally:
-        trainer.callbacks = kept
     return ("best" if use_best else "final"), metrics
 
 
