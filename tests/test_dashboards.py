@@ -540,3 +540,25 @@ def test_the_launchers_page_loads_its_first_view_before_tensorboard(tmp_path):
         z.writestr("index.html", "<html><body>another page</body></html>")
     with pytest.raises(RuntimeError, match="has no <head>"):
         dashboard_assets.with_first_view(zipfile.ZipFile(bare))
+
+
+@pytest.mark.reliability("RF3")
+def test_a_callback_that_changes_the_run_names_it_and_a_dashboard_does_not():
+    """A sweep over weight averaging showed two runs labelled `seed=1`, and HParams no column
+    telling them apart: every callbacks override was taken for a dashboard's."""
+    from mnist_cnn.callbacks.hparams import chosen
+    from mnist_cnn.tensorboard import recipe_overrides, run_label
+
+    assert run_label(["callbacks=[default,ema]", "seed=1"], 1) == "callbacks=[default,ema],seed=1"
+    assert run_label(["callbacks=[default]", "seed=1"], 1) == "seed=1"
+    assert chosen(["callbacks=[minimal,ema]", "seed=3"]) == {"callbacks", "seed"}
+    assert chosen(["callbacks=minimal", "seed=3"]) == {"seed"}
+    early = "lightning.pytorch.callbacks.EarlyStopping"
+    given = ["callbacks.ema.decay=0.9", "~callbacks.filters", f"+callbacks.es._target_={early}",
+             "+callbacks.es.patience=3", "+callbacks.mine._target_=my.Observer",
+             "+callbacks.mine.every=2"]  # fmt: skip
+    assert recipe_overrides(given) == [
+        "callbacks.ema.decay=0.9",
+        f"callbacks.es._target_={early}",
+        "callbacks.es.patience=3",
+    ]

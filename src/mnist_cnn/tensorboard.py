@@ -22,6 +22,8 @@ from typing import Any
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from mnist_cnn.callbacks.kinds import changes_the_run, changing_in_conf
+
 # Lightning's metric names -> the tags TensorBoard shows
 TAGS = {
     "train/acc": "acc/train",
@@ -53,12 +55,36 @@ def override_key(override: str) -> str:
 
 def recipe_overrides(overrides: Iterable[str]) -> list[str]:
     """The overrides that change what a run computes, in the order given."""
+    overrides = list(overrides)
+    added = {  # callbacks this command line adds whose class changes the run
+        override_key(item).split(".")[1]
+        for item in overrides
+        if override_key(item).startswith("callbacks.") and changes_the_run(_value(item))
+    }
     kept = []
     for item in overrides:
         key = override_key(item)
-        if not any(key == p or key.startswith(p + ".") for p in NOT_IN_LABEL):
+        if _changes_the_run(item, added) or not any(
+            key == p or key.startswith(p + ".") for p in NOT_IN_LABEL
+        ):
             kept.append(item.lstrip("+"))
     return kept
+
+
+def _value(item: str) -> str:
+    return item.split("=", 1)[1] if "=" in item else ""
+
+
+def _changes_the_run(item: str, added: set[str]) -> bool:
+    """A callbacks override that adds, drops or sets a callback changing what the run computes
+    (weight averaging: callbacks/kinds.py), unlike the dashboards'."""
+    key = override_key(item)
+    if key != "callbacks" and not key.startswith("callbacks."):
+        return False
+    options, names = changing_in_conf()
+    if key == "callbacks":
+        return any(option.strip() in options for option in _value(item).strip("[]").split(","))
+    return key.split(".")[1] in names | added
 
 
 def run_label(overrides: Iterable[str], seed: Any) -> str:

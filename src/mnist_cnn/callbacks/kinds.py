@@ -8,6 +8,7 @@ nothing (compare.py reads metrics.json files only); a callback of one's own coun
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 CHANGES_THE_RUN = frozenset({
@@ -28,3 +29,21 @@ def changes_the_run(target: Any) -> bool:
         and target.startswith(LIGHTNING)
         and target.rsplit(".", 1)[-1] in CHANGES_THE_RUN
     )
+
+
+@functools.cache
+def changing_in_conf() -> tuple[frozenset[str], frozenset[str]]:
+    """(the conf/callbacks/ options, the callback names) whose callbacks change the run: an
+    override naming one is the recipe's (`callbacks=[default,ema]`, `callbacks.ema.decay=0.9`)."""
+    from omegaconf import OmegaConf
+
+    from mnist_cnn import REPO_ROOT
+
+    options, names = set(), set()
+    for option in sorted((REPO_ROOT / "conf" / "callbacks").glob("*.yaml")):
+        entries = OmegaConf.to_container(OmegaConf.load(option)) or {}
+        for name, entry in entries.items():
+            if isinstance(entry, dict) and changes_the_run(entry.get("_target_")):
+                options.add(option.stem)
+                names.add(name)
+    return frozenset(options), frozenset(names)
