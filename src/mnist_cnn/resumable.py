@@ -150,11 +150,14 @@ def _settings(saved: DictConfig, cfg: DictConfig) -> list[str]:
             continue
         if key == "data.seed" and "seed" in differences:  # data.seed is ${seed}
             continue
-        value = _shown(before)
-        differences[key] = (
-            f"{key}: {value} in the checkpoint, {_shown(now)} now (use {plus}{key}={value})"
-        )
+        differences[key] = _difference(key, before, now, plus)
     return list(differences.values())
+
+
+def _difference(key: str, before: Any, now: Any, plus: str = "") -> str:
+    """One setting that differs, with the override that gives the checkpoint's value back."""
+    value = _shown(before)
+    return f"{key}: {value} in the checkpoint, {_shown(now)} now (use {plus}{key}={value})"
 
 
 def _lightning_default(key: str) -> Any:
@@ -199,10 +202,7 @@ def _settings_of(saved: DictConfig, cfg: DictConfig, prefix: str, names: tuple) 
     for key in (f"{prefix}.{name}" for name in names):
         before, now = (OmegaConf.select(c, key, default=None) for c in (saved, cfg))
         if before != now:
-            differences.append(
-                f"{key}: {_shown(before)} in the checkpoint, {_shown(now)} now "
-                f"(use {'' if now is not None else '+'}{key}={_shown(before)})"
-            )
+            differences.append(_difference(key, before, now, "" if now is not None else "+"))
     return differences
 
 
