@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -55,9 +56,14 @@ def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
     fig, axes = _subplots(1, 2, figsize=(8, 3.4))
     for ax, metric in zip(axes, ("acc", "loss"), strict=True):
         for split, style in (("train", "o-"), ("val", "s--")):
-            values = history.get(f"{split}/{metric}", [])
-            if values:
-                ax.plot(range(1, len(values) + 1), values, style, label=split)
+            # an epoch not validated is NaN: the points of those that were, at their epochs
+            points = [
+                (epoch, value)
+                for epoch, value in enumerate(history.get(f"{split}/{metric}", []), start=1)
+                if math.isfinite(value)
+            ]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy loss")
         ax.set_title(f"Model {'accuracy' if metric == 'acc' else 'loss'}")

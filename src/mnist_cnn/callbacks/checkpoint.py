@@ -88,6 +88,13 @@ def _carry(old: Path, new: Path) -> bool:
 class BestCheckpoint(RunCheckpoint):
     """RunCheckpoint whose file names count epochs from 1."""
 
+    def __init__(self, *args: Any, save_on_train_epoch_end: bool | None = None, **kwargs: Any):
+        # a training metric's epoch value is known at the epoch's end; where validation is not
+        # every epoch Lightning saves at validation, which scored the epoch before's value
+        if save_on_train_epoch_end is None and str(kwargs.get("monitor")).startswith("train/"):
+            save_on_train_epoch_end = True
+        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+
     def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         if "epoch" in metrics:
             metrics = {**metrics, "epoch": metrics["epoch"] + 1}

@@ -22,7 +22,9 @@ def _val_cadence(trainer: L.Trainer) -> str:
 
 class LearningCurves(L.Callback):
     def __init__(self) -> None:
+        # one value per epoch; NaN for a val/ metric of an epoch not validated
         self.history: dict[str, list[float]] = {m: [] for m in METRICS}
+        self._validated = False
 
     # kept in checkpoints: a resumed run draws the curves of the whole training, not its tail
     def state_dict(self) -> dict[str, list[float]]:
@@ -64,12 +66,21 @@ class LearningCurves(L.Callback):
         for lg in trainer.loggers:
             lg.log_metrics(values, trainer.global_step)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning validates inside the training epoch, so both splits are final here
+        # Lightning validates inside the training epoch, so both splits are final here; an epoch
+        # it did not validate (check_val_every_n_epoch > 1) still holds the last validation's
         if trainer.sanity_checking:
             return
         for name in METRICS:
-            if name in trainer.callback_metrics:
+            if name.startswith("val/") and not self._validated:
+                self.history[name].append(float("nan"))  # keeps each later point at its epoch
+            elif name in trainer.callback_metrics:
                 self.history[name].append(float(trainer.callback_metrics[name]))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -48,6 +48,7 @@ class EpochLines(ProgressBar):
         self.steps_per_epoch = steps_per_epoch
         self._started = 0.0
         self._resumed = False
+        self._validated = False  # this epoch; Lightning keeps the last validation's metrics
 
     def disable(self) -> None:
         self._enabled = False
@@ -65,7 +66,10 @@ class EpochLines(ProgressBar):
         self._started, self._resumed = time.perf_counter(), True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started, self._resumed = time.perf_counter(), False
+        self._started, self._resumed, self._validated = time.perf_counter(), False, False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         total = self.total_train_batches
@@ -83,7 +87,9 @@ class EpochLines(ProgressBar):
         if not self._enabled:
             return
         metrics = trainer.callback_metrics
-        shown = [f"{k} {float(metrics[k]):.4f}" for k in ORDER if k in metrics]
+        # an epoch not validated (check_val_every_n_epoch > 1) shows no earlier epoch's val/
+        said = [k for k in ORDER if k in metrics and (self._validated or not k.startswith("val/"))]
+        shown = [f"{k} {float(metrics[k]):.4f}" for k in said]
         seconds = time.perf_counter() - self._started
         since = " since the resume" if self._resumed else ""
         log.info("%s: %s (%.1f s%s)", self._epoch(trainer), ", ".join(shown), seconds, since)
