@@ -140,3 +140,46 @@ def test_train_py_names_a_data_dir_link_loop_with_exit_2(tmp_path):
     proc = run_train(f"data.data_dir={root}", run_dir=tmp_path / "run", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "MNIST/raw is a symbolic link loop" in proc.stderr
+
+
+# Trainer arguments a test reads (trainer.test), each beside TRAINING_ONLY's: every argument of
+# Lightning's Trainer is in one list or the other
+READ_BY_A_TEST = (
+    "accelerator", "strategy", "devices", "num_nodes", "precision", "logger", "callbacks",
+    "fast_dev_run", "limit_test_batches", "limit_predict_batches", "enable_checkpointing",
+    "enable_progress_bar", "enable_model_summary", "deterministic", "benchmark",
+    "inference_mode", "use_distributed_sampler", "profiler", "plugins", "barebones",
+    "default_root_dir", "enable_autolog_hparams", "model_registry",
+)  # fmt: skip
+
+
+@pytest.mark.reliability("VAL5")
+def test_eval_refuses_each_training_setting_and_keeps_the_tests_own():
+    """`eval.py trainer.max_epochs=5` and the like were accepted and unused."""
+    import inspect
+    import random
+
+    import lightning.pytorch as pl
+
+    from mnist_cnn.preflight import TRAINING_ONLY, check_no_training_settings
+
+    trainer_args = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    training = {key.removeprefix("trainer.") for key in TRAINING_ONLY if key.startswith("trainer.")}
+    assert training | set(READ_BY_A_TEST) == trainer_args and not training & set(READ_BY_A_TEST)
+    rng = random.Random(5)
+    for key in TRAINING_ONLY:
+        value = rng.choice([1, 2, 7, 0.5])
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            base = compose("eval", overrides=["ckpt_path=x.ckpt"])
+            plus = "" if OmegaConf.select(base, key) is not None or key == "data.augment" else "+"
+            cfg = compose("eval", overrides=["ckpt_path=x.ckpt", f"{plus}{key}={value}"])
+        with pytest.raises(UserError, match=rf"^{key}={value}: eval.py tests a checkpoint and "):
+            check_no_training_settings(cfg, {key})
+    # several at once: each named; the test's own settings and ckpt_path pass
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt", "trainer.max_epochs=9"])
+    given = {"trainer.max_epochs", "data.batch_size", "ckpt_path", "trainer.precision"}
+    with pytest.raises(UserError, match=r"^data.batch_size=128, trainer.max_epochs=9: "):
+        check_no_training_settings(cfg, given)
+    kept = {"ckpt_path", "tta", "threads", "data.data_dir", "data.num_workers", "callbacks"}
+    check_no_training_settings(cfg, kept | {f"trainer.{name}" for name in READ_BY_A_TEST})

@@ -331,6 +331,11 @@ def test_eval_reproduces_the_training_runs_test_metrics(runs):
         ("data=fashion_mnist", "data.dataset=FashionMNIST (the checkpoint's: MNIST)"),
         ("data.eval_batch_size=7", "data.eval_batch_size=7 (the checkpoint's: "),
         ("seed=7", "seed=7 (the checkpoint's: "),  # silently unused before
+        # a training setting: accepted and unused before (preflight.TRAINING_ONLY, each in-process)
+        (
+            "+trainer.limit_train_batches=0.5",
+            "trainer.limit_train_batches=0.5: eval.py tests a checkpoint and trains nothing",
+        ),
     ],
 )
 def test_eval_refuses_data_settings_that_the_checkpoints_replace(runs, change, said):
@@ -344,7 +349,8 @@ def test_eval_refuses_data_settings_that_the_checkpoints_replace(runs, change, s
         change,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert f"error: {said}" in proc.stderr and "come from the checkpoint" in proc.stderr
+    assert f"error: {said}" in proc.stderr
+    assert ("come from the checkpoint" in proc.stderr) != change.startswith("+trainer")
     assert _metrics(run_dir)["status"] == "failed"
 
 

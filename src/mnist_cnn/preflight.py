@@ -1,6 +1,7 @@
 """Every check of a run's inputs that needs more than the config's values, in one place, before
 Lightning loads (a typo answers in seconds): the device, the scale and its launcher, the data
-files, the checkpoint to resume from, and eval's one process. Value checks: config.validate."""
+files, the checkpoint to resume from, eval's one process and the settings it would not use.
+Value checks: config.validate."""
 
 from __future__ import annotations
 
@@ -149,4 +150,30 @@ def check_one_process(cfg) -> None:
             f"eval.py tests in one process ({asked}): the 10,000 test digits take seconds, "
             "and one process gives the numbers a DDP run reports; drop trainer.devices and "
             "num_nodes and run eval.py alone (not under torchrun or srun)"
+        )
+
+
+# what a test never reads: settings of training alone (the checkpoint's weights are what it tests)
+TRAINING_ONLY = ("data.batch_size", "data.augment", "data.seed") + tuple(
+    f"trainer.{name}"
+    for name in (
+        "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches",
+        "limit_val_batches", "overfit_batches", "val_check_interval", "check_val_every_n_epoch",
+        "num_sanity_val_steps", "accumulate_grad_batches", "gradient_clip_val",
+        "gradient_clip_algorithm", "reload_dataloaders_every_n_epochs", "sync_batchnorm",
+        "detect_anomaly", "log_every_n_steps",
+    )
+)  # fmt: skip
+
+
+def check_no_training_settings(cfg, given: set[str]) -> None:
+    """eval.py refuses the command line's training settings (`given`: the keys it set), which
+    it accepted and left unused, as if a test had run that long or on those batches."""
+    unused = [key for key in TRAINING_ONLY if key in given]
+    if unused:
+        shown = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in unused)
+        raise UserError(
+            f"{shown}: eval.py tests a checkpoint and trains nothing, so these training "
+            "settings would change nothing; drop them (the test's own: "
+            "trainer.limit_test_batches, trainer.precision, data.num_workers, callbacks)"
         )

@@ -45,13 +45,20 @@ def evaluate_checkpoint(cfg) -> float:
     """Validate, read the checkpoint (refused before Lightning loads when bad or unsafe), set up
     the process, test; an interrupt exits 130/143."""
     from mnist_cnn.config import validate
+    from mnist_cnn.group_checks import given_on_command_line
     from mnist_cnn.members import load_all
-    from mnist_cnn.preflight import check_accelerator, check_data_links, check_one_process
+    from mnist_cnn.preflight import (
+        check_accelerator,
+        check_data_links,
+        check_no_training_settings,
+        check_one_process,
+    )
 
     with user_errors(on_error=record_failure):  # the run dir says why too
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
         validate(cfg, ignore=("seed", "ckpt_path"))
         check_one_process(cfg)
+        check_no_training_settings(cfg, given_on_command_line())
         check_accelerator(cfg)
         check_data_links(cfg)
         checkpoint = load_all(cfg.ckpt_path)
