@@ -1,7 +1,8 @@
 """Validation every few epochs (`+trainer.check_val_every_n_epoch=N`): Lightning keeps the last
 validation's metrics through the epochs it does not validate. What a person reads per epoch (the
-progress line, the learning curves) says val/ for the epochs validated only, each at its epoch,
-and a best checkpoint watching a training metric scores each epoch by its own value."""
+progress line, the learning curves) says val/ for the epochs validated only, each at its epoch;
+a best checkpoint watching a training metric scores each epoch by its own value, and last.ckpt
+holds the last epoch's weights."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import logging
 import math
 import re
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers.runs import quiet_trainer
+from helpers.runs import quiet_trainer, run_train
 
 from mnist_cnn import plots
-from mnist_cnn.callbacks.checkpoint import BestCheckpoint
+from mnist_cnn.callbacks.checkpoint import BestCheckpoint, RunCheckpoint
 from mnist_cnn.callbacks.curves import LearningCurves
 from mnist_cnn.callbacks.progress import EpochLines
+from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.mnist import MNISTDataModule
 from mnist_cnn.models.simple_cnn import SimpleCNN
 from mnist_cnn.module import ClassifierModule
@@ -29,7 +32,7 @@ from mnist_cnn.module import ClassifierModule
 def test_epochs_not_validated_show_no_val_and_the_best_by_a_train_metric_is_its_own(
     tiny_data_dir, tmp_path, caplog, every, epochs
 ):
-    torch.manual_seed(every)
+    L.seed_everything(every)
     datamodule = MNISTDataModule(data_dir=tiny_data_dir, download=False, batch_size=64)
     # a high rate: the training loss rises and falls between epochs, so an epoch's neighbour's
     # score picks another file than its own
@@ -43,11 +46,12 @@ def test_epochs_not_validated_show_no_val_and_the_best_by_a_train_metric_is_its_
         save_top_k=1,
         auto_insert_metric_name=False,
     )
+    last = RunCheckpoint(dirpath=tmp_path / "checkpoints", filename="last", monitor=None)
     trainer = quiet_trainer(
         tmp_path,
         max_epochs=epochs,
         check_val_every_n_epoch=every,
-        callbacks=[EpochLines(), curves, best],
+        callbacks=[EpochLines(), curves, best, last],
         enable_progress_bar=True,
         enable_checkpointing=True,
     )
@@ -75,6 +79,12 @@ def test_epochs_not_validated_show_no_val_and_the_best_by_a_train_metric_is_its_
     assert shown == pytest.approx(losses, abs=1e-4)
     assert float(best.best_model_score) == pytest.approx(losses[least])
     assert best.best_model_path.endswith(f"best-epoch{least + 1:02d}.ckpt")
+    # the latest weights are the run's last epoch's, validated or not (eval.py and predict.py
+    # read them as the run's final weights)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert (saved["epoch"], saved["global_step"]) == (epochs - 1, trainer.global_step)
+    for name, tensor in module.net.state_dict().items():
+        assert torch.equal(saved["state_dict"][f"net.{name}"], tensor), name
 
 
 def test_the_curves_of_a_run_that_validated_every_epoch_are_unchanged():
@@ -84,3 +94,28 @@ def test_the_curves_of_a_run_that_validated_every_epoch_are_unchanged():
     for ax in figure.axes:
         for line in ax.get_lines():
             assert list(line.get_xdata()) == [1, 2], line.get_label()
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("RA6")
+def test_train_py_keeps_the_epoch_best_by_its_own_training_loss(tiny_data_dir, tmp_path):
+    """A train.py run validating every other epoch with its best checkpoint watching
+    train/loss: the file kept was the epoch after the least loss, scored by that loss."""
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        hydra_override("data.data_dir", str(tiny_data_dir)),
+        "~scheduler", "optimizer.lr=0.05",
+        "trainer.max_epochs=4", "+trainer.check_val_every_n_epoch=2",
+        "callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint.mode=min",
+        run_dir=run_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = re.findall(r"epoch (\d)/4: train/loss (\S+),", (run_dir / "train.log").read_text())
+    losses = {int(epoch): float(loss) for epoch, loss in lines}
+    assert sorted(losses) == [1, 2, 3, 4]
+    least = min(losses, key=losses.get)
+    (best,) = (run_dir / "checkpoints").glob("best-epoch*.ckpt")
+    assert best.name == f"best-epoch{least:02d}.ckpt", losses
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
+    state = next(v for k, v in saved["callbacks"].items() if k.startswith("BestCheckpoint"))
+    assert float(state["best_model_score"]) == pytest.approx(losses[least], abs=1e-4)

@@ -172,16 +172,20 @@ def precision_problems(cfg: DictConfig) -> list[str]:
 def validation_problems(cfg: DictConfig, val_samples: int) -> list[str]:
     """Callbacks that watch a validation metric in a run that validates nothing."""
     limit = OmegaConf.select(cfg, "trainer.limit_val_batches", default=None)
-    if val_samples and limit not in (0, 0.0):
+    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1)
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    too_late = _int(every) and _int(epochs) and 0 < epochs < every  # validates after the run
+    if val_samples and limit not in (0, 0.0) and not too_late:
         return []
-    why, fix = (
-        ("data.val_split=0 leaves no validation set", "set data.val_split > 0 (e.g. 0.1)")
-        if not val_samples
-        else (
-            f"trainer.limit_val_batches={limit} runs no validation",
-            "drop trainer.limit_val_batches or set it > 0",
-        )
-    )
+    if not val_samples:
+        why, fix = "data.val_split=0 leaves no validation set", "set data.val_split > 0 (e.g. 0.1)"
+    elif limit in (0, 0.0):
+        why = f"trainer.limit_val_batches={limit} runs no validation"
+        fix = "drop trainer.limit_val_batches or set it > 0"
+    else:
+        why = f"trainer.check_val_every_n_epoch={every} validates first after epoch {every}, "
+        why += f"past the run's {epochs}"
+        fix = f"set trainer.check_val_every_n_epoch <= {epochs}"
     problems = []
     for name, callback in (cfg.get("callbacks") or {}).items():
         monitor = callback.get("monitor") if isinstance(callback, DictConfig) else None

@@ -31,6 +31,15 @@ class RunCheckpoint(ModelCheckpoint):
 
     _carried: dict[str, Any] | None = None
 
+    def __init__(self, *args: Any, save_on_train_epoch_end: bool | None = None, **kwargs: Any):
+        # where validation is not once every epoch, Lightning saves at validation: the latest
+        # weights (no metric) were then an epoch or more behind the run's own, and a training
+        # metric scored the epoch before; both are known when the epoch ends
+        monitor = kwargs.get("monitor")
+        if save_on_train_epoch_end is None and (monitor is None or monitor.startswith("train/")):
+            save_on_train_epoch_end = True
+        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("dirpath") == self.dirpath:
             super().load_state_dict(state_dict)
@@ -87,13 +96,6 @@ def _carry(old: Path, new: Path) -> bool:
 
 class BestCheckpoint(RunCheckpoint):
     """RunCheckpoint whose file names count epochs from 1."""
-
-    def __init__(self, *args: Any, save_on_train_epoch_end: bool | None = None, **kwargs: Any):
-        # a training metric's epoch value is known at the epoch's end; where validation is not
-        # every epoch Lightning saves at validation, which scored the epoch before's value
-        if save_on_train_epoch_end is None and str(kwargs.get("monitor")).startswith("train/"):
-            save_on_train_epoch_end = True
-        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
 
     def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         if "epoch" in metrics:
