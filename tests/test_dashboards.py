@@ -562,3 +562,26 @@ def test_a_callback_that_changes_the_run_names_it_and_a_dashboard_does_not():
         f"callbacks.es._target_={early}",
         "callbacks.es.patience=3",
     ]
+
+
+def test_a_long_label_keeps_its_first_overrides_and_its_seed():
+    """Over MAX_LABEL characters the tail was cut, and with it the seed a label always names
+    (a search trial's many rates): runs of a sweep read alike but for their job's dir."""
+    import random
+
+    from mnist_cnn.tensorboard import MAX_LABEL, run_label
+
+    rng = random.Random(7)
+    for _ in range(50):
+        count = rng.randint(1, 12)
+        items = [f"optimizer.p{i}={rng.random() ** rng.randint(1, 9):.12g}" for i in range(count)]
+        seed = rng.randint(0, 10**9)
+        label = run_label(items, seed)
+        whole = ",".join([*items, f"seed={seed}"])
+        assert len(label) <= MAX_LABEL
+        if len(whole) <= MAX_LABEL:
+            assert label == whole
+        else:
+            head, tail = label.split("...")
+            assert whole.startswith(head) and whole.endswith(tail) and tail.endswith(f"={seed}")
+            assert abs(len(head) - len(tail)) <= 1

@@ -91,7 +91,8 @@ def run_label(overrides: Iterable[str], seed: Any) -> str:
     """A run's name: its recipe overrides, comma-separated, always naming the seed.
 
     Safe as one directory name: a path separator becomes `_`; over MAX_LABEL characters the
-    tail is cut (the run directory, not the label, keeps runs apart).
+    middle is cut, keeping the first overrides and the last, the seed among them (the run
+    directory, not the label, keeps runs apart).
     """
     items = recipe_overrides(overrides)
     if not any(override_key(i) == "seed" for i in items):
@@ -99,7 +100,10 @@ def run_label(overrides: Iterable[str], seed: Any) -> str:
     label = ",".join(items).replace(os.sep, "_").replace("\0", "")
     if label in ("", ".", ".."):
         label = f"seed={seed}"
-    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..."
+    if len(label) <= MAX_LABEL:
+        return label
+    head = (MAX_LABEL - 3) // 2
+    return label[:head] + "..." + label[len(label) - (MAX_LABEL - 3 - head) :]
 
 
 def job_overrides() -> list[str]:
