@@ -183,3 +183,32 @@ def test_eval_refuses_each_training_setting_and_keeps_the_tests_own():
         check_no_training_settings(cfg, given)
     kept = {"ckpt_path", "tta", "threads", "data.data_dir", "data.num_workers", "callbacks"}
     check_no_training_settings(cfg, kept | {f"trainer.{name}" for name in READ_BY_A_TEST})
+
+
+@pytest.mark.reliability("VAL5")
+def test_eval_refuses_callbacks_that_act_only_while_a_run_trains():
+    """`eval.py callbacks=[evaluate,ema]` tested the checkpoint's weights as they were: the
+    average, if its run averaged, and never an average of its own."""
+    import lightning.pytorch.callbacks as lc
+
+    from mnist_cnn.callbacks.kinds import TRAINING_ONLY
+    from mnist_cnn.preflight import check_no_training_settings
+
+    def composed(*overrides):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("eval", overrides=["ckpt_path=x.ckpt", *overrides])
+
+    refused = composed("callbacks=[evaluate,ema]")
+    with pytest.raises(UserError, match=r"^callbacks.ema \(EMAWeightAveraging\): eval.py tests"):
+        check_no_training_settings(refused, {"callbacks"})
+    for name in sorted(TRAINING_ONLY):
+        assert isinstance(getattr(lc, name), type), name  # a class Lightning has
+        cfg = composed(f"+callbacks.x._target_=lightning.pytorch.callbacks.{name}")
+        with pytest.raises(UserError, match=rf"^callbacks.x \({name}\): "):
+            check_no_training_settings(cfg, set())
+    # callbacks that may act in a test, and the test's dashboards, are the test's own
+    for name in ("LambdaCallback", "BatchSizeFinder", "Timer", "ModelCheckpoint"):
+        check_no_training_settings(
+            composed(f"+callbacks.x._target_=lightning.pytorch.callbacks.{name}"), set()
+        )
+    check_no_training_settings(composed(), set())

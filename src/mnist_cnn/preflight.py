@@ -169,11 +169,19 @@ TRAINING_ONLY = ("data.batch_size", "data.augment", "data.seed") + tuple(
 def check_no_training_settings(cfg, given: set[str]) -> None:
     """eval.py refuses the command line's training settings (`given`: the keys it set), which
     it accepted and left unused, as if a test had run that long or on those batches."""
-    unused = [key for key in TRAINING_ONLY if key in given]
+    from mnist_cnn.callbacks.kinds import acts_in_training_only
+
+    unused = [f"{key}={OmegaConf.select(cfg, key)}" for key in TRAINING_ONLY if key in given]
+    callbacks = cfg.get("callbacks") or {}
+    unused += [
+        f"callbacks.{name} ({callback._target_.rsplit('.', 1)[-1]})"
+        for name, callback in callbacks.items()
+        if isinstance(callback, DictConfig) and acts_in_training_only(callback.get("_target_"))
+    ]
     if unused:
-        shown = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in unused)
         raise UserError(
-            f"{shown}: eval.py tests a checkpoint and trains nothing, so these training "
-            "settings would change nothing; drop them (the test's own: "
-            "trainer.limit_test_batches, trainer.precision, data.num_workers, callbacks)"
+            f"{', '.join(unused)}: eval.py tests a checkpoint and trains nothing, so these "
+            "training settings would change nothing (a checkpoint of a run that averaged its "
+            "weights holds the average); drop them (the test's own: trainer.limit_test_batches, "
+            "trainer.precision, data.num_workers, callbacks=evaluate)"
         )

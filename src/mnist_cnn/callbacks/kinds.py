@@ -19,6 +19,9 @@ CHANGES_THE_RUN = frozenset({
     "LambdaCallback",  # whatever its functions do
 })  # fmt: skip
 LIGHTNING = ("lightning.pytorch.callbacks.", "pytorch_lightning.callbacks.")
+# those that act while a run trains and never in a test (the others may: a batch size finder
+# scales the test's batches, a lambda does whatever it is given, a timer times the test too)
+TRAINING_ONLY = CHANGES_THE_RUN - {"LambdaCallback", "BatchSizeFinder", "Timer"}
 
 
 def changes_the_run(target: Any) -> bool:
@@ -47,3 +50,9 @@ def changing_in_conf() -> tuple[frozenset[str], frozenset[str]]:
                 options.add(option.stem)
                 names.add(name)
     return frozenset(options), frozenset(names)
+
+
+def acts_in_training_only(target: Any) -> bool:
+    """Whether a callback's `_target_` is one of Lightning's that change a run as it trains and
+    do nothing in a test (eval.py refuses them)."""
+    return changes_the_run(target) and target.rsplit(".", 1)[-1] in TRAINING_ONLY
