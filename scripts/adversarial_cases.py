@@ -623,6 +623,34 @@ def class_h(rng: random.Random, tmp: Path) -> list[Case]:
     return cases
 
 
+def class_i(rng: random.Random, tmp: Path) -> list[Case]:
+    """eval.py given a setting a test never reads, drawn from training's settings, or a
+    callback that acts only while a run trains: refused naming it (it was accepted, unused)."""
+    from mnist_cnn.callbacks.kinds import TRAINING_ONLY as CALLBACKS
+    from mnist_cnn.preflight import TRAINING_ONLY
+
+    good = tmp / "good.ckpt"
+    cases = []
+    for key in rng.sample(TRAINING_ONLY, 5):
+        value = rng.choice([1, 3, 0.5]) if key.startswith("trainer.") else rng.choice([7, 64])
+        if key == "data.augment":
+            value = {"degrees": rng.choice([5, 10])}
+        override = f"++{key}={_yaml(value)}"
+        cases.append(Case(
+            "I", f"eval.py {key}={_yaml(value)}", "eval.py",
+            lambda t, o=override: [q("ckpt_path", str(good)), *_tiny(t), o],
+            ok=refused(key), keep=lambda t: [good],
+        ))  # fmt: skip
+    name = rng.choice(sorted(CALLBACKS))
+    target = f"lightning.pytorch.callbacks.{name}"
+    cases.append(Case(
+        "I", f"eval.py with a {name} callback", "eval.py",
+        lambda t: [q("ckpt_path", str(good)), *_tiny(t), f"+callbacks.x._target_={target}"],
+        ok=refused("callbacks.x"), keep=lambda t: [good],
+    ))  # fmt: skip
+    return cases
+
+
 def generated(seed: int, tmp: Path) -> list[Case]:
     """Every family, drawn from one seed (setup() has written the shared inputs into tmp)."""
     rng = random.Random(seed)
@@ -636,4 +664,5 @@ def generated(seed: int, tmp: Path) -> list[Case]:
         *class_f(rng, tmp),
         *class_g(rng, tmp),
         *class_h(rng, tmp),
+        *class_i(rng, tmp),
     ]
