@@ -714,3 +714,21 @@ def test_a_signal_before_training_or_testing_is_recorded(tiny_data_dir, tmp_path
     assert proc.returncode == 128 + getattr(signal, signum), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.reliability("R10")
+@pytest.mark.slow
+def test_a_completed_runs_final_checkpoint_resumed_for_no_more_epochs_is_refused(runs, tmp_path):
+    """It trained nothing in a tenth of a second and recorded the same run again, in a dir of
+    its own; a run stopped between its fit and its test still resumes from that file."""
+    full = runs["full"]
+    before = {p: p.read_bytes() for p in full.rglob("*") if p.is_file()}
+    last = full / "checkpoints" / "last.ckpt"
+    proc = run_train(*runs["common"], hydra_override("ckpt_path", str(last)),
+                     run_dir=tmp_path / "again")  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: ckpt_path={last}: the final checkpoint of a completed run")
+    assert "nothing left to train" in line and f"eval.py ckpt_path={last}" in line
+    assert _metrics(tmp_path / "again")["status"] == "failed"
+    assert {p: p.read_bytes() for p in full.rglob("*") if p.is_file()} == before

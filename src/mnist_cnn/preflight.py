@@ -125,12 +125,52 @@ def check_inputs(cfg):
             raise UserError(sources.missing_message(dataset, raw_dir, absent, why))
     if cfg.get("ckpt_path") is None:
         return None
+    return read_resume(cfg)
+
+
+def read_resume(cfg):
+    """cfg.ckpt_path read, and refused where the resume would not continue its run or would
+    train nothing."""
     from mnist_cnn import checkpoints  # torch, not Lightning
     from mnist_cnn.resumable import check_resumable
 
     resume = checkpoints.load(cfg.ckpt_path)
     check_resumable(resume.config(), cfg, str(resume.path))
+    _check_something_to_train(resume, cfg)
     return resume
+
+
+def _check_something_to_train(resume, cfg) -> None:
+    """The final checkpoint of a run whose record says completed, resumed for no more epochs
+    or steps: it trained nothing and recorded the same run again, in a dir of its own. (A run
+    stopped between its fit and its test resumes from that file to test: its record says
+    interrupted.)"""
+    from mnist_cnn.outcome import completed_record
+
+    if resume.path.parent.name != "checkpoints":  # not in a run's <run>/checkpoints/
+        return
+    record = completed_record(resume.path.parent.parent)
+    step = resume.data.get("global_step")
+    if record is None or step is None or record.get("global_step") != step:
+        return
+    if record.get("stopped_early"):  # by a time limit or a callback: theirs to say
+        return
+    # a budget's resume keeps the epochs its checkpoint planned (planning.apply)
+    length = resume.config() if cfg.get("budget_seconds") is not None else cfg
+    epochs = OmegaConf.select(length, "trainer.max_epochs", default=None)
+    steps = OmegaConf.select(length, "trainer.max_steps", default=-1)
+    more_epochs = epochs is None or epochs == -1 or epochs > record.get("epochs", 0)
+    if more_epochs and (steps is None or steps == -1 or steps > step):
+        return
+    raise UserError(
+        f"ckpt_path={resume.path}: the final checkpoint of a completed run "
+        f"({record.get('run_dir', resume.path.parent.parent)}, {record.get('epochs')} epochs, "
+        f"step {step}): resumed with trainer.max_epochs={epochs} it has nothing left to train, "
+        "and would record the same run again in a dir of its own; its test numbers are in that "
+        f"run's metrics.json, and eval.py ckpt_path={resume.path} tests it again; to train "
+        "longer, give a larger trainer.max_epochs (a resume keeps a schedule's length: a new "
+        "run, or ~scheduler)"
+    )
 
 
 def check_one_process(cfg) -> None:

@@ -50,10 +50,9 @@ def run(cfg: DictConfig, resume: checkpoints.Checkpoint | None = None) -> dict[s
     resume: cfg.ckpt_path as already read by the caller (read here when not given).
     """
     if cfg.ckpt_path is not None and resume is None:
-        from mnist_cnn.resumable import check_resumable
+        from mnist_cnn.preflight import read_resume
 
-        resume = checkpoints.load(cfg.ckpt_path)
-        check_resumable(resume.config(), cfg, str(resume.path))
+        resume = read_resume(cfg)
     # the resolved value goes into the config the checkpoint, hparams and metrics.json carry
     requested = cfg.trainer.precision
     precision, why = resolve_precision(requested, cfg.trainer.get("accelerator", "auto"))
