@@ -14,6 +14,7 @@ second signal: the kernel is killed at once). A cell that fails keeps them too.
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,15 +56,23 @@ def strip() -> None:
 
 def execute(out: Path, stamp: str) -> None:
     import nbformat
+    from jupyter_core.paths import jupyter_runtime_dir
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+    from traitlets.config import Config
 
     from mnist_cnn.errors import Stopped
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    # absolute: the kernel starts in the notebook's folder, this process elsewhere
+    sockets = Path(jupyter_runtime_dir(), f"mnist-lab-{os.getpid()}-ipc")
+    sockets.parent.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(
         nb, timeout=1800, kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        # the kernel's channels as sockets in the runtime dir, readable by this user alone,
+        # not TCP ports any local process may connect to (ipykernel warned so, in plain text)
+        config=Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}}),
     )  # fmt: skip
     where = "while the kernel started"
     try:
