@@ -104,6 +104,12 @@ def test_a_resumed_run_keeps_its_choice_and_ends_where_the_whole_run_would(tiny_
     )  # fmt: skip
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert m["weights_sha256"] == _metrics(tmp_path / "whole")["weights_sha256"]
+    # the resumed run's final checkpoint resumed again: nothing is left to train
+    last = hydra_override("ckpt_path", str(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
+    again = run_train(*_common(tiny_data_dir, cache, epochs=8), CANDIDATES, last,
+                      run_dir=tmp_path / "again")  # fmt: skip
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    assert "resumed with trainer.max_epochs=8 it has nothing left to train" in again.stderr
 
 
 @pytest.mark.slow

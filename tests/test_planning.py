@@ -132,6 +132,12 @@ def test_a_resumed_budget_run_keeps_its_planned_epochs(tiny_data_dir, tmp_path):
         "epochs": epochs,
         "resumed": True,
     }
+    # its final checkpoint resumed again: the plan is the checkpoint's, and nothing is left
+    last = hydra_override("ckpt_path", str(tmp_path / "resumed" / "checkpoints" / "last.ckpt"))
+    again = run_train(*_common(tiny_data_dir), "budget_seconds=2.5", last,
+                      run_dir=tmp_path / "again")  # fmt: skip
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    assert f"resumed with trainer.max_epochs={epochs} it has nothing left" in again.stderr
 
 
 def test_a_signal_while_the_budget_is_measured_stops_the_run_in_one_line(tiny_data_dir, tmp_path):

@@ -155,8 +155,9 @@ def _check_something_to_train(resume, cfg) -> None:
         return
     if record.get("stopped_early"):  # by a time limit or a callback: theirs to say
         return
-    # a budget's resume keeps the epochs its checkpoint planned (planning.apply)
-    length = resume.config() if cfg.get("budget_seconds") is not None else cfg
+    # a budget's or fastest_of's resume keeps the plan its checkpoint holds (planning.apply)
+    planned = cfg.get("budget_seconds") is not None or cfg.get("fastest_of") is not None
+    length = OmegaConf.create(resume.config()) if planned else cfg
     epochs = OmegaConf.select(length, "trainer.max_epochs", default=None)
     steps = OmegaConf.select(length, "trainer.max_steps", default=-1)
     more_epochs = epochs is None or epochs == -1 or epochs > record.get("epochs", 0)
@@ -164,7 +165,7 @@ def _check_something_to_train(resume, cfg) -> None:
         return
     raise UserError(
         f"ckpt_path={resume.path}: the final checkpoint of a completed run "
-        f"({record.get('run_dir', resume.path.parent.parent)}, {record.get('epochs')} epochs, "
+        f"({record.get('run_dir', resume.path.parent.parent)}, epoch {record.get('epochs')}, "
         f"step {step}): resumed with trainer.max_epochs={epochs} it has nothing left to train, "
         "and would record the same run again in a dir of its own; its test numbers are in that "
         f"run's metrics.json, and eval.py ckpt_path={resume.path} tests it again; to train "
