@@ -14,8 +14,8 @@ second signal: the kernel is killed at once). A cell that fails keeps them too.
 
 import argparse
 import contextlib
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +40,11 @@ def main() -> None:
         from mnist_cnn.hydra_callbacks import check_writable
 
         check_writable(args.out, "--out")  # before the cells run, not after
-        execute(args.out.resolve(), time.strftime("%Y-%m-%d_%H-%M-%S"))
+        # the kernel's channels: sockets in a folder of this user's alone (mode 0700), not TCP
+        # ports any local process may connect to (ipykernel warned so); a short path, as a
+        # socket's name must be
+        with tempfile.TemporaryDirectory(prefix="mnist-lab-") as sockets:
+            execute(args.out.resolve(), time.strftime("%Y-%m-%d_%H-%M-%S"), Path(sockets))
 
 
 def strip() -> None:
@@ -54,9 +58,8 @@ def strip() -> None:
     print(f"stripped {NOTEBOOK}")
 
 
-def execute(out: Path, stamp: str) -> None:
+def execute(out: Path, stamp: str, sockets: Path) -> None:
     import nbformat
-    from jupyter_core.paths import jupyter_runtime_dir
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from traitlets.config import Config
@@ -64,15 +67,11 @@ def execute(out: Path, stamp: str) -> None:
     from mnist_cnn.errors import Stopped
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # absolute: the kernel starts in the notebook's folder, this process elsewhere
-    sockets = Path(jupyter_runtime_dir(), f"mnist-lab-{os.getpid()}-ipc")
-    sockets.parent.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(
         nb, timeout=1800, kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        # the kernel's channels as sockets in the runtime dir, readable by this user alone,
-        # not TCP ports any local process may connect to (ipykernel warned so, in plain text)
-        config=Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}}),
+        # absolute: the kernel starts in the notebook's folder, this process elsewhere
+        config=Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}}),
     )  # fmt: skip
     where = "while the kernel started"
     try:

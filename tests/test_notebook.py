@@ -114,13 +114,17 @@ def test_a_failing_cell_keeps_the_notebook_up_to_it_and_names_the_cell(tmp_path)
     images.write_bytes(images.read_bytes()[:1000])  # cut short: no download can mend it
     out = tmp_path / "executed"
     runtime = tmp_path / "runtime"  # where jupyter_client puts the kernel's connection
+    temp = tmp_path / "temp"  # where the kernel's sockets go
+    temp.mkdir()
     env = {"MNIST_LAB_FAST": "1", "MNIST_LAB_RUNS": str(tmp_path / "runs"),
-           "MNIST_DATA_DIR": str(data), "JUPYTER_RUNTIME_DIR": str(runtime)}  # fmt: skip
+           "MNIST_DATA_DIR": str(data), "JUPYTER_RUNTIME_DIR": str(runtime),
+           "TMPDIR": str(temp)}  # fmt: skip
     proc = run_script("notebooks/execute.py", "--out", str(out), env=env, timeout=240)
     assert proc.returncode == 1, proc.stderr[-3000:]
     # the kernel talked over sockets of this user's, not TCP ports (ipykernel warned), and
     # left none behind
-    assert "over TCP" not in proc.stderr and not list(runtime.glob("*"))
+    assert "over TCP" not in proc.stderr
+    assert not list(runtime.glob("*")) and not list(temp.glob("mnist-lab-*"))
     last = proc.stderr.strip().splitlines()[-1]
     said = re.fullmatch(r"error: \S+ failed in cell (\d+) of \d+ \(above\); the notebook up to "
                         r"it: (\S+)", last)  # fmt: skip
