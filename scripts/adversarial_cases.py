@@ -644,7 +644,7 @@ def class_i(rng: random.Random, tmp: Path) -> list[Case]:
     name = rng.choice(sorted(CALLBACKS))
     target = f"lightning.pytorch.callbacks.{name}"
     cases.append(Case(
-        "I", f"eval.py with a {name} callback", "eval.py",
+        "I", f"eval.py with Lightning's {name}", "eval.py",
         lambda t: [q("ckpt_path", str(good)), *_tiny(t), f"+callbacks.x._target_={target}"],
         ok=refused("callbacks.x"), keep=lambda t: [good],
     ))  # fmt: skip
