@@ -564,24 +564,44 @@ def test_a_callback_that_changes_the_run_names_it_and_a_dashboard_does_not():
     ]
 
 
-def test_a_long_label_keeps_its_first_overrides_and_its_seed():
+def test_a_long_label_keeps_its_first_overrides_and_its_seed(tmp_path):
     """Over MAX_LABEL characters the tail was cut, and with it the seed a label always names
-    (a search trial's many rates): runs of a sweep read alike but for their job's dir."""
+    (a search trial's many rates): runs of a sweep read alike but for their job's dir. A label
+    of 120 characters of three bytes each was past a file name's 255 bytes: train.py ended in
+    OSError "File name too long" (`+tag='...'` in Chinese)."""
     import random
 
-    from mnist_cnn.tensorboard import MAX_LABEL, run_label
+    from mnist_cnn.tensorboard import (
+        MAX_LABEL,
+        MAX_LABEL_BYTES,
+        RunLogger,
+        recipe_overrides,
+        run_label,
+    )
 
     rng = random.Random(7)
-    for _ in range(50):
+    alphabets = ["0123456789.e-", "abcxyz_", "数字训练", "ñé", "🙂"]
+    for case in range(60):
         count = rng.randint(1, 12)
-        items = [f"optimizer.p{i}={rng.random() ** rng.randint(1, 9):.12g}" for i in range(count)]
+        letters = rng.choice(alphabets)
+        items = [
+            f"+p{i}='{''.join(rng.choice(letters) for _ in range(rng.randint(1, 40)))}'"
+            for i in range(count)
+        ]
         seed = rng.randint(0, 10**9)
         label = run_label(items, seed)
-        whole = ",".join([*items, f"seed={seed}"])
-        assert len(label) <= MAX_LABEL
-        if len(whole) <= MAX_LABEL:
+        whole = ",".join([*recipe_overrides(items), f"seed={seed}"])
+        assert len(label) <= MAX_LABEL and len(label.encode()) <= MAX_LABEL_BYTES, label
+        if len(whole) <= MAX_LABEL and len(whole.encode()) <= MAX_LABEL_BYTES:
             assert label == whole
         else:
-            head, tail = label.split("...")
-            assert whole.startswith(head) and whole.endswith(tail) and tail.endswith(f"={seed}")
-            assert abs(len(head) - len(tail)) <= 1
+            # the first half and the last half kept, the seed at the end
+            head = (len(label) - 3) // 2
+            tail = len(label) - 3 - head
+            assert label == whole[:head] + "..." + whole[len(whole) - tail :]
+            assert label.endswith(f"seed={seed}") and tail - head in (0, 1)
+        # the label is the events' folder: a name the filesystem takes
+        logger = RunLogger(tmp_path / str(case), seed=seed, overrides=items)
+        logger.log_metrics({"train/loss": 1.0}, step=0)
+        logger.finalize("success")
+        assert list(Path(logger.log_dir).glob("events.out.tfevents.*")), label

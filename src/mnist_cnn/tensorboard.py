@@ -41,6 +41,7 @@ NOT_IN_LABEL = (
     "data.download", "data.num_workers", "data.eval_batch_size", "trainer.default_root_dir",
 )  # fmt: skip
 MAX_LABEL = 120  # characters: a file name, and a column a person can read
+MAX_LABEL_BYTES = 200  # its UTF-8, within a file name's 255 bytes (a CJK character is three)
 
 
 def tag(name: str) -> str:
@@ -90,9 +91,9 @@ def _changes_the_run(item: str, added: set[str]) -> bool:
 def run_label(overrides: Iterable[str], seed: Any) -> str:
     """A run's name: its recipe overrides, comma-separated, always naming the seed.
 
-    Safe as one directory name: a path separator becomes `_`; over MAX_LABEL characters the
-    middle is cut, keeping the first overrides and the last, the seed among them (the run
-    directory, not the label, keeps runs apart).
+    Safe as one directory name: a path separator becomes `_`; over MAX_LABEL characters (or
+    MAX_LABEL_BYTES of UTF-8) the middle is cut, keeping the first overrides and the last, the
+    seed among them (the run directory, not the label, keeps runs apart).
     """
     items = recipe_overrides(overrides)
     if not any(override_key(i) == "seed" for i in items):
@@ -100,10 +101,12 @@ def run_label(overrides: Iterable[str], seed: Any) -> str:
     label = ",".join(items).replace(os.sep, "_").replace("\0", "")
     if label in ("", ".", ".."):
         label = f"seed={seed}"
-    if len(label) <= MAX_LABEL:
-        return label
-    head = (MAX_LABEL - 3) // 2
-    return label[:head] + "..." + label[len(label) - (MAX_LABEL - 3 - head) :]
+    whole, kept = label, MAX_LABEL - 3
+    while len(label) > MAX_LABEL or len(label.encode()) > MAX_LABEL_BYTES:
+        head = kept // 2
+        label = whole[:head] + "..." + whole[len(whole) - (kept - head) :]
+        kept -= 1
+    return label
 
 
 def job_overrides() -> list[str]:
