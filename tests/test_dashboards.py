@@ -564,6 +564,7 @@ def test_a_callback_that_changes_the_run_names_it_and_a_dashboard_does_not():
     ]
 
 
+@pytest.mark.reliability("RC1")
 def test_a_long_label_keeps_its_first_overrides_and_its_seed(tmp_path):
     """Over MAX_LABEL characters the tail was cut, and with it the seed a label always names
     (a search trial's many rates): runs of a sweep read alike but for their job's dir. A label
