@@ -180,7 +180,7 @@ def test_eval_runs_go_under_outputs_eval(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=["ckpt_path=x.ckpt"], return_hydra_config=True)
     assert cfg.hydra.run.dir.startswith(f"{cfg.paths.log_dir}/eval/")
-    validate(cfg, ignore=("seed", "ckpt_path"))
+    validate(cfg, ignore=("seed", "ckpt_path"), training=False)
 
 
 def test_a_checkpoints_bad_value_names_the_checkpoint_not_the_command_line():
@@ -362,6 +362,11 @@ def test_a_group_every_training_run_needs_removed_is_named(group):
     build, after its run dir was made. Optional groups may go: `~scheduler`, `~logger`."""
     with pytest.raises(UserError, match=rf"^{group}: removed \(~{group}\), and a training run"):
         validate(compose_train(f"~{group}"))
+    # task_name is a name a user may give a run: it turned these checks off (a traceback)
+    with pytest.raises(UserError, match=rf"^{group}: removed \(~{group}\), and a training run"):
+        validate(compose_train(f"~{group}", "task_name=mine"))
+    with pytest.raises(UserError, match=r"test_ckpt=best tests the checkpoint best by the metric"):
+        validate(compose_train("test_ckpt=best", "callbacks=none", "task_name=mine"))
     validate(compose_train("~scheduler", "~logger", "~callbacks"))
 
 

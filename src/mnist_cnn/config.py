@@ -158,12 +158,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...] = ()) -> None:
+def validate(
+    cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...] = (), training: bool = True
+) -> None:
     """Raise one UserError listing every invalid value, each with its full key and the fix.
 
     source: where the values came from when not the command line (a checkpoint's path), named in
     the message; ignore: keys this entry point does not use (eval.py takes the seed from the
-    checkpoint).
+    checkpoint); training: a training run's config (eval.py's is not), whose groups and best
+    checkpoint are checked.
     """
     problems = []
     for key, (ok, expected) in RULES.items():
@@ -197,7 +200,7 @@ def validate(cfg: DictConfig, source: str | None = None, ignore: tuple[str, ...]
         run_problems,
     )
 
-    problems += run_problems(cfg) if source is None else []
+    problems += run_problems(cfg) if source is None and training else []
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
     problems += plan_problems(cfg, source)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems

@@ -117,8 +117,6 @@ def run_problems(cfg: DictConfig) -> list[str]:
     """What a training run asked for needs: the groups every run needs, removed (`~model`; the
     run stopped in a KeyError of its build, after its run dir was made), and a callback keeping
     the best checkpoint where test_ckpt=best (it tested the final weights, warned)."""
-    if cfg.get("task_name") != "train":
-        return []
     problems = [
         f"{group}: removed (~{group}), and a training run needs one; choose one of "
         f"conf/{group}/ ({group}=NAME) or drop ~{group}"

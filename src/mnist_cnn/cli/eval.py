@@ -56,7 +56,7 @@ def evaluate_checkpoint(cfg) -> float:
 
     with user_errors(on_error=record_failure):  # the run dir says why too
         # the seed comes from the checkpoint; the checkpoint itself is checked as it is read
-        validate(cfg, ignore=("seed", "ckpt_path"))
+        validate(cfg, ignore=("seed", "ckpt_path"), training=False)
         check_one_process(cfg)
         check_no_training_settings(cfg, given_on_command_line())
         check_accelerator(cfg)
