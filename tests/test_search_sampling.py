@@ -64,3 +64,44 @@ def test_every_valid_seed_gives_a_valid_sampler_seed(seed):
     study = optuna.create_study(sampler=sampler)
     trial = study.ask(fixed_distributions=SPACE)
     assert 1e-4 <= trial.params["optimizer.lr"] <= 1e-2
+
+
+@pytest.mark.reliability("RD5")
+def test_a_trial_named_by_hand_that_no_search_is_running_is_refused(tmp_path):
+    """`train.py optuna.trial=3` alone ended in optuna's ValueError, a study no storage holds in
+    its KeyError "Record does not exist", both tracebacks, and an absent SQLite file was made."""
+    import itertools
+    import random
+
+    from helpers.data import ROOT
+    from hydra import compose, initialize_config_dir
+
+    from mnist_cnn.config import validate
+    from mnist_cnn.errors import UserError
+    from mnist_cnn.search.trials import TRIAL_KEYS, trial_params
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="tiny", storage=storage)
+    running = study.ask({"x": FloatDistribution(0, 1)})
+    values = {"optuna.storage": storage, "optuna.study": "tiny", "optuna.trial": 0}
+    rng = random.Random(3)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for size in (1, 2):  # some of the three, never all
+            for keys in itertools.combinations(TRIAL_KEYS, size):
+                cfg = compose("train", overrides=[f"{k}={values[k]}" for k in keys])
+                with pytest.raises(UserError, match="the three name the running trial") as e:
+                    validate(cfg)
+                assert all(k in str(e.value) for k in TRIAL_KEYS)
+        for bad in (-1, -rng.randint(2, 99), "x", 1.5, True):
+            cfg = compose("train", overrides=[*(f"{k}={v}" for k, v in values.items())])
+            cfg.optuna.trial = bad
+            with pytest.raises(UserError, match=r"optuna.trial=.* is invalid: expected a trial"):
+                validate(cfg)
+        validate(compose("train", overrides=[f"{k}={v}" for k, v in values.items()]))
+    assert trial_params(storage, "tiny", 0) == running.params
+    with pytest.raises(UserError, match=r"^optuna.study='other': no such study in "):
+        trial_params(storage, "other", 0)
+    absent = tmp_path / "none.db"
+    with pytest.raises(UserError, match=r"no such database file"):
+        trial_params(f"sqlite:///{absent}", "tiny", 0)
+    assert not absent.exists()

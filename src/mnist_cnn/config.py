@@ -203,6 +203,9 @@ def validate(
     problems += run_problems(cfg) if source is None and training else []
     problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
     problems += plan_problems(cfg, source)
+    from mnist_cnn.search.trials import trial_problems
+
+    problems += trial_problems(cfg) if source is None and training else []
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

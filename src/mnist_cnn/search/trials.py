@@ -21,12 +21,47 @@ def going_on(storage: str, study_name: str) -> str:
     )
 
 
+TRIAL_KEYS = ("optuna.storage", "optuna.study", "optuna.trial")
+
+
+def trial_problems(cfg: DictConfig) -> list[str]:
+    """optuna.* name the running trial a job of a search reports to; the sweeper sets all three.
+    Given by hand, one or two of them ended in optuna's ValueError traceback."""
+    given = {key: OmegaConf.select(cfg, key, default=None) for key in TRIAL_KEYS}
+    missing = [key for key, value in given.items() if value is None]
+    trial = given["optuna.trial"]
+    if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int) or trial < 0):
+        return [f"optuna.trial={trial!r} is invalid: expected a trial's number, an integer >= 0"]
+    if not missing or len(missing) == len(TRIAL_KEYS):
+        return []
+    shown = ", ".join(f"{key}={value}" for key, value in given.items() if value is not None)
+    return [
+        f"{shown} without {' and '.join(missing)}: the three name the running trial of a search "
+        "that a job reports to, set by the Optuna sweeper (hparams_search=...); give all three "
+        "(a trial's record has them) or drop them"
+    ]
+
+
 def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
     """The settings the study sampled for trial `number` (what metrics.json records); a trial
     that has finished is refused (a run could never report to it)."""
     import optuna
 
+    from mnist_cnn.search.storage import redact
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if _absent_sqlite_file(storage):  # Optuna would make an empty database there
+        raise UserError(
+            f"optuna.storage={redact(storage)}: no such database file; optuna.* name the running "
+            "trial of a search a job reports to, as the Optuna sweeper sets them: give its "
+            "storage (hydra.sweeper.storage), or drop them"
+        )
+    if study_name not in optuna.get_all_study_names(storage=storage):
+        raise UserError(
+            f"optuna.study={study_name!r}: no such study in optuna.storage={redact(storage)}; "
+            "optuna.* name the running trial of a search a job reports to, as the Optuna "
+            "sweeper sets them: give its study's name (hydra.sweeper.study_name), or drop them"
+        )
     study = optuna.load_study(study_name=study_name, storage=storage)
     for trial in study.get_trials(deepcopy=False):
         if trial.number == number and trial.state.is_finished():
@@ -38,6 +73,21 @@ def trial_params(storage: str, study_name: str, number: int) -> dict[str, Any]:
         if trial.number == number:
             return dict(trial.params)
     raise UserError(f"optuna.trial={number}: no such trial in study {study_name!r}")
+
+
+def _absent_sqlite_file(url: str) -> bool:
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        return False  # Optuna names a URL it cannot use
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return False
+    from pathlib import Path
+
+    return not Path(database.removeprefix("file:")).exists()
 
 
 # the sweeper's pruner settings, as JSON, for the ranks a trial's job starts (their own Hydra
