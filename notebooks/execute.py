@@ -37,7 +37,7 @@ def main() -> None:
     from mnist_cnn.cli import a_command
 
     with a_command(None, "nbclient", left=None):  # the Stopped says where and what is left
-        from mnist_cnn.hydra_callbacks import check_writable
+        from mnist_cnn.run_dirs import check_writable
 
         check_writable(args.out, "--out")  # before the cells run, not after
         # the kernel's channels: sockets in a folder of this user's alone (mode 0700), not TCP

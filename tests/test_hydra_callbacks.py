@@ -38,10 +38,34 @@ def test_a_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path, script, sta
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow  # train.py and eval.py subprocesses (they stop before the heavy imports)
+@pytest.mark.reliability("DIR1")
+@pytest.mark.parametrize(
+    "script,how", [("train.py", "run"), ("train.py", "sweep"), ("eval.py", "run")]
+)
+def test_an_output_dir_given_by_hand_is_refused_and_the_run_there_left_alone(tmp_path, script, how):
+    """`paths.output_dir=` an earlier run: the run wrote into it past the check that a dir holds
+    no run, and replaced its metrics.json and checkpoints (a sweep's jobs, each other's)."""
+    earlier = tmp_path / "earlier"
+    before = _write_run(earlier)
+    extra = ["ckpt_path=x.ckpt"] if script == "eval.py" else []
+    where = (
+        ["-m", "seed=1,2", hydra_override("hydra.sweep.dir", str(tmp_path / "new"))]
+        if how == "sweep"
+        else [hydra_override("hydra.run.dir", str(tmp_path / "new"))]
+    )
+    given = hydra_override("paths.output_dir", str(earlier))
+    proc = run_script(script, *extra, *where, given, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: paths.output_dir={earlier}: ")
+    assert "hydra.run.dir" in proc.stderr and not (tmp_path / "new").exists()
+    assert {str(p): p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.reliability("DIR4")
 def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path):
     from mnist_cnn.errors import UserError
-    from mnist_cnn.hydra_callbacks import check_unused, check_writable, claim
+    from mnist_cnn.run_dirs import check_unused, check_writable, claim
 
     run_dir = tmp_path / "run"
     for _ in range(2):  # both starts look before either writes

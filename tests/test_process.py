@@ -475,7 +475,7 @@ def test_a_stop_before_the_record_began_leaves_one_a_rerun_is_told_of(a_single_r
     a rerun names it; a record the run had begun is left as it was."""
     from mnist_cnn.cli import record_stop, stopped_by_signal
     from mnist_cnn.errors import NOTHING_TO_RESUME, Stopped, UserError
-    from mnist_cnn.hydra_callbacks import check_unused
+    from mnist_cnn.run_dirs import check_unused
     from mnist_cnn.runs import RunRecord
 
     run_dir = a_single_run_in

@@ -197,7 +197,7 @@ def test_unwritable_output_dir_is_refused_naming_it():
     the check the run-dir callback runs, so nothing depends on where the clone lies or whether
     nobody can read it."""
     from mnist_cnn.errors import UserError
-    from mnist_cnn.hydra_callbacks import check_writable
+    from mnist_cnn.run_dirs import check_writable
 
     base = Path(tempfile.mkdtemp())  # pytest's tmp_path lies under a root-only dir
     base.chmod(0o755)

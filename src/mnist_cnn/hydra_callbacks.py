@@ -1,5 +1,5 @@
-"""Hydra callbacks: the run or sweep dir is checked before Hydra creates it; a sweep is guarded
-while its jobs run and compared when they end.
+"""Hydra callbacks: the run or sweep dir is checked before Hydra creates it (run_dirs.py); a sweep
+is guarded while its jobs run and compared when they end.
 
 Hydra makes the run (or sweep) dir before any task code runs, so an unwritable one would end in
 Hydra's own traceback and exit 1. Checked here, it is one line naming the dir and exit 2, before
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import sys
@@ -23,82 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import sweep_workers
 from mnist_cnn.cli import exit_on_user_error
 from mnist_cnn.errors import Stopped, UserError
+from mnist_cnn.run_dirs import check_unused, check_writable, check_writers_inside, claim
 
 log = logging.getLogger(__name__)
 LOCK = ".sweep.lock"
-
-
-RUN_MARKERS = ("metrics.json", ".hydra", "checkpoints", "tensorboard")
-
-
-def check_writable(directory: str | os.PathLike, key: str) -> None:
-    """UserError unless `directory` exists as a writable dir or can be created; it is created."""
-    path = Path(directory).absolute()
-    probe = path
-    # the nearest part of the path that exists decides (lexists: a dangling link is not a dir)
-    while not os.path.lexists(probe) and probe != probe.parent:
-        probe = probe.parent
-    fix = f"choose another {key} (e.g. {key}=/tmp/mnist-runs/...)"
-    if not probe.is_dir():
-        kind = "a dangling link" if probe.is_symlink() and not probe.exists() else "not a directory"
-        raise UserError(f"{key}={path}: {probe} is {kind}; {fix}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(
-            f"{key}={path}: {probe} is not writable by this user; {fix}, or fix its permissions"
-        )
-    try:  # what access() cannot tell: a name too long, /proc, a read-only or full filesystem
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{key}={path}: cannot create it ({exc.strerror or exc}); {fix}") from None
-
-
-def check_unused(directory: str | os.PathLike, key: str) -> None:
-    """UserError when `directory` already holds a run: nothing already written is replaced."""
-    path = Path(directory).absolute()
-    held = [name for name in RUN_MARKERS if os.path.lexists(path / name)]
-    if not held:
-        return
-    start = _unbegun_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
-    if start is not None:  # a typo's or a stopped start, rerun: say what the dir holds
-        how, error = start
-        raise UserError(
-            f"{key}={path} holds a start that was {how} before it began ({error}); "
-            f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
-        )
-    raise UserError(
-        f"{key}={path} already holds a run ({', '.join(held)}); nothing was changed; "
-        f"choose another {key} (the default is unique per start), or delete that run first"
-    )
-
-
-def claim(directory: str | os.PathLike, key: str) -> None:
-    """The unused run dir made this start's: two starts into one dir at the same moment (two
-    terminals, one command) both pass check_unused, and both wrote the run. mkdir is atomic, so
-    one makes `.hydra` (where Hydra writes the run's config next) and the other is refused."""
-    path = Path(directory).absolute()
-    try:
-        (path / ".hydra").mkdir()
-    except FileExistsError:
-        raise UserError(
-            f"{key}={path} already holds a run (.hydra), begun by another start at this moment; "
-            f"nothing was changed; choose another {key} (the default is unique per start)"
-        ) from None
-
-
-def _unbegun_start(path: Path) -> tuple[str, str] | None:
-    """(refused or stopped, its error) for a run whose record says it ended before training
-    began (a bad input; a signal while starting), else None."""
-    try:
-        record = json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    how = {"failed": "refused", "interrupted": "stopped"}
-    if not isinstance(record, dict) or record.get("status") not in how:
-        return None
-    if set(record) - {"status", "error"}:  # a run that began: its record holds more
-        return None
-    error = str(record.get("error", "no error recorded"))
-    return how[record["status"]], error if len(error) <= 200 else error[:200] + "..."
 
 
 class WritableOutputDir(Callback):
@@ -111,6 +38,7 @@ class WritableOutputDir(Callback):
         shared = os.environ.get(distributed.LAUNCHED) or (
             distributed.started_from_outside() and distributed.rank() > 0
         )
+        exit_on_user_error(check_writers_inside, config)
         checks = (check_writable,) if shared else (check_unused, check_writable, claim)
         for check in checks:
             exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
@@ -123,6 +51,7 @@ class WritableOutputDir(Callback):
                 (Path(config.hydra.run.dir).absolute() / ".hydra").rmdir()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        exit_on_user_error(check_writers_inside, config)
         for check in (check_unused, check_writable):
             exit_on_user_error(check, config.hydra.sweep.dir, "hydra.sweep.dir")
 

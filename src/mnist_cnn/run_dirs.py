@@ -1,0 +1,105 @@
+"""A run's or sweep's directory: writable, holding no run, claimed by one start; and every writer
+of a run writing inside it. Checked by the Hydra callbacks before Hydra makes the dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cnn.errors import UserError
+
+RUN_MARKERS = ("metrics.json", ".hydra", "checkpoints", "tensorboard")
+
+
+def check_writable(directory: str | os.PathLike, key: str) -> None:
+    """UserError unless `directory` exists as a writable dir or can be created; it is created."""
+    path = Path(directory).absolute()
+    probe = path
+    # the nearest part of the path that exists decides (lexists: a dangling link is not a dir)
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    fix = f"choose another {key} (e.g. {key}=/tmp/mnist-runs/...)"
+    if not probe.is_dir():
+        kind = "a dangling link" if probe.is_symlink() and not probe.exists() else "not a directory"
+        raise UserError(f"{key}={path}: {probe} is {kind}; {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{key}={path}: {probe} is not writable by this user; {fix}, or fix its permissions"
+        )
+    try:  # what access() cannot tell: a name too long, /proc, a read-only or full filesystem
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{key}={path}: cannot create it ({exc.strerror or exc}); {fix}") from None
+
+
+def check_unused(directory: str | os.PathLike, key: str) -> None:
+    """UserError when `directory` already holds a run: nothing already written is replaced."""
+    path = Path(directory).absolute()
+    held = [name for name in RUN_MARKERS if os.path.lexists(path / name)]
+    if not held:
+        return
+    start = _unbegun_start(path) if not {"checkpoints", "tensorboard"} & set(held) else None
+    if start is not None:  # a typo's or a stopped start, rerun: say what the dir holds
+        how, error = start
+        raise UserError(
+            f"{key}={path} holds a start that was {how} before it began ({error}); "
+            f"nothing was changed; delete it (rm -r {path}) and run again, or choose another {key}"
+        )
+    raise UserError(
+        f"{key}={path} already holds a run ({', '.join(held)}); nothing was changed; "
+        f"choose another {key} (the default is unique per start), or delete that run first"
+    )
+
+
+def claim(directory: str | os.PathLike, key: str) -> None:
+    """The unused run dir made this start's: two starts into one dir at the same moment (two
+    terminals, one command) both pass check_unused, and both wrote the run. mkdir is atomic, so
+    one makes `.hydra` (where Hydra writes the run's config next) and the other is refused."""
+    path = Path(directory).absolute()
+    try:
+        (path / ".hydra").mkdir()
+    except FileExistsError:
+        raise UserError(
+            f"{key}={path} already holds a run (.hydra), begun by another start at this moment; "
+            f"nothing was changed; choose another {key} (the default is unique per start)"
+        ) from None
+
+
+def _unbegun_start(path: Path) -> tuple[str, str] | None:
+    """(refused or stopped, its error) for a run whose record says it ended before training
+    began (a bad input; a signal while starting), else None."""
+    try:
+        record = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    how = {"failed": "refused", "interrupted": "stopped"}
+    if not isinstance(record, dict) or record.get("status") not in how:
+        return None
+    if set(record) - {"status", "error"}:  # a run that began: its record holds more
+        return None
+    error = str(record.get("error", "no error recorded"))
+    return how[record["status"]], error if len(error) <= 200 else error[:200] + "..."
+
+
+# where paths.output_dir comes from: the run dir Hydra made (a sweep job's <sweep dir>/<job>)
+FOLLOWS_THE_RUN_DIR = "${hydra:runtime.output_dir}"
+
+
+def check_writers_inside(config: DictConfig) -> None:
+    """paths.output_dir, which every writer of a run follows, is the run dir Hydra checked and
+    claimed. Set by hand it was not: the run wrote into another dir, past the check that a dir
+    holds no run, and replaced an earlier run's metrics.json and checkpoints (a sweep's jobs,
+    each other's)."""
+    paths = config.get("paths")
+    if not isinstance(paths, DictConfig) or "output_dir" not in paths:
+        return
+    given = OmegaConf.to_container(paths, resolve=False).get("output_dir")
+    if given != FOLLOWS_THE_RUN_DIR:
+        raise UserError(
+            f"paths.output_dir={given}: a run writes into the dir Hydra makes for it, checked "
+            "to hold no other run, and paths.output_dir follows it; choose it with "
+            "hydra.run.dir (a sweep: hydra.sweep.dir) and drop paths.output_dir"
+        )
