@@ -41,11 +41,21 @@ def test_a_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path, script, sta
 @pytest.mark.slow  # train.py and eval.py subprocesses (they stop before the heavy imports)
 @pytest.mark.reliability("DIR1")
 @pytest.mark.parametrize(
-    "script,how", [("train.py", "run"), ("train.py", "sweep"), ("eval.py", "run")]
+    "script,how,key",
+    [
+        ("train.py", "run", "paths.output_dir"),
+        ("train.py", "sweep", "paths.output_dir"),
+        ("eval.py", "run", "paths.output_dir"),
+        ("train.py", "run", "callbacks.last_checkpoint.dirpath"),
+        ("train.py", "run", "logger.save_dir"),
+    ],
 )
-def test_an_output_dir_given_by_hand_is_refused_and_the_run_there_left_alone(tmp_path, script, how):
+def test_an_output_dir_given_by_hand_is_refused_and_the_run_there_left_alone(
+    tmp_path, script, how, key
+):
     """`paths.output_dir=` an earlier run: the run wrote into it past the check that a dir holds
-    no run, and replaced its metrics.json and checkpoints (a sweep's jobs, each other's)."""
+    no run, and replaced its metrics.json and checkpoints (a sweep's jobs, each other's); a
+    checkpoint callback's dirpath or the logger's save_dir there, its last.ckpt or events."""
     earlier = tmp_path / "earlier"
     before = _write_run(earlier)
     extra = ["ckpt_path=x.ckpt"] if script == "eval.py" else []
@@ -54,10 +64,10 @@ def test_an_output_dir_given_by_hand_is_refused_and_the_run_there_left_alone(tmp
         if how == "sweep"
         else [hydra_override("hydra.run.dir", str(tmp_path / "new"))]
     )
-    given = hydra_override("paths.output_dir", str(earlier))
-    proc = run_script(script, *extra, *where, given, timeout=60)
+    target = earlier / "checkpoints" if key.endswith("dirpath") else earlier
+    proc = run_script(script, *extra, *where, hydra_override(key, str(target)), timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: paths.output_dir={earlier}: ")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {key}={target}: ")
     assert "hydra.run.dir" in proc.stderr and not (tmp_path / "new").exists()
     assert {str(p): p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == before
 

@@ -90,16 +90,26 @@ FOLLOWS_THE_RUN_DIR = "${hydra:runtime.output_dir}"
 
 def check_writers_inside(config: DictConfig) -> None:
     """paths.output_dir, which every writer of a run follows, is the run dir Hydra checked and
-    claimed. Set by hand it was not: the run wrote into another dir, past the check that a dir
-    holds no run, and replaced an earlier run's metrics.json and checkpoints (a sweep's jobs,
-    each other's)."""
-    paths = config.get("paths")
-    if not isinstance(paths, DictConfig) or "output_dir" not in paths:
-        return
-    given = OmegaConf.to_container(paths, resolve=False).get("output_dir")
-    if given != FOLLOWS_THE_RUN_DIR:
+    claimed, and the checkpoints and the logger write under it. Set by hand they did not: the
+    run wrote past the check that a dir holds no run, and replaced an earlier run's metrics.json
+    and checkpoints (a sweep's jobs, each other's)."""
+    raw = OmegaConf.to_container(config, resolve=False)
+    paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}
+    writers = {"paths.output_dir": paths.get("output_dir", FOLLOWS_THE_RUN_DIR)}
+    for name, callback in (raw.get("callbacks") or {}).items():
+        if isinstance(callback, dict) and "dirpath" in callback:
+            writers[f"callbacks.{name}.dirpath"] = callback["dirpath"]
+    if isinstance(raw.get("logger"), dict) and "save_dir" in raw["logger"]:
+        writers["logger.save_dir"] = raw["logger"]["save_dir"]
+    inside = {"paths.output_dir": FOLLOWS_THE_RUN_DIR}
+    elsewhere = [
+        f"{key}={value}"
+        for key, value in writers.items()
+        if not str(value).startswith(inside.get(key, "${paths.output_dir}"))
+    ]
+    if elsewhere:
         raise UserError(
-            f"paths.output_dir={given}: a run writes into the dir Hydra makes for it, checked "
-            "to hold no other run, and paths.output_dir follows it; choose it with "
-            "hydra.run.dir (a sweep: hydra.sweep.dir) and drop paths.output_dir"
+            f"{', '.join(elsewhere)}: a run writes into the dir Hydra makes for it, checked to "
+            "hold no other run (paths.output_dir follows it; checkpoints and events go under "
+            "it); choose it with hydra.run.dir (a sweep: hydra.sweep.dir) and drop these"
         )
