@@ -109,7 +109,7 @@ def test_a_directory_given_as_the_checkpoint_is_answered_with_its_checkpoints(tm
     with pytest.raises(UserError, match="a directory, not a checkpoint") as loaded:
         checkpoints.load(given)
     with pytest.raises(UserError, match="a directory, not a checkpoint") as validated:
-        validate(OmegaConf.create({"ckpt_path": str(given)}))
+        validate(OmegaConf.create({"ckpt_path": str(given)}), training=False)  # its ckpt_path only
     for answer in (str(loaded.value), str(validated.value)):
         if not layout:
             assert "<run>/checkpoints/" in answer, answer
