@@ -72,6 +72,28 @@ def test_an_output_dir_given_by_hand_is_refused_and_the_run_there_left_alone(
     assert {str(p): p.read_bytes() for p in earlier.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow  # train.py and eval.py subprocesses (they stop before the heavy imports)
+@pytest.mark.reliability("DIR5")
+@pytest.mark.parametrize(
+    "script,how", [("train.py", "run"), ("train.py", "sweep"), ("eval.py", "run")]
+)
+def test_a_job_told_to_start_in_its_run_dir_is_refused_before_the_dir_is_made(
+    tmp_path, script, how
+):
+    """hydra.job.chdir=true: a relative data.data_dir was looked for (and downloaded) under the
+    run dir, a relative ckpt_path or a trial's SQLite storage read from there."""
+    extra = ["ckpt_path=x.ckpt"] if script == "eval.py" else []
+    where = (
+        ["-m", "seed=1,2", hydra_override("hydra.sweep.dir", str(tmp_path / "new"))]
+        if how == "sweep"
+        else [hydra_override("hydra.run.dir", str(tmp_path / "new"))]
+    )
+    proc = run_script(script, *extra, *where, "hydra.job.chdir=true", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: hydra.job.chdir=true: ")
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.reliability("DIR4")
 def test_two_starts_that_both_found_the_dir_unused_cannot_both_claim_it(tmp_path):
     from mnist_cnn.errors import UserError

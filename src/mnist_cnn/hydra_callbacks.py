@@ -22,7 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import sweep_workers
 from mnist_cnn.cli import exit_on_user_error
 from mnist_cnn.errors import Stopped, UserError
-from mnist_cnn.run_dirs import check_unused, check_writable, check_writers_inside, claim
+from mnist_cnn.run_dirs import (
+    check_no_chdir,
+    check_unused,
+    check_writable,
+    check_writers_inside,
+    claim,
+)
 
 log = logging.getLogger(__name__)
 LOCK = ".sweep.lock"
@@ -39,6 +45,7 @@ class WritableOutputDir(Callback):
             distributed.started_from_outside() and distributed.rank() > 0
         )
         exit_on_user_error(check_writers_inside, config)
+        exit_on_user_error(check_no_chdir, config)
         checks = (check_writable,) if shared else (check_unused, check_writable, claim)
         for check in checks:
             exit_on_user_error(check, config.hydra.run.dir, "hydra.run.dir")
@@ -52,6 +59,7 @@ class WritableOutputDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         exit_on_user_error(check_writers_inside, config)
+        exit_on_user_error(check_no_chdir, config)
         for check in (check_unused, check_writable):
             exit_on_user_error(check, config.hydra.sweep.dir, "hydra.sweep.dir")
 

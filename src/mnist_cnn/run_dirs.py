@@ -113,3 +113,16 @@ def check_writers_inside(config: DictConfig) -> None:
             "hold no other run (paths.output_dir follows it; checkpoints and events go under "
             "it); choose it with hydra.run.dir (a sweep: hydra.sweep.dir) and drop these"
         )
+
+
+def check_no_chdir(config: DictConfig) -> None:
+    """hydra.job.chdir=true: a job would start in its run dir, and read the command line's
+    relative paths from there (data.data_dir: the data looked for, or downloaded, under the run
+    dir; ckpt_path; a trial's SQLite storage: another, empty database), while every file a run
+    writes already goes to that dir."""
+    if OmegaConf.select(config, "hydra.job.chdir", default=False):
+        raise UserError(
+            "hydra.job.chdir=true: a run reads its relative paths (data.data_dir, ckpt_path, a "
+            "SQLite storage) from where it was started, and writes every file into its run dir "
+            "already (paths.output_dir); drop hydra.job.chdir"
+        )
