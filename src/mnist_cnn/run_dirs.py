@@ -86,6 +86,7 @@ def _unbegun_start(path: Path) -> tuple[str, str] | None:
 
 # where paths.output_dir comes from: the run dir Hydra made (a sweep job's <sweep dir>/<job>)
 FOLLOWS_THE_RUN_DIR = "${hydra:runtime.output_dir}"
+UNDER_THE_RUN_DIR = "${paths.output_dir}"
 
 
 def check_writers_inside(config: DictConfig) -> None:
@@ -95,17 +96,17 @@ def check_writers_inside(config: DictConfig) -> None:
     and checkpoints (a sweep's jobs, each other's)."""
     raw = OmegaConf.to_container(config, resolve=False)
     paths = raw.get("paths") if isinstance(raw.get("paths"), dict) else {}
-    writers = {"paths.output_dir": paths.get("output_dir", FOLLOWS_THE_RUN_DIR)}
+    # (key, its value as written, where it must start)
+    writers = [
+        ("paths.output_dir", paths.get("output_dir", FOLLOWS_THE_RUN_DIR), FOLLOWS_THE_RUN_DIR)
+    ]
     for name, callback in (raw.get("callbacks") or {}).items():
         if isinstance(callback, dict) and "dirpath" in callback:
-            writers[f"callbacks.{name}.dirpath"] = callback["dirpath"]
+            writers.append((f"callbacks.{name}.dirpath", callback["dirpath"], UNDER_THE_RUN_DIR))
     if isinstance(raw.get("logger"), dict) and "save_dir" in raw["logger"]:
-        writers["logger.save_dir"] = raw["logger"]["save_dir"]
-    inside = {"paths.output_dir": FOLLOWS_THE_RUN_DIR}
+        writers.append(("logger.save_dir", raw["logger"]["save_dir"], UNDER_THE_RUN_DIR))
     elsewhere = [
-        f"{key}={value}"
-        for key, value in writers.items()
-        if not str(value).startswith(inside.get(key, "${paths.output_dir}"))
+        f"{key}={value}" for key, value, root in writers if not str(value).startswith(root)
     ]
     if elsewhere:
         raise UserError(
