@@ -192,20 +192,11 @@ def validate(
             f"ckpt_path={ckpt!r}: no such checkpoint file; give the path of a .ckpt "
             "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt) or drop ckpt_path to start fresh"
         )
-    from mnist_cnn.group_checks import (
-        augment_problems,
-        callback_problems,
-        fold_problems,
-        plan_problems,
-        run_problems,
-    )
+    from mnist_cnn import group_checks as checks
 
-    problems += run_problems(cfg) if source is None and training else []
-    problems += augment_problems(cfg) + callback_problems(cfg) + fold_problems(cfg)
-    problems += plan_problems(cfg, source)
-    from mnist_cnn.search.trials import trial_problems
-
-    problems += trial_problems(cfg) if source is None and training else []
+    problems += checks.run_problems(cfg) if source is None and training else []
+    problems += checks.augment_problems(cfg) + checks.callback_problems(cfg)
+    problems += checks.fold_problems(cfg) + checks.plan_problems(cfg, source)
     from mnist_cnn.trainer_args import precision_problems, trainer_problems
 
     problems += trainer_problems(cfg, stored=source is not None) + precision_problems(cfg)

@@ -115,8 +115,9 @@ def augment_problems(cfg: DictConfig) -> list[str]:
 
 def run_problems(cfg: DictConfig) -> list[str]:
     """What a training run asked for needs: the groups every run needs, removed (`~model`; the
-    run stopped in a KeyError of its build, after its run dir was made), and a callback keeping
-    the best checkpoint where test_ckpt=best (it tested the final weights, warned)."""
+    run stopped in a KeyError of its build, after its run dir was made), a callback keeping
+    the best checkpoint where test_ckpt=best (it tested the final weights, warned), and the
+    search's trial where optuna.* name one."""
     problems = [
         f"{group}: removed (~{group}), and a training run needs one; choose one of "
         f"conf/{group}/ ({group}=NAME) or drop ~{group}"
@@ -137,7 +138,9 @@ def run_problems(cfg: DictConfig) -> list[str]:
         )
     elif cfg.get("test_ckpt") == "best":
         problems += _keeping_none(watching, OmegaConf.select(cfg, "trainer.max_epochs"))
-    return problems
+    from mnist_cnn.search.trials import trial_problems  # optuna.* given by hand
+
+    return problems + trial_problems(cfg)
 
 
 def _keeping_none(watching: dict[str, DictConfig], epochs: Any) -> list[str]:
