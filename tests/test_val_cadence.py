@@ -7,15 +7,17 @@ holds the last epoch's weights."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import re
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers.runs import quiet_trainer, run_train
+from helpers.runs import SIGNAL_ENV, quiet_trainer, run_printed_resume, run_train, signal_at
 
 from mnist_cnn import plots
 from mnist_cnn.callbacks.checkpoint import BestCheckpoint, RunCheckpoint
@@ -96,19 +98,30 @@ def test_the_curves_of_a_run_that_validated_every_epoch_are_unchanged():
             assert list(line.get_xdata()) == [1, 2], line.get_label()
 
 
+RECIPE = [
+    "~scheduler", "optimizer.lr=0.05", "trainer.max_epochs=4", "+trainer.check_val_every_n_epoch=2",
+    "callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint.mode=min",
+    "test_ckpt=best",
+]  # fmt: skip
+
+
+def _curves(checkpoint: Path) -> dict[str, list[str]]:
+    """The learning curves a checkpoint carries, NaN (an epoch not validated) as text."""
+    saved = torch.load(checkpoint, map_location="cpu")
+    (history,) = [v for k, v in saved["callbacks"].items() if k.startswith("LearningCurves")]
+    return {name: [repr(v) for v in values] for name, values in history.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.reliability("RA6")
 def test_train_py_keeps_the_epoch_best_by_its_own_training_loss(tiny_data_dir, tmp_path):
     """A train.py run validating every other epoch with its best checkpoint watching
-    train/loss: the file kept was the epoch after the least loss, scored by that loss."""
+    train/loss: the file kept was the epoch after the least loss, scored by that loss. Stopped
+    in an epoch it does not validate and resumed, it ends as the run unbroken: the same
+    weights, best epoch, test numbers and curves."""
     run_dir = tmp_path / "run"
-    proc = run_train(
-        hydra_override("data.data_dir", str(tiny_data_dir)),
-        "~scheduler", "optimizer.lr=0.05",
-        "trainer.max_epochs=4", "+trainer.check_val_every_n_epoch=2",
-        "callbacks.model_checkpoint.monitor=train/loss", "callbacks.model_checkpoint.mode=min",
-        run_dir=run_dir,
-    )  # fmt: skip
+    data = hydra_override("data.data_dir", str(tiny_data_dir))
+    proc = run_train(data, *RECIPE, run_dir=run_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = re.findall(r"epoch (\d)/4: train/loss (\S+),", (run_dir / "train.log").read_text())
     losses = {int(epoch): float(loss) for epoch, loss in lines}
@@ -119,3 +132,19 @@ def test_train_py_keeps_the_epoch_best_by_its_own_training_loss(tiny_data_dir, t
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     state = next(v for k, v in saved["callbacks"].items() if k.startswith("BestCheckpoint"))
     assert float(state["best_model_score"]) == pytest.approx(losses[least], abs=1e-4)
+    # stopped at step 12, in the third epoch (5 steps each), which is not validated
+    stopped = run_train(data, *RECIPE, *signal_at(12), run_dir=tmp_path / "stopped", env=SIGNAL_ENV)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    interrupted = tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt"
+    assert torch.load(interrupted, map_location="cpu")["epoch"] == 2  # Lightning counts from 0
+    resumed_dir = tmp_path / "resumed"
+    resumed = run_printed_resume(stopped.stderr, resumed_dir, env=SIGNAL_ENV)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole, again = (
+        json.loads((d / "metrics.json").read_text()) for d in (run_dir, tmp_path / "resumed")
+    )
+    for key in ("weights_sha256", "test/loss", "test/correct", "test_weights", "checkpoints"):
+        assert again[key] == whole[key], key
+    assert _curves(resumed_dir / "checkpoints" / "last.ckpt") == _curves(
+        run_dir / "checkpoints" / "last.ckpt"
+    )
