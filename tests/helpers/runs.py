@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import zygote
 from helpers.data import ROOT
 from mnist_cnn.commands import hydra_override
 
@@ -21,15 +22,10 @@ def signal_at(step: int) -> list[str]:
 
 
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300):
-    """`python SCRIPT ARGS` from the repository; returns the CompletedProcess (text mode)."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """`python SCRIPT ARGS` from the repository; returns the CompletedProcess (text mode). The
+    process is forked from a zygote that has the libraries imported (helpers/zygote.py)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return zygote.run([sys.executable, str(ROOT / script), *args], ROOT, env, timeout)
 
 
 def run_script_reader_gone(script: str, *args: str, env: dict | None = None, timeout: int = 300):
@@ -37,16 +33,9 @@ def run_script_reader_gone(script: str, *args: str, env: dict | None = None, tim
     left, so every write to it fails (EPIPE); stdout is not captured, stderr is."""
     read, write = os.pipe()
     os.close(read)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     try:
-        return subprocess.run(
-            [sys.executable, str(ROOT / script), *args],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=timeout,
-        )
+        return zygote.run([sys.executable, str(ROOT / script), *args], ROOT, env, timeout, write)
     finally:
         os.close(write)
 

@@ -1,0 +1,289 @@
+"""The suite's `python SCRIPT ARGS` without paying for the imports every time.
+
+A `train.py` start spends seconds importing torch, Lightning, torchmetrics and torchvision, and
+the suite starts a couple of hundred of them: on a slow CPU most of `make test` was imports. A
+zygote is a Python process that imports those libraries once and then, for each command, forks
+a child that becomes `python SCRIPT ARGS`: its own pid, argv, working dir, environment, stdin,
+stdout and stderr, its signals at their defaults, the script run as `__main__`, the exit status
+(or the signal that ended it) handed back as subprocess.run hands it back. What the child does
+not repeat is loading the libraries, which no test here is about; the tests of a start itself
+(signals while importing, what a start leaves out) run `python` for real (`EXEC`).
+
+Two zygotes per test process, used in turn, each with its own hash seed: two runs a test
+compares come from interpreters that order sets and dicts of strings differently, as two real
+starts do. MNIST_TEST_EXEC=1 starts every command as a real `python` instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import locale
+import os
+import random
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# what a command's environment may set that only acts when an interpreter starts
+STARTUP_ONLY = ("PYTHON", "MALLOC_", "LD_", "OMP_", "MKL_", "KMP_", "GOMP_")
+FORKABLE = ("PYTHONPATH", "PYTHONUNBUFFERED")  # applied by the child itself
+EXEC = os.environ.get("MNIST_TEST_EXEC") == "1"
+PRELOAD = (
+    "torch",
+    "torch._dynamo",  # the first optimizer a run makes imports it
+    "lightning.pytorch",
+    "hydra",
+    "matplotlib.pyplot",
+    "torch.utils.tensorboard",
+    "mnist_cnn.train",
+    "mnist_cnn.eval",
+    "mnist_cnn.predict",
+    "mnist_cnn.cli.train",
+    "mnist_cnn.cli.eval",
+    "mnist_cnn.cli.predict",
+)
+
+
+def forkable(env: dict[str, str]) -> bool:
+    """False where the command's environment differs from the zygote's in a setting that acts
+    only at an interpreter's start (the zygote has started already)."""
+    if EXEC:
+        return False
+    startup = {k for k in set(env) | set(os.environ) if k.startswith(STARTUP_ONLY)} - set(FORKABLE)
+    return all(env.get(key) == os.environ.get(key) for key in startup)
+
+
+class _Zygote:
+    def __init__(self, hash_seed: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="zygote-"))
+        self.path = self.dir / "socket"
+        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed), "PYTHONUNBUFFERED": "1"}
+        with open(self.dir / "log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, str(self.path)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+            )  # fmt: skip
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            line = self.proc.stdout.readline()
+            if line != b"ready\n":
+                self.proc.kill()
+                raise RuntimeError(f"the zygote did not start: {(self.dir / 'log').read_text()}")
+            self.ready = True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # its end of file: the zygote leaves
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_pool: list[_Zygote] = []
+_turn = itertools.count()
+
+
+def _next_zygote() -> _Zygote:
+    if not _pool:
+        seeds = random.SystemRandom().sample(range(1, 2**32 - 1), 2)
+        _pool.extend(_Zygote(seed) for seed in seeds)  # both import at once
+        atexit.register(lambda: [z.close() for z in _pool])
+    zygote = _pool[next(_turn) % len(_pool)]
+    zygote.wait_ready()
+    return zygote
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, stdout_fd=None):
+    """subprocess.run(argv, cwd, env, capture_output=True, text=True, timeout) for a Python
+    script's argv ([python, script, *args]); stdout_fd: stdout goes there, uncaptured."""
+    if not forkable(env):
+        out = subprocess.PIPE if stdout_fd is None else stdout_fd
+        return subprocess.run(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+    zygote = _next_zygote()
+    err_r, err_w = os.pipe()
+    out_r, out_w = os.pipe() if stdout_fd is None else (None, stdout_fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(zygote.path))
+        request = json.dumps({"argv": argv[1:], "cwd": str(cwd), "env": env}).encode()
+        socket.send_fds(conn, [request], [null, out_w, err_w])
+        for fd in (null, err_w) + ((out_w,) if out_r is not None else ()):
+            os.close(fd)
+        replies = conn.makefile("r")
+        pid = int(replies.readline())
+        try:
+            read = _read_until_closed([r for r in (out_r, err_r) if r is not None], timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise subprocess.TimeoutExpired(argv, timeout) from None
+        code = int(replies.readline())
+    out = _text(read[out_r]) if out_r is not None else None
+    return subprocess.CompletedProcess(argv, code, out, _text(read[err_r]))
+
+
+def _text(data: bytes | None) -> str | None:
+    """As subprocess's text mode decodes: the locale's encoding, universal newlines."""
+    if data is None:
+        return None
+    decoded = data.decode(locale.getpreferredencoding(False))
+    return decoded.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_until_closed(fds: list[int], timeout: float) -> dict[int, bytes]:
+    """Each fd's bytes until every writer has closed it (the child and any process it started
+    that kept them), as subprocess's communicate() reads."""
+    chunks = {fd: [] for fd in fds}
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for fd in list(sel.get_map()):
+                    os.close(fd)
+                raise subprocess.TimeoutExpired("", timeout)
+            for key, _ in sel.select(left):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+    return {fd: b"".join(parts) for fd, parts in chunks.items()}
+
+
+# ---- the zygote itself: `python zygote.py SOCKET` ----
+
+
+def _serve(path: str) -> None:
+    import gc
+    import importlib
+
+    # what every start has: sys.path less the script's dir and PYTHONPATH, which each child sets
+    base_path = [p for p in sys.path[1:] if p not in _pythonpath(os.environ)]
+    from mnist_cnn import deferred_imports
+
+    gc.disable()  # as a start does while it imports (process.starting_up)
+    deferred_imports.defer_scipy_signal()
+    for name in PRELOAD:
+        importlib.import_module(name)
+    gc.freeze()  # the children share these pages until they write to them
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, "accept")
+    sel.register(sys.stdin, selectors.EVENT_READ, "leave")
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        for key, _ in sel.select():
+            if key.data == "leave":
+                return
+            if key.data == "accept":
+                conn, _ = listener.accept()
+                request, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    sel.close()
+                    listener.close()
+                    conn.close()
+                    _become(json.loads(request), fds, base_path)  # raises SystemExit
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(f"{pid}\n".encode())
+                sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (conn, pid))
+            else:
+                conn, pid = key.data
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                _, status = os.waitpid(pid, 0)
+                with contextlib.suppress(OSError):  # the test side gone (timed out)
+                    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                conn.close()
+
+
+def _pythonpath(env) -> list[str]:
+    return [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
+    """The forked child turns into `python SCRIPT ARGS` and never returns to the loop."""
+    import gc
+    import runpy
+
+    import numpy
+
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    script, *args = request["argv"]
+    sys.argv = [script, *args]
+    sys.path[:] = [str(Path(script).resolve().parent), *_pythonpath(os.environ), *base_path]
+    random.seed()  # the entropy a new interpreter seeds from, not the zygote's state
+    numpy.random.seed()
+    gc.unfreeze()  # a start has frozen nothing yet, and gc on (process.started freezes)
+    gc.enable()
+    try:
+        runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    except BaseException:  # noqa: BLE001 - what the interpreter does with it, below
+        kind = sys.exc_info()[0]
+        sys.excepthook(*sys.exc_info())
+        code = -signal.SIGINT if kind is KeyboardInterrupt else 1
+    _leave(code)
+
+
+def _exit_status(code: object) -> int:
+    """What the interpreter makes of sys.exit(code)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _leave(code: int) -> None:
+    """The interpreter's exit up to its module-by-module teardown, which is left out: the
+    zygote's libraries are all loaded, and tearing them down took seconds where a real start
+    that stopped early has little to tear down (a completed run skips it: process.finish)."""
+    threading._shutdown()  # the non-daemon threads, as the interpreter waits for them
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if code < 0:  # the uncaught KeyboardInterrupt: the interpreter ends by the signal
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])

@@ -1,0 +1,95 @@
+"""The suite's forked starts (helpers/zygote.py) behave as `python SCRIPT ARGS` does: each case is
+run both ways and compared, so a difference fails here rather than hiding in another test."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import zygote
+
+pytestmark = pytest.mark.slow  # the zygotes import torch and Lightning once per test process
+
+PROBE = """\
+import json, os, random, sys
+import numpy
+print(json.dumps({
+    "argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0], "mark": os.environ.get("MARK"),
+    "helpers": [p for p in sys.path if p.endswith("from_pythonpath")],
+    "hash": hash("the same string"), "random": random.random(), "numpy": numpy.random.rand(),
+    "main": __name__, "pid": os.getpid(),
+}))
+print("to stderr\\r\\nand a carriage return\\r", file=sys.stderr)
+how = os.environ.get("END", "")
+if how == "raise":
+    raise ValueError("a failure the interpreter prints")
+if how == "interrupt":
+    raise KeyboardInterrupt
+if how == "signal":
+    os.kill(os.getpid(), 15)
+if how.startswith("exit:"):
+    sys.exit(how[5:] if not how[5:].isdigit() else int(how[5:]))
+"""
+
+
+def _both(tmp_path, args: list[str], **env: str):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    (tmp_path / "from_pythonpath").mkdir(exist_ok=True)
+    full = {**os.environ, **env, "PYTHONPATH": str(tmp_path / "from_pythonpath")}
+    argv = [sys.executable, str(script), *args]
+    forked = zygote.run(argv, tmp_path, full, timeout=60)
+    real = subprocess.run(argv, cwd=tmp_path, env=full, capture_output=True, text=True, timeout=60)
+    return forked, real
+
+
+def _fields(proc) -> dict:
+    import json
+
+    return json.loads(proc.stdout.splitlines()[0])
+
+
+@pytest.mark.parametrize(
+    "end, code",
+    [("", 0), ("exit:3", 3), ("exit:a message", 1), ("raise", 1), ("interrupt", -2),
+     ("signal", -signal.SIGTERM)],
+)  # fmt: skip
+def test_a_forked_start_ends_and_prints_as_a_real_one(tmp_path, end, code):
+    rng = random.Random()
+    args = ["plain", "with space", "ünïcödé", "new\nline", "".join(rng.choices("$'\"*;|&", k=8))]
+    forked, real = _both(tmp_path, args, MARK=str(rng.random()), END=end)
+    assert forked.returncode == real.returncode == code, (forked.stderr, real.stderr)
+    same = ("argv", "cwd", "path0", "mark", "helpers", "main")
+    assert {k: _fields(forked)[k] for k in same} == {k: _fields(real)[k] for k in same}
+    assert forked.stdout.splitlines()[1:] == real.stdout.splitlines()[1:]
+    # the traceback names the zygote's frames above the script's; the last lines are the same
+    assert forked.stderr.splitlines()[-2:] == real.stderr.splitlines()[-2:], forked.stderr
+
+
+def test_each_forked_start_seeds_and_hashes_as_a_new_interpreter(tmp_path):
+    """Two runs a test compares must not share the zygote's random state or hash seed."""
+    runs = [_fields(_both(tmp_path, [])[0]) for _ in range(4)]
+    assert len({r["pid"] for r in runs}) == 4
+    assert len({r["random"] for r in runs}) == 4 and len({r["numpy"] for r in runs}) == 4
+    assert len({r["hash"] for r in runs}) >= 2  # the two zygotes, used in turn
+
+
+def test_a_setting_that_acts_at_a_start_gets_a_real_start(tmp_path):
+    forked, real = _both(tmp_path, [], PYTHONHASHSEED="7")
+    assert _fields(forked)["hash"] == _fields(real)["hash"]  # the seed took effect: exec'd
+    assert not zygote.forkable({**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert zygote.forkable({**os.environ, "PYTHONPATH": "x", "PYTHONUNBUFFERED": "1"})
+
+
+def test_a_forked_start_past_its_timeout_is_killed(tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)\n")
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        zygote.run([sys.executable, str(script)], tmp_path, dict(os.environ), timeout=3)
+    assert time.monotonic() - started < 30
