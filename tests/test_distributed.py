@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.data import ROOT
-from helpers.runs import run_eval, run_train
+from helpers.runs import run_eval, run_train, start_script
 
 from mnist_cnn.commands import hydra_override
 from mnist_cnn.data.batches import EpochBatchSampler
@@ -268,7 +268,8 @@ def test_a_rank_that_dies_stops_the_run_with_its_name(tiny_data_dir, tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}", *SMALL,
                "trainer.max_epochs=50", "trainer.devices=2",
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:
+        proc = start_script("train.py", *command[2:], stdout=out)
     deadline = time.monotonic() + 300
     while "epoch 2/50" not in (log.read_text() if log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -311,8 +312,12 @@ def _ddp_run_at_epoch_3(
     common = [f"data.data_dir={data_dir}", *SMALL, *DDP_40, f"trainer.max_epochs={epochs}"]
     command = [*(["nohup"] if nohup else []), sys.executable, str(ROOT / "train.py"), *common,
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=nohup)  # fmt: skip
+    with log.open("w") as out:
+        if nohup:  # nohup's own start: a real one
+            proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        else:
+            proc = start_script("train.py", *command[2:], stdout=out)
     deadline, train_log = time.monotonic() + 300, run_dir / "train.log"
     # the run directory exists a moment before train.log does: wait for the file itself
     while f"epoch 3/{epochs}" not in (train_log.read_text() if train_log.exists() else ""):
@@ -393,7 +398,8 @@ def test_a_signal_while_the_ranks_start_is_an_interruption(
     run_dir, log = tmp_path / "run", tmp_path / "run.log"
     command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}",
                *SMALL, *DDP_40, hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:
+        proc = start_script("train.py", *command[2:], stdout=out)
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -484,7 +490,8 @@ def test_a_signal_after_the_run_completed_stops_nothing(tiny_data_dir, tmp_path)
     command = [sys.executable, str(ROOT / "train.py"), f"data.data_dir={tiny_data_dir}", *SMALL,
                "callbacks=minimal", "model=mlp", "trainer.devices=2",
                hydra_override("hydra.run.dir", str(run_dir))]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as out:
+        proc = start_script("train.py", *command[2:], stdout=out)
     deadline = time.monotonic() + 300
     while _status(run_dir) != "completed":
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]

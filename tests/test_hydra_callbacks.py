@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.runs import run_script, run_train
+from helpers.runs import run_script, run_train, start_script
 from omegaconf import OmegaConf
 
 from mnist_cnn.commands import hydra_override
@@ -117,17 +117,14 @@ def test_train_py_started_twice_into_one_dir_at_once_trains_once(tmp_path, tiny_
     """Also with hydra.output_subdir=null, where the claim's .hydra is removed at the end (it
     was left empty in the run dir)."""
     import subprocess
-    import sys
-
-    from helpers.data import ROOT
 
     run_dir = tmp_path / "run"
     args = [f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=1", "callbacks=minimal",
             hydra_override("hydra.run.dir", str(run_dir)),
             f"hydra.output_subdir={subdir}"]  # fmt: skip
     procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "train.py"), f"seed={seed}", *args],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start_script("train.py", f"seed={seed}", *args, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
         for seed in (1, 2)
     ]  # fmt: skip
     ends = [(p.wait(timeout=240), p.communicate()[1]) for p in procs]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.data import HAS_REAL_MNIST, REAL_DATA, ROOT, make_digits
-from helpers.runs import run_script_reader_gone
+from helpers.runs import run_script_reader_gone, start_script
 from PIL import Image, ImageDraw
 
 from mnist_cnn import images
@@ -419,13 +419,10 @@ def test_ctrl_c_while_predict_reads_is_one_line_and_exit_130(tmp_path, ckpt):
     digits.mkdir()
     for i, image in enumerate(make_digits(3000, seed=0)[0]):
         Image.fromarray(image).save(digits / f"{i:04d}.png")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "predict.py"), str(digits), "--ckpt", str(ckpt)]
-        + ["--save-inputs", str(saved)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_script(
+        "predict.py", str(digits), "--ckpt", str(ckpt), "--save-inputs", str(saved),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
     first = proc.stderr.readline()
     assert first.startswith("checkpoint: "), first
     proc.send_signal(signal.SIGINT)

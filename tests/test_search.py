@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers.data import ROOT
-from helpers.runs import run_train
+from helpers.runs import run_train, start_script
 from optuna.trial import TrialState
 
 from mnist_cnn.commands import hydra_override
@@ -48,15 +48,11 @@ def _search(data_dir: Path, sweep_dir: Path, storage: str | None, *extra: str) -
     return args
 
 
-def _popen(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
+def _popen(args: list[str], log: Path):
+    with log.open("w") as out:
+        return start_script(
+            "train.py", *args, stdout=out, env={"PYTHONUNBUFFERED": "1"}, start_new_session=True
+        )
 
 
 def _trials(storage: str, name: str = "tiny") -> list[optuna.trial.FrozenTrial]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.data import ROOT
-from helpers.runs import run_train
+from helpers.runs import run_train, start_script
 
 from mnist_cnn.commands import hydra_override
 
@@ -113,8 +113,8 @@ def test_ctrl_c_while_the_launcher_waits_leaves_the_submitted_jobs_to_the_cluste
     saved`), and the job completes."""
     sweep = tmp_path / "sweep"
     args = [*_slurm_args(sweep, "seed=0"), f"data.data_dir={tiny_data_dir}", *TINY]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=slurm,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    proc = start_script("train.py", *args, env=slurm, stderr=subprocess.PIPE,
+                        start_new_session=True)  # fmt: skip
     job = _job_id(sweep)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)

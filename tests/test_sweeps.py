@@ -8,13 +8,12 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers.data import ROOT
-from helpers.runs import processes_with_env, run_train
+from helpers.runs import processes_with_env, run_train, start_script
 from hydra import compose, initialize_config_dir
 
 from mnist_cnn.commands import hydra_override
@@ -151,13 +150,8 @@ def test_a_parallel_sweep_stopped_by_a_signal_stops_every_job_and_says_which(
     args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=12", "data.batch_size=16",
             "callbacks=minimal", "seed=1,2,3", "hydra/launcher=parallel",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = start_script(
+        "train.py", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
     deadline = time.monotonic() + 240
     while not (sweep / "0" / "checkpoints" / "last.ckpt").exists():  # job 0 is training
@@ -205,10 +199,9 @@ def test_a_signal_while_the_workers_import_holds_until_the_libraries_are_in(
     sweep = tmp_path / "sweep"
     args = ["-m", f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=2", "callbacks=minimal",
             "seed=1,2", "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    proc = start_script(
+        "train.py", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while not (sweep / "0" / ".hydra").is_dir():  # job 0's worker has begun it: it imports
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
@@ -354,8 +347,8 @@ def test_two_sweeps_started_into_one_dir_at_once_run_once(tiny_data_dir, tmp_pat
     args = [f"data.data_dir={tiny_data_dir}", "trainer.max_epochs=1", "callbacks=minimal",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", seeds, *args], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start_script("train.py", "-m", seeds, *args, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
         for seeds in ("seed=1,2", "seed=3,4")
     ]  # fmt: skip
     ends = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]

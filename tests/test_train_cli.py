@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.data import ROOT
-from helpers.runs import run_train
+from helpers.runs import run_train, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_cnn.precision import resolve_precision
@@ -233,8 +233,8 @@ def test_unwritable_output_dir_is_refused_naming_it():
 @pytest.mark.reliability("M2")
 def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path):
     # both stop at the settings check, after Hydra made their run dirs (default naming)
-    cmd = [sys.executable, str(ROOT / "train.py"), f"paths.log_dir={tmp_path}", "optimizer.lr=-1"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL) for _ in range(2)]
+    cmd = ["train.py", f"paths.log_dir={tmp_path}", "optimizer.lr=-1"]
+    procs = [start_script(*cmd, stderr=subprocess.DEVNULL) for _ in range(2)]
     assert [p.wait(timeout=60) for p in procs] == [2, 2]
     run_dirs = [p.parent for p in tmp_path.glob("*/*/.hydra")]
     assert len(run_dirs) == 2 and run_dirs[0] != run_dirs[1]

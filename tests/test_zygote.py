@@ -93,3 +93,23 @@ def test_a_forked_start_past_its_timeout_is_killed(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         zygote.run([sys.executable, str(script)], tmp_path, dict(os.environ), timeout=3)
     assert time.monotonic() - started < 30
+
+
+def test_a_started_script_is_signalled_waited_for_and_polled_as_popen_is(tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text("import os, time\nprint(os.getsid(0) == os.getpid(), flush=True)\n"
+                      "time.sleep(600)\n")  # fmt: skip
+    for session in (False, True):
+        log = tmp_path / f"log{session}"
+        with log.open("w") as out:
+            proc = zygote.popen([sys.executable, str(script)], tmp_path, dict(os.environ), out,
+                                start_new_session=session)  # fmt: skip
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)
+        assert proc.poll() is None and proc.returncode is None
+        deadline = time.monotonic() + 30
+        while not log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.read_text() == f"{session}\n"  # a session of its own only when asked
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM == proc.poll()

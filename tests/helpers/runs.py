@@ -28,6 +28,15 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 
     return zygote.run([sys.executable, str(ROOT / script), *args], ROOT, env, timeout)
 
 
+def start_script(script: str, *args: str, stdout=None, stderr=subprocess.STDOUT,
+                 env: dict | None = None, start_new_session: bool = False):  # fmt: skip
+    """subprocess.Popen([python, SCRIPT, *ARGS], cwd=the repository, ...), forked from a
+    zygote as run_script's commands are (text mode); stdout and stderr as Popen takes them."""
+    env = {**os.environ, **(env or {})}
+    argv = [sys.executable, str(ROOT / script), *args]
+    return zygote.popen(argv, ROOT, env, stdout, stderr, start_new_session)
+
+
 def run_script_reader_gone(script: str, *args: str, env: dict | None = None, timeout: int = 300):
     """`python SCRIPT ARGS | head -0`, as it were: stdout is a pipe whose reader has already
     left, so every write to it fails (EPIPE); stdout is not captured, stderr is."""

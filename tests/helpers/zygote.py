@@ -23,6 +23,7 @@ import json
 import locale
 import os
 import random
+import select
 import selectors
 import shutil
 import signal
@@ -106,34 +107,142 @@ def _next_zygote() -> _Zygote:
     return zygote
 
 
+class Forked:
+    """The subprocess.Popen of a forked start, as far as the tests use one: pid, poll, wait,
+    send_signal, terminate, kill, returncode (negative: the signal that ended it)."""
+
+    def __init__(self, argv: list[str], conn: socket.socket):
+        self.args, self.returncode, self._conn, self._buffer = argv, None, conn, b""
+        self.pid = int(self._line(None))
+        self.stdout = self.stderr = None  # text files where popen was given subprocess.PIPE
+
+    def communicate(self, timeout: float | None = None) -> tuple[str | None, str | None]:
+        """What is left of the piped stdout and stderr, once the process ended."""
+        files = [f for f in (self.stdout, self.stderr) if f is not None]
+        read: dict = {}
+        threads = [threading.Thread(target=lambda f=f: read.update({f: f.read()})) for f in files]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        self.wait(timeout)
+        return read.get(self.stdout), read.get(self.stderr)
+
+    def _line(self, timeout: float | None) -> bytes | None:
+        """The zygote's next line; None when none came within timeout (seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._conn], [], [], left)[0]:
+                return None
+            data = self._conn.recv(4096)
+            if not data:
+                raise RuntimeError("the zygote closed the connection: see its log")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def poll(self) -> int | None:
+        return self.wait(timeout=0) if self.returncode is None else self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            line = self._line(timeout)
+            if line is None:
+                if timeout == 0:  # poll()
+                    return None
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = int(line)
+            self._conn.close()
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def popen(argv: list[str], cwd: Path, env: dict[str, str], stdout=None, stderr=None,
+          start_new_session: bool = False):  # fmt: skip
+    """subprocess.Popen(argv, cwd, env, stdout, stderr, start_new_session, text=True) of a
+    Python script; stdout and stderr: None (this process's), a file, an fd, subprocess.PIPE
+    or subprocess.DEVNULL, and stderr also subprocess.STDOUT."""
+    if not forkable(env):
+        return subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True,
+            start_new_session=start_new_session,
+        )  # fmt: skip
+    pipes = {}  # the stream's name -> (our end, the child's end)
+    for name, given in (("stdout", stdout), ("stderr", stderr)):
+        if given == subprocess.PIPE:
+            pipes[name] = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    out = pipes["stdout"][1] if "stdout" in pipes else _fd(stdout, 1, null)
+    err = pipes["stderr"][1] if "stderr" in pipes else _fd(stderr, 2, null, out)
+    try:
+        started = _fork(argv, cwd, env, out, err, start_new_session)
+    finally:
+        for fd in [null] + [child_end for _, child_end in pipes.values()]:
+            os.close(fd)
+    encoding = locale.getpreferredencoding(False)
+    for name, (ours, _) in pipes.items():
+        setattr(started, name, open(ours, encoding=encoding))  # noqa: SIM115 - as Popen's
+    return started
+
+
+def _fd(stream, inherited: int, null: int, out: int | None = None) -> int:
+    """The fd a Popen argument names: None is this process's own, DEVNULL, STDOUT, a file."""
+    named = {None: inherited, subprocess.DEVNULL: null, subprocess.STDOUT: out}
+    if stream in named:
+        return named[stream]
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
+def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
+    null = os.open(os.devnull, os.O_RDONLY)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(_next_zygote().path))
+        request = {"argv": argv[1:], "cwd": str(cwd), "env": env, "session": session}
+        socket.send_fds(conn, [json.dumps(request).encode()], [null, out, err])
+        return Forked(argv, conn)
+    except BaseException:
+        conn.close()
+        raise
+    finally:
+        os.close(null)
+
+
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, stdout_fd=None):
-    """subprocess.run(argv, cwd, env, capture_output=True, text=True, timeout) for a Python
-    script's argv ([python, script, *args]); stdout_fd: stdout goes there, uncaptured."""
+    """subprocess.run(argv, cwd, env, capture_output=True, text=True, timeout) of a Python
+    script; stdout_fd: stdout goes there, uncaptured."""
     if not forkable(env):
         out = subprocess.PIPE if stdout_fd is None else stdout_fd
         return subprocess.run(
             argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, text=True,
             timeout=timeout,
         )  # fmt: skip
-    zygote = _next_zygote()
     err_r, err_w = os.pipe()
     out_r, out_w = os.pipe() if stdout_fd is None else (None, stdout_fd)
-    null = os.open(os.devnull, os.O_RDONLY)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.connect(str(zygote.path))
-        request = json.dumps({"argv": argv[1:], "cwd": str(cwd), "env": env}).encode()
-        socket.send_fds(conn, [request], [null, out_w, err_w])
-        for fd in (null, err_w) + ((out_w,) if out_r is not None else ()):
+    try:
+        started = _fork(argv, cwd, env, out_w, err_w)
+    finally:
+        for fd in (err_w,) + ((out_w,) if out_r is not None else ()):
             os.close(fd)
-        replies = conn.makefile("r")
-        pid = int(replies.readline())
-        try:
-            read = _read_until_closed([r for r in (out_r, err_r) if r is not None], timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            raise subprocess.TimeoutExpired(argv, timeout) from None
-        code = int(replies.readline())
+    try:
+        read = _read_until_closed([r for r in (out_r, err_r) if r is not None], timeout)
+    except subprocess.TimeoutExpired:
+        started.kill()
+        started.wait()
+        raise subprocess.TimeoutExpired(argv, timeout) from None
+    code = started.wait()
     out = _text(read[out_r]) if out_r is not None else None
     return subprocess.CompletedProcess(argv, code, out, _text(read[err_r]))
 
@@ -236,7 +345,10 @@ def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
 
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
+    for fd in set(fds) - {0, 1, 2}:
         os.close(fd)
+    if request["session"]:
+        os.setsid()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request["cwd"])
     os.environ.clear()
