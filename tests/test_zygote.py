@@ -22,7 +22,8 @@ print(json.dumps({
     "argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0], "mark": os.environ.get("MARK"),
     "helpers": [p for p in sys.path if p.endswith("from_pythonpath")],
     "hash": hash("the same string"), "random": random.random(), "numpy": numpy.random.rand(),
-    "main": __name__, "pid": os.getpid(),
+    "main": __name__, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)),
+    "umask": os.umask(0),
 }))
 print("to stderr\\r\\nand a carriage return\\r", file=sys.stderr)
 how = os.environ.get("END", "")
@@ -69,6 +70,20 @@ def test_a_forked_start_ends_and_prints_as_a_real_one(tmp_path, end, code):
     assert forked.stdout.splitlines()[1:] == real.stdout.splitlines()[1:]
     # the traceback names the zygote's frames above the script's; the last lines are the same
     assert forked.stderr.splitlines()[-2:] == real.stderr.splitlines()[-2:], forked.stderr
+
+
+def test_a_forked_start_has_the_cpus_and_umask_of_the_process_that_starts_it(tmp_path):
+    """As an exec'd child inherits them (the suite's workers each keep to a share of the CPUs,
+    and a zygote is started before a module changes its worker's share)."""
+    cpus, mask = sorted(os.sched_getaffinity(0)), os.umask(0o027)
+    try:
+        os.sched_setaffinity(0, cpus[-1:])
+        forked, real = _both(tmp_path, [])
+        assert _fields(forked)["cpus"] == _fields(real)["cpus"] == cpus[-1:]
+        assert _fields(forked)["umask"] == _fields(real)["umask"] == 0o027
+    finally:
+        os.sched_setaffinity(0, cpus)
+        os.umask(mask)
 
 
 def test_each_forked_start_seeds_and_hashes_as_a_new_interpreter(tmp_path):

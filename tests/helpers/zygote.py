@@ -210,7 +210,11 @@ def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(_next_zygote().path))
-        request = {"argv": argv[1:], "cwd": str(cwd), "env": env, "session": session}
+        request = {
+            "argv": argv[1:], "cwd": str(cwd), "env": env, "session": session,
+            # what a child inherits from the process that starts it, which is this one
+            "cpus": sorted(os.sched_getaffinity(0)), "umask": _umask(),
+        }  # fmt: skip
         socket.send_fds(conn, [json.dumps(request).encode()], [null, out, err])
         return Forked(argv, conn)
     except BaseException:
@@ -218,6 +222,12 @@ def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
         raise
     finally:
         os.close(null)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, stdout_fd=None):
@@ -349,6 +359,8 @@ def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
         os.close(fd)
     if request["session"]:
         os.setsid()
+    os.sched_setaffinity(0, request["cpus"])
+    os.umask(request["umask"])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request["cwd"])
     os.environ.clear()
