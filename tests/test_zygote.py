@@ -16,7 +16,7 @@ from helpers import zygote
 pytestmark = pytest.mark.slow  # the zygotes import torch and Lightning once per test process
 
 PROBE = """\
-import json, os, random, sys
+import json, os, random, signal, sys
 import numpy
 print(json.dumps({
     "argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0], "mark": os.environ.get("MARK"),
@@ -24,6 +24,9 @@ print(json.dumps({
     "hash": hash("the same string"), "random": random.random(), "numpy": numpy.random.rand(),
     "main": __name__, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)),
     "umask": os.umask(0),
+    "signals": {int(n): str(signal.getsignal(n)) for n in signal.valid_signals()
+                if n not in (signal.SIGKILL, signal.SIGSTOP)},
+    "blocked": sorted(int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
 }))
 print("to stderr\\r\\nand a carriage return\\r", file=sys.stderr)
 how = os.environ.get("END", "")
@@ -72,18 +75,31 @@ def test_a_forked_start_ends_and_prints_as_a_real_one(tmp_path, end, code):
     assert forked.stderr.splitlines()[-2:] == real.stderr.splitlines()[-2:], forked.stderr
 
 
-def test_a_forked_start_has_the_cpus_and_umask_of_the_process_that_starts_it(tmp_path):
-    """As an exec'd child inherits them (the suite's workers each keep to a share of the CPUs,
-    and a zygote is started before a module changes its worker's share)."""
+def test_a_forked_start_inherits_what_an_exec_d_one_inherits(tmp_path):
+    """The CPUs, umask, signals ignored and signals blocked of the process that starts it (the
+    suite's workers each keep to a share of the CPUs, set after a zygote may have started);
+    every other signal at its default, and Python's own choices on top."""
+    for _ in range(2):  # both zygotes started before: they must not be where these come from
+        zygote.run([sys.executable, "-c", "pass"], tmp_path, dict(os.environ), timeout=60)
     cpus, mask = sorted(os.sched_getaffinity(0)), os.umask(0o027)
+    ignored = random.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR2, signal.SIGINT])
+    before = signal.signal(ignored, signal.SIG_IGN)
+    handled = signal.signal(signal.SIGUSR1, lambda *_: None)  # a handler: an exec drops it
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
     try:
         os.sched_setaffinity(0, cpus[-1:])
-        forked, real = _both(tmp_path, [])
-        assert _fields(forked)["cpus"] == _fields(real)["cpus"] == cpus[-1:]
-        assert _fields(forked)["umask"] == _fields(real)["umask"] == 0o027
+        forked, real = map(_fields, _both(tmp_path, []))
     finally:
         os.sched_setaffinity(0, cpus)
         os.umask(mask)
+        signal.signal(ignored, before)
+        signal.signal(signal.SIGUSR1, handled)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
+    assert forked["cpus"] == real["cpus"] == cpus[-1:]
+    assert forked["umask"] == real["umask"] == 0o027
+    assert forked["signals"] == real["signals"]
+    assert real["signals"][str(int(ignored))] == str(signal.SIG_IGN)
+    assert forked["blocked"] == real["blocked"] == [int(signal.SIGALRM)]
 
 
 def test_each_forked_start_seeds_and_hashes_as_a_new_interpreter(tmp_path):

@@ -39,6 +39,7 @@ from pathlib import Path
 STARTUP_ONLY = ("PYTHON", "MALLOC_", "LD_", "OMP_", "MKL_", "KMP_", "GOMP_")
 FORKABLE = ("PYTHONPATH", "PYTHONUNBUFFERED")  # applied by the child itself
 EXEC = os.environ.get("MNIST_TEST_EXEC") == "1"
+_CATCHABLE = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}, key=int)
 PRELOAD = (
     "torch",
     "torch._dynamo",  # the first optimizer a run makes imports it
@@ -214,6 +215,8 @@ def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
             "argv": argv[1:], "cwd": str(cwd), "env": env, "session": session,
             # what a child inherits from the process that starts it, which is this one
             "cpus": sorted(os.sched_getaffinity(0)), "umask": _umask(),
+            "ignored": [int(n) for n in _CATCHABLE if signal.getsignal(n) is signal.SIG_IGN],
+            "blocked": [int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, [])],
         }  # fmt: skip
         socket.send_fds(conn, [json.dumps(request).encode()], [null, out, err])
         return Forked(argv, conn)
@@ -361,7 +364,7 @@ def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
         os.setsid()
     os.sched_setaffinity(0, request["cpus"])
     os.umask(request["umask"])
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signals_as_at_a_start(request["ignored"], request["blocked"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -382,6 +385,19 @@ def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
         sys.excepthook(*sys.exc_info())
         code = -signal.SIGINT if kind is KeyboardInterrupt else 1
     _leave(code)
+
+
+def _signals_as_at_a_start(ignored: list[int], blocked: list[int]) -> None:
+    """An exec keeps the signals ignored and blocked in the process that starts it and resets
+    the rest to their defaults; then Python ignores SIGPIPE and SIGXFSZ and raises
+    KeyboardInterrupt on a SIGINT it was not started ignoring."""
+    for signum in _CATCHABLE:
+        signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_IGN)
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _exit_status(code: object) -> int:
