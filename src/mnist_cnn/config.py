@@ -80,6 +80,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.fold": (lambda v: _is_int(v) and v >= 0, "an integer from 0 to data.folds - 1"),
     "data.normalize": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.max_epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "optuna.trial": (lambda v: v is None or (_is_int(v) and v >= 0), "a trial's number >= 0"),
     "budget_seconds": (
         lambda v: v is None or (_is_real(v) and math.isfinite(v) and v > 0),
         "null (trainer.max_epochs decides) or a number of seconds of fit > 0",

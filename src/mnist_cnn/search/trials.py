@@ -29,9 +29,6 @@ def trial_problems(cfg: DictConfig) -> list[str]:
     Given by hand, one or two of them ended in optuna's ValueError traceback."""
     given = {key: OmegaConf.select(cfg, key, default=None) for key in TRIAL_KEYS}
     missing = [key for key, value in given.items() if value is None]
-    trial = given["optuna.trial"]
-    if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int) or trial < 0):
-        return [f"optuna.trial={trial!r} is invalid: expected a trial's number, an integer >= 0"]
     if not missing or len(missing) == len(TRIAL_KEYS):
         return []
     shown = ", ".join(f"{key}={value}" for key, value in given.items() if value is not None)
