@@ -144,3 +144,13 @@ def test_a_started_script_is_signalled_waited_for_and_polled_as_popen_is(tmp_pat
         assert log.read_text() == f"{session}\n"  # a session of its own only when asked
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == -signal.SIGTERM == proc.poll()
+
+
+def test_a_zygote_that_died_is_replaced(tmp_path):
+    for _ in range(2):
+        zygote.run([sys.executable, "-c", "pass"], tmp_path, dict(os.environ), timeout=60)
+    for gone in list(zygote._pool):
+        gone.proc.kill()
+        gone.proc.wait()
+    forked, real = _both(tmp_path, ["after"])
+    assert forked.returncode == real.returncode == 0 and _fields(forked)["argv"][1:] == ["after"]

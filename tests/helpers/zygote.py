@@ -103,9 +103,12 @@ def _next_zygote() -> _Zygote:
         seeds = random.SystemRandom().sample(range(1, 2**32 - 1), 2)
         _pool.extend(_Zygote(seed) for seed in seeds)  # both import at once
         atexit.register(lambda: [z.close() for z in _pool])
-    zygote = _pool[next(_turn) % len(_pool)]
-    zygote.wait_ready()
-    return zygote
+    turn = next(_turn) % len(_pool)
+    if _pool[turn].proc.poll() is not None:  # gone (killed, out of memory): a new one
+        _pool[turn].close()
+        _pool[turn] = _Zygote(random.SystemRandom().randrange(1, 2**32 - 1))
+    _pool[turn].wait_ready()
+    return _pool[turn]
 
 
 class Forked:
