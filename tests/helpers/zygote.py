@@ -2,12 +2,14 @@
 
 A `train.py` start spends seconds importing torch, Lightning, torchmetrics and torchvision, and
 the suite starts a couple of hundred of them: on a slow CPU most of `make test` was imports. A
-zygote is a Python process that imports those libraries once and then, for each command, forks
-a child that becomes `python SCRIPT ARGS`: its own pid, argv, working dir, environment, stdin,
-stdout and stderr, its signals at their defaults, the script run as `__main__`, the exit status
-(or the signal that ended it) handed back as subprocess.run hands it back. What the child does
-not repeat is loading the libraries, which no test here is about; the tests of a start itself
-(signals while importing, what a start leaves out) run `python` for real (`EXEC`).
+zygote (zygote_server.py) is a Python process that imports those libraries once and then, for
+each command, forks a child that becomes `python SCRIPT ARGS`: its own pid, argv, working dir,
+environment, stdin, stdout and stderr, the CPUs, umask and signals an exec would leave it, the
+script run as `__main__`, the exit status (or the signal that ended it) handed back as
+subprocess hands it back. This module is the tests' side: run (subprocess.run) and popen
+(subprocess.Popen). What the child does not repeat is loading the libraries, which no test here
+is about; the tests of a start itself (signals while importing, what a start leaves out) start
+`python` for real, as does every command whose environment acts at a start (`forkable`).
 
 Two zygotes per test process, used in turn, each with its own hash seed: two runs a test
 compares come from interpreters that order sets and dicts of strings differently, as two real
@@ -35,25 +37,13 @@ import threading
 import time
 from pathlib import Path
 
+from helpers.zygote_server import CATCHABLE
+
 # what a command's environment may set that only acts when an interpreter starts
 STARTUP_ONLY = ("PYTHON", "MALLOC_", "LD_", "OMP_", "MKL_", "KMP_", "GOMP_")
 FORKABLE = ("PYTHONPATH", "PYTHONUNBUFFERED")  # applied by the child itself
 EXEC = os.environ.get("MNIST_TEST_EXEC") == "1"
-_CATCHABLE = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}, key=int)
-PRELOAD = (
-    "torch",
-    "torch._dynamo",  # the first optimizer a run makes imports it
-    "lightning.pytorch",
-    "hydra",
-    "matplotlib.pyplot",
-    "torch.utils.tensorboard",
-    "mnist_cnn.train",
-    "mnist_cnn.eval",
-    "mnist_cnn.predict",
-    "mnist_cnn.cli.train",
-    "mnist_cnn.cli.eval",
-    "mnist_cnn.cli.predict",
-)
+SERVER = Path(__file__).with_name("zygote_server.py")
 
 
 def forkable(env: dict[str, str]) -> bool:
@@ -72,7 +62,7 @@ class _Zygote:
         env = {**os.environ, "PYTHONHASHSEED": str(hash_seed), "PYTHONUNBUFFERED": "1"}
         with open(self.dir / "log", "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, __file__, str(self.path)],
+                [sys.executable, str(SERVER), str(self.path)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
             )  # fmt: skip
         self.ready = False
@@ -218,7 +208,7 @@ def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
             "argv": argv[1:], "cwd": str(cwd), "env": env, "session": session,
             # what a child inherits from the process that starts it, which is this one
             "cpus": sorted(os.sched_getaffinity(0)), "umask": _umask(),
-            "ignored": [int(n) for n in _CATCHABLE if signal.getsignal(n) is signal.SIG_IGN],
+            "ignored": [int(n) for n in CATCHABLE if signal.getsignal(n) is signal.SIG_IGN],
             "blocked": [int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, [])],
         }  # fmt: skip
         socket.send_fds(conn, [json.dumps(request).encode()], [null, out, err])
@@ -293,140 +283,3 @@ def _read_until_closed(fds: list[int], timeout: float) -> dict[int, bytes]:
                     sel.unregister(key.fd)
                     os.close(key.fd)
     return {fd: b"".join(parts) for fd, parts in chunks.items()}
-
-
-# ---- the zygote itself: `python zygote.py SOCKET` ----
-
-
-def _serve(path: str) -> None:
-    import gc
-    import importlib
-
-    # what every start has: sys.path less the script's dir and PYTHONPATH, which each child sets
-    base_path = [p for p in sys.path[1:] if p not in _pythonpath(os.environ)]
-    from mnist_cnn import deferred_imports
-
-    gc.disable()  # as a start does while it imports (process.starting_up)
-    deferred_imports.defer_scipy_signal()
-    for name in PRELOAD:
-        importlib.import_module(name)
-    gc.freeze()  # the children share these pages until they write to them
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ, "accept")
-    sel.register(sys.stdin, selectors.EVENT_READ, "leave")
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    while True:
-        for key, _ in sel.select():
-            if key.data == "leave":
-                return
-            if key.data == "accept":
-                conn, _ = listener.accept()
-                request, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    sel.close()
-                    listener.close()
-                    conn.close()
-                    _become(json.loads(request), fds, base_path)  # raises SystemExit
-                for fd in fds:
-                    os.close(fd)
-                conn.sendall(f"{pid}\n".encode())
-                sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (conn, pid))
-            else:
-                conn, pid = key.data
-                sel.unregister(key.fd)
-                os.close(key.fd)
-                _, status = os.waitpid(pid, 0)
-                with contextlib.suppress(OSError):  # the test side gone (timed out)
-                    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
-                conn.close()
-
-
-def _pythonpath(env) -> list[str]:
-    return [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-
-
-def _become(request: dict, fds: list[int], base_path: list[str]) -> None:
-    """The forked child turns into `python SCRIPT ARGS` and never returns to the loop."""
-    import gc
-    import runpy
-
-    import numpy
-
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-    for fd in set(fds) - {0, 1, 2}:
-        os.close(fd)
-    if request["session"]:
-        os.setsid()
-    os.sched_setaffinity(0, request["cpus"])
-    os.umask(request["umask"])
-    _signals_as_at_a_start(request["ignored"], request["blocked"])
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    script, *args = request["argv"]
-    sys.argv = [script, *args]
-    sys.path[:] = [str(Path(script).resolve().parent), *_pythonpath(os.environ), *base_path]
-    random.seed()  # the entropy a new interpreter seeds from, not the zygote's state
-    numpy.random.seed()
-    gc.unfreeze()  # a start has frozen nothing yet, and gc on (process.started freezes)
-    gc.enable()
-    try:
-        runpy.run_path(script, run_name="__main__")
-        code = 0
-    except SystemExit as exc:
-        code = _exit_status(exc.code)
-    except BaseException:  # noqa: BLE001 - what the interpreter does with it, below
-        kind = sys.exc_info()[0]
-        sys.excepthook(*sys.exc_info())
-        code = -signal.SIGINT if kind is KeyboardInterrupt else 1
-    _leave(code)
-
-
-def _signals_as_at_a_start(ignored: list[int], blocked: list[int]) -> None:
-    """An exec keeps the signals ignored and blocked in the process that starts it and resets
-    the rest to their defaults; then Python ignores SIGPIPE and SIGXFSZ and raises
-    KeyboardInterrupt on a SIGINT it was not started ignoring."""
-    for signum in _CATCHABLE:
-        signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_IGN)
-    if signal.SIGINT not in ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _exit_status(code: object) -> int:
-    """What the interpreter makes of sys.exit(code)."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _leave(code: int) -> None:
-    """The interpreter's exit up to its module-by-module teardown, which is left out: the
-    zygote's libraries are all loaded, and tearing them down took seconds where a real start
-    that stopped early has little to tear down (a completed run skips it: process.finish)."""
-    threading._shutdown()  # the non-daemon threads, as the interpreter waits for them
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    if code < 0:  # the uncaught KeyboardInterrupt: the interpreter ends by the signal
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    _serve(sys.argv[1])
