@@ -43,8 +43,9 @@ fashion-mnist: ## Debian's Fashion-MNIST for data=fashion_mnist and its real-dat
 screenshots: install browser ## TensorBoard's pages of the newest completed run under outputs/ as PNGs in outputs/screenshots/ (RUN=<tensorboard dir> for another)
 	$(PY) scripts/tensorboard_screenshots.py "$${RUN:-}" outputs/screenshots
 
+# its commands stop before the heavy imports, so real starts cost less than a zygote's imports
 test-fast: install ## only the fast tier (1 to 2.5 minutes, by CPU kind)
-	$(PY) -m pytest $(XDIST) -m "not slow and not real_data" $(ARGS)
+	MNIST_TEST_EXEC=1 $(PY) -m pytest $(XDIST) -m "not slow and not real_data" $(ARGS)
 
 notebook: install ## run notebooks/mnist_lab.ipynb in full mode (a few minutes; MNIST_LAB_FAST=1 make notebook: a slice, under a minute); the executed copy lands in outputs/notebook/
 	$(PY) notebooks/execute.py
