@@ -114,6 +114,9 @@ def test_a_setting_that_acts_at_a_start_gets_a_real_start(tmp_path):
     forked, real = _both(tmp_path, [], PYTHONHASHSEED="7")
     assert _fields(forked)["hash"] == _fields(real)["hash"]  # the seed took effect: exec'd
     assert not zygote.forkable({**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    with pytest.MonkeyPatch.context() as patch:  # set here after the zygotes started: not theirs
+        patch.setenv("OMP_NUM_THREADS", "37")
+        assert not zygote.forkable(dict(os.environ))
     assert zygote.forkable({**os.environ, "PYTHONPATH": "x", "PYTHONUNBUFFERED": "1"})
 
 

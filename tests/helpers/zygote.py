@@ -51,15 +51,17 @@ def forkable(env: dict[str, str]) -> bool:
     only at an interpreter's start (the zygote has started already)."""
     if EXEC:
         return False
-    startup = {k for k in set(env) | set(os.environ) if k.startswith(STARTUP_ONLY)} - set(FORKABLE)
-    return all(env.get(key) == os.environ.get(key) for key in startup)
+    started = _started_env if _started_env is not None else os.environ  # what a zygote has
+    startup = {k for k in set(env) | set(started) if k.startswith(STARTUP_ONLY)} - set(FORKABLE)
+    return all(env.get(key) == started.get(key) for key in startup)
 
 
 class _Zygote:
     def __init__(self, hash_seed: int):
         self.dir = Path(tempfile.mkdtemp(prefix="zygote-"))
         self.path = self.dir / "socket"
-        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed), "PYTHONUNBUFFERED": "1"}
+        base = _started_env if _started_env is not None else os.environ
+        env = {**base, "PYTHONHASHSEED": str(hash_seed), "PYTHONUNBUFFERED": "1"}
         with open(self.dir / "log", "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(SERVER), str(self.path)],
@@ -85,11 +87,14 @@ class _Zygote:
 
 
 _pool: list[_Zygote] = []
+_started_env: dict[str, str] | None = None  # the environment the zygotes started with
 _turn = itertools.count()
 
 
 def _next_zygote() -> _Zygote:
+    global _started_env
     if not _pool:
+        _started_env = dict(os.environ)  # a test may change this process's later
         seeds = random.SystemRandom().sample(range(1, 2**32 - 1), 2)
         _pool.extend(_Zygote(seed) for seed in seeds)  # both import at once
         atexit.register(lambda: [z.close() for z in _pool])
