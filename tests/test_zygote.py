@@ -52,6 +52,11 @@ def _both(tmp_path, args: list[str], **env: str):
     return forked, real
 
 
+def _start_the_zygotes(tmp_path) -> None:
+    for _ in range(2):  # one command each
+        zygote.run([sys.executable, "-c", "pass"], tmp_path, dict(os.environ), timeout=60)
+
+
 def _fields(proc) -> dict:
     import json
 
@@ -79,8 +84,7 @@ def test_a_forked_start_inherits_what_an_exec_d_one_inherits(tmp_path):
     """The CPUs, umask, signals ignored and signals blocked of the process that starts it (the
     suite's workers each keep to a share of the CPUs, set after a zygote may have started);
     every other signal at its default, and Python's own choices on top."""
-    for _ in range(2):  # both zygotes started before: they must not be where these come from
-        zygote.run([sys.executable, "-c", "pass"], tmp_path, dict(os.environ), timeout=60)
+    _start_the_zygotes(tmp_path)  # before: they must not be where these come from
     cpus, mask = sorted(os.sched_getaffinity(0)), os.umask(0o027)
     ignored = random.choice([signal.SIGHUP, signal.SIGTERM, signal.SIGUSR2, signal.SIGINT])
     before = signal.signal(ignored, signal.SIG_IGN)
@@ -114,6 +118,7 @@ def test_a_setting_that_acts_at_a_start_gets_a_real_start(tmp_path):
     forked, real = _both(tmp_path, [], PYTHONHASHSEED="7")
     assert _fields(forked)["hash"] == _fields(real)["hash"]  # the seed took effect: exec'd
     assert not zygote.forkable({**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    _start_the_zygotes(tmp_path)
     with pytest.MonkeyPatch.context() as patch:  # set here after the zygotes started: not theirs
         patch.setenv("OMP_NUM_THREADS", "37")
         assert not zygote.forkable(dict(os.environ))
@@ -150,8 +155,7 @@ def test_a_started_script_is_signalled_waited_for_and_polled_as_popen_is(tmp_pat
 
 
 def test_a_zygote_that_died_is_replaced(tmp_path):
-    for _ in range(2):
-        zygote.run([sys.executable, "-c", "pass"], tmp_path, dict(os.environ), timeout=60)
+    _start_the_zygotes(tmp_path)
     for gone in list(zygote._pool):
         gone.proc.kill()
         gone.proc.wait()
