@@ -71,7 +71,8 @@ def _fields(proc) -> dict:
 def test_a_forked_start_ends_and_prints_as_a_real_one(tmp_path, end, code):
     rng = random.Random()
     args = ["plain", "with space", "ünïcödé", "new\nline", "".join(rng.choices("$'\"*;|&", k=8))]
-    forked, real = _both(tmp_path, args, MARK=str(rng.random()), END=end)
+    # a long environment: the request comes to the zygote in parts
+    forked, real = _both(tmp_path, args, MARK=str(rng.random()), END=end, LONG="x" * 100_000)
     assert forked.returncode == real.returncode == code, (forked.stderr, real.stderr)
     same = ("argv", "cwd", "path0", "mark", "helpers", "main")
     assert {k: _fields(forked)[k] for k in same} == {k: _fields(real)[k] for k in same}

@@ -216,7 +216,7 @@ def _fork(argv, cwd, env, out: int, err: int, session: bool = False) -> Forked:
             "ignored": [int(n) for n in CATCHABLE if signal.getsignal(n) is signal.SIG_IGN],
             "blocked": [int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, [])],
         }  # fmt: skip
-        socket.send_fds(conn, [json.dumps(request).encode()], [null, out, err])
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [null, out, err])
         return Forked(argv, conn)
     except BaseException:
         conn.close()

@@ -60,7 +60,9 @@ def _serve(path: str) -> None:
                 return
             if key.data == "accept":
                 conn, _ = listener.accept()
-                request, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                request, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+                while not request.endswith(b"\n"):  # a stream: a long request comes in parts
+                    request += conn.recv(1 << 16)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 pid = os.fork()
@@ -68,7 +70,7 @@ def _serve(path: str) -> None:
                     sel.close()
                     listener.close()
                     conn.close()
-                    _become(json.loads(request), fds, base_path)  # raises SystemExit
+                    _become(json.loads(request), fds, base_path)  # never returns
                 for fd in fds:
                     os.close(fd)
                 conn.sendall(f"{pid}\n".encode())
